@@ -1,0 +1,96 @@
+//! The router: every route, and the layers every request passes through.
+
+use std::time::Duration;
+
+use axum::{
+    Router,
+    extract::DefaultBodyLimit,
+    http::{HeaderName, HeaderValue, Method, Request, header},
+    middleware::map_response,
+    routing::{get, post},
+};
+use tower::ServiceBuilder;
+use tower_http::{
+    catch_panic::CatchPanicLayer,
+    cors::{AllowHeaders, AllowOrigin, CorsLayer},
+    limit::RequestBodyLimitLayer,
+    request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
+    sensitive_headers::SetSensitiveRequestHeadersLayer,
+    trace::TraceLayer,
+};
+
+use crate::{
+    ApiError, AppState,
+    error::render_plain_errors,
+    routes::{health, sessions, users, well_known},
+    services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
+};
+
+/// Requests larger than this are refused with 413: no endpoint needs more.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
+/// The whole public API as a router. Pure: no sockets, so tests can also drive it in-process.
+pub fn app(state: AppState) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    Router::new()
+        .route("/health/alive", get(health::alive))
+        .route("/health/ready", get(health::ready))
+        .route("/.well-known/jwks.json", get(well_known::jwks))
+        .route("/.well-known/config", get(well_known::config))
+        .route("/sessions/validate", get(sessions::validate).post(sessions::validate_token))
+        .route("/logout", post(sessions::logout))
+        .route("/me", get(users::me))
+        .fallback(|| async { ApiError::not_found() })
+        .layer(
+            ServiceBuilder::new()
+                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                    // The path only: query strings carry codes, states and tokens that must never reach a log.
+                    tracing::info_span!(
+                        "request",
+                        method = %request.method(),
+                        path = %request.uri().path(),
+                        request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                    )
+                }))
+                .layer(PropagateRequestIdLayer::new(request_id))
+                .layer(cors(&state))
+                .layer(map_response(render_plain_errors))
+                .layer(CatchPanicLayer::new())
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+                .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
+        )
+        .with_state(state)
+}
+
+/// Hanko's CORS: exact origins from the allow-list, credentials, the session headers exposed.
+fn cors(state: &AppState) -> CorsLayer {
+    let config = state.config();
+    let origins: Vec<HeaderValue> = config
+        .server
+        .public
+        .cors
+        .allow_origins
+        .iter()
+        .filter_map(|origin| HeaderValue::from_str(origin).ok())
+        .collect();
+    let mut exposed = vec![
+        X_SESSION_LIFETIME,
+        X_SESSION_RETENTION,
+        header::RETRY_AFTER,
+        HeaderName::from_static("x-ratelimit-limit"),
+        HeaderName::from_static("x-ratelimit-remaining"),
+        HeaderName::from_static("x-ratelimit-reset"),
+    ];
+    if config.session.enable_auth_token_header {
+        exposed.push(X_AUTH_TOKEN);
+    }
+    CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_credentials(true)
+        .allow_methods([Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::POST, Method::DELETE])
+        .allow_headers(AllowHeaders::mirror_request())
+        .expose_headers(exposed)
+        .max_age(Duration::from_secs(7200))
+}

@@ -1,0 +1,26 @@
+//! The one place the API reads the wall clock.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+/// Unix time in milliseconds.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or_default()
+}
+
+/// Unix time in seconds.
+pub fn now_secs() -> i64 {
+    now_ms() / 1000
+}
+
+/// RFC 3339 (UTC) for a unix time in seconds, as Hanko's JSON writes times.
+pub fn rfc3339_secs(secs: i64) -> String {
+    rfc3339_ms(secs.saturating_mul(1000))
+}
+
+/// RFC 3339 (UTC) for a unix time in milliseconds.
+pub fn rfc3339_ms(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}

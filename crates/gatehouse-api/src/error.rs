@@ -1,0 +1,89 @@
+//! The one error type of the HTTP layer. It always renders Hanko's `{"code": <status>, "message": <text>}`.
+
+use axum::{
+    Json,
+    http::{HeaderValue, StatusCode, header},
+    response::{IntoResponse, Response},
+};
+use serde_json::json;
+
+#[derive(Debug, thiserror::Error)]
+#[error("{status}: {message}")]
+pub struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self { status, message: message.into() }
+    }
+
+    /// An error with the status's standard text, e.g. `401 Unauthorized`.
+    pub fn status(status: StatusCode) -> Self {
+        Self::new(status, status.canonical_reason().unwrap_or("Error"))
+    }
+
+    pub fn unauthorized() -> Self {
+        Self::status(StatusCode::UNAUTHORIZED)
+    }
+
+    pub fn not_found() -> Self {
+        Self::status(StatusCode::NOT_FOUND)
+    }
+
+    /// A failure the client cannot fix; the cause is logged here and never sent to the client.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "internal error");
+        Self::status(StatusCode::INTERNAL_SERVER_ERROR)
+    }
+
+    pub fn status_code(&self) -> StatusCode {
+        self.status
+    }
+}
+
+impl From<gatehouse_store::StoreError> for ApiError {
+    fn from(error: gatehouse_store::StoreError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut response =
+            (self.status, Json(json!({ "code": self.status.as_u16(), "message": self.message }))).into_response();
+        response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}
+
+/// Gives every error response that is not already JSON (from the router's 404/405, body limits, timeouts or a
+/// caught panic) Hanko's error shape, so clients never see a bare text error.
+pub async fn render_plain_errors<B>(response: Response<B>) -> Response
+where
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    let response = response.map(axum::body::Body::new);
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        let (parts, _) = response.into_parts();
+        let mut rendered = ApiError::status(status).into_response();
+        for name in [header::ALLOW, header::RETRY_AFTER, header::VARY] {
+            if let Some(value) = parts.headers.get(&name) {
+                rendered.headers_mut().insert(name, value.clone());
+            }
+        }
+        for (name, value) in parts.headers.iter().filter(|(name, _)| name.as_str().starts_with("access-control-")) {
+            rendered.headers_mut().insert(name.clone(), value.clone());
+        }
+        return rendered;
+    }
+    response
+}

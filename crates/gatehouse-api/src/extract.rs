@@ -1,0 +1,83 @@
+//! Request extractors that turn bad input into [`ApiError`]s instead of axum's plain-text rejections.
+
+use axum::{
+    extract::{FromRequest, FromRequestParts, Request, rejection::JsonRejection},
+    http::{HeaderMap, header, request::Parts},
+};
+use serde::de::DeserializeOwned;
+
+use crate::{ApiError, AppState, services::session::Authenticated};
+
+/// `axum::Json`, but malformed JSON, a wrong content type or an oversized body answer in Hanko's error shape.
+#[derive(Debug)]
+pub struct AppJson<T>(pub T);
+
+impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &AppState) -> Result<Self, Self::Rejection> {
+        match axum::Json::<T>::from_request(request, state).await {
+            Ok(axum::Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(json_rejection(rejection)),
+        }
+    }
+}
+
+fn json_rejection(rejection: JsonRejection) -> ApiError {
+    let message = match &rejection {
+        JsonRejection::MissingJsonContentType(_) => "expected Content-Type: application/json".to_owned(),
+        JsonRejection::JsonSyntaxError(_) => "the request body is not valid JSON".to_owned(),
+        JsonRejection::JsonDataError(error) => format!("invalid request body: {}", error.body_text()),
+        _ => rejection.body_text(),
+    };
+    ApiError::new(rejection.status(), message)
+}
+
+/// The session token a request carries: `Authorization: Bearer` first, then the session cookie (Hanko's order).
+pub fn session_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+        .map(str::trim)
+        .filter(|token| !token.is_empty());
+    bearer.or_else(|| {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, value)| *name == cookie_name && !value.is_empty())
+            .map(|(_, value)| value)
+    })
+}
+
+/// A request with a valid session; answers 401 otherwise.
+impl FromRequestParts<AppState> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+        let token =
+            session_token(&parts.headers, &state.config().session.cookie.name).ok_or_else(ApiError::unauthorized)?;
+        state.sessions().authenticate(token).await?.ok_or_else(ApiError::unauthorized)
+    }
+}
+
+/// Where the request came from. The source IP is the peer address (no proxy headers are trusted).
+impl<S: Send + Sync> FromRequestParts<S> for crate::services::audit::RequestMeta {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let header_text =
+            |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(512).collect());
+        Ok(Self {
+            request_id: header_text("x-request-id"),
+            source_ip: parts
+                .extensions
+                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
+                .map(|info| info.0.ip().to_string()),
+            user_agent: header_text("user-agent"),
+        })
+    }
+}

@@ -1,0 +1,17 @@
+//! Gatehouse's HTTP layer. Handlers parse requests into domain types, call a service, and render the answer;
+//! every error renders Hanko's `{"code","message"}` shape.
+
+mod app;
+pub mod clock;
+mod dto;
+mod error;
+mod extract;
+mod routes;
+mod server;
+pub mod services;
+mod state;
+
+pub use app::app;
+pub use error::ApiError;
+pub use server::{Application, StartError};
+pub use state::AppState;

@@ -1,0 +1,6 @@
+//! One module per area of the API; each handler parses, calls a service, renders.
+
+pub mod health;
+pub mod sessions;
+pub mod users;
+pub mod well_known;

@@ -1,0 +1,159 @@
+//! The session signing keys of this instance: loaded from the store, refreshed so that a rotation made by any
+//! instance (or by `gatehouse keys rotate`) is seen everywhere within seconds.
+
+use std::{
+    sync::{Arc, RwLock},
+    time::{Duration, Instant},
+};
+
+use gatehouse_core::config::{SessionConfig, SigningAlgorithm};
+use gatehouse_core::session::SessionClaims;
+use gatehouse_crypto::{
+    sealing::{Purpose, SealError, Sealer},
+    signing::{Audience, KeyError, KeySet, SigningKey, VerifyError, generate_private_key},
+};
+use gatehouse_store::{Store, StoreError, StoredSigningKey};
+
+use crate::clock;
+
+/// How long a loaded key set is used before the store is asked again.
+const MAX_AGE: Duration = Duration::from_secs(5);
+/// How often a token with an unknown `kid` may trigger a reload; bounds the cost of garbage tokens.
+const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyRingError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot open signing key {kid}: {source} (are secret_keys the ones the keys were made with?)")]
+    Open { kid: String, source: SealError },
+    #[error(transparent)]
+    Key(#[from] KeyError),
+    #[error(transparent)]
+    Sealing(#[from] SealError),
+    #[error("stored signing key {0} has an unknown algorithm")]
+    UnknownAlgorithm(String),
+}
+
+#[derive(Debug)]
+struct Loaded {
+    set: Arc<KeySet>,
+    at: Instant,
+}
+
+#[derive(Debug)]
+pub struct KeyRing {
+    store: Store,
+    sealer: Arc<Sealer>,
+    algorithm: SigningAlgorithm,
+    lifespan_ms: i64,
+    audience: Audience,
+    loaded: RwLock<Loaded>,
+    reload: tokio::sync::Mutex<()>,
+}
+
+impl KeyRing {
+    pub fn new(store: Store, sealer: Arc<Sealer>, session: &SessionConfig) -> Self {
+        Self {
+            store,
+            sealer,
+            algorithm: session.algorithm,
+            lifespan_ms: session.lifespan.as_secs() as i64 * 1000,
+            audience: Audience { audience: session.audience.clone(), issuer: session.issuer.clone() },
+            loaded: RwLock::new(Loaded { set: Arc::new(KeySet::default()), at: Instant::now() - MAX_AGE * 2 }),
+            reload: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    /// Makes sure a key of the configured algorithm signs: generates the first key, or rotates when the
+    /// configured algorithm changed.
+    pub async fn ensure_signing_key(&self) -> Result<(), KeyRingError> {
+        let set = self.reload().await?;
+        if set.signing_key().is_none_or(|key| key.algorithm() != self.algorithm) {
+            self.rotate().await?;
+        }
+        Ok(())
+    }
+
+    /// Generates a new signing key; the previous ones keep verifying until the tokens they signed expire.
+    pub async fn rotate(&self) -> Result<String, KeyRingError> {
+        let algorithm = self.algorithm;
+        let private_key = tokio::task::spawn_blocking(move || generate_private_key(algorithm))
+            .await
+            .map_err(|_| KeyError::Generate(algorithm))??;
+        let kid = uuid::Uuid::new_v4().to_string();
+        let now = clock::now_ms();
+        let stored = StoredSigningKey {
+            kid: kid.clone(),
+            algorithm: algorithm.as_str().to_owned(),
+            sealed_private_key: self.sealer.seal(Purpose::SigningKey, &private_key, kid.as_bytes()),
+            created_at: now,
+            retired_at: None,
+        };
+        self.store.rotate_signing_key(&stored).await?;
+        self.store.delete_retired_signing_keys(now - self.lifespan_ms).await?;
+        self.reload().await?;
+        Ok(kid)
+    }
+
+    /// The keys, reloaded from the store when the loaded set is older than a few seconds.
+    pub async fn current(&self) -> Arc<KeySet> {
+        let (set, fresh) = {
+            let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
+            (loaded.set.clone(), loaded.at.elapsed() < MAX_AGE)
+        };
+        if fresh {
+            return set;
+        }
+        match self.reload().await {
+            Ok(set) => set,
+            Err(error) => {
+                tracing::error!(%error, "could not reload signing keys; using the ones loaded before");
+                set
+            }
+        }
+    }
+
+    async fn reload(&self) -> Result<Arc<KeySet>, KeyRingError> {
+        let _only_one = self.reload.lock().await;
+        let rows = self.store.list_signing_keys(clock::now_ms() - self.lifespan_ms).await?;
+        let keys = rows
+            .into_iter()
+            .map(|row| {
+                let alg = SigningAlgorithm::parse(&row.algorithm)
+                    .ok_or_else(|| KeyRingError::UnknownAlgorithm(row.kid.clone()))?;
+                let der = self
+                    .sealer
+                    .open(Purpose::SigningKey, &row.sealed_private_key, row.kid.as_bytes())
+                    .map_err(|source| KeyRingError::Open { kid: row.kid.clone(), source })?;
+                Ok(Arc::new(SigningKey::from_pkcs8(row.kid, alg, &der)?))
+            })
+            .collect::<Result<Vec<_>, KeyRingError>>()?;
+        let set = Arc::new(KeySet::new(keys));
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Loaded { set: set.clone(), at: Instant::now() };
+        Ok(set)
+    }
+
+    pub async fn sign(&self, claims: &SessionClaims) -> Result<String, KeyError> {
+        self.current().await.sign(claims)
+    }
+
+    /// Verifies a session JWT's signature, expiry, audience and issuer. A token naming a key this instance has
+    /// not loaded yet (just rotated elsewhere) triggers one reload, at most once a second.
+    pub async fn verify(&self, token: &str) -> Result<SessionClaims, VerifyError> {
+        let set = self.current().await;
+        match set.verify(token, &self.audience) {
+            Err(VerifyError::UnknownKey) => {
+                let kid = KeySet::token_kid(token)?;
+                let stale =
+                    self.loaded.read().unwrap_or_else(|e| e.into_inner()).at.elapsed() >= UNKNOWN_KID_RELOAD_INTERVAL;
+                if set.contains(&kid) || !stale {
+                    return Err(VerifyError::UnknownKey);
+                }
+                let set = self.reload().await.map_err(|_| VerifyError::UnknownKey)?;
+                set.verify(token, &self.audience)
+            }
+            result => result,
+        }
+    }
+}

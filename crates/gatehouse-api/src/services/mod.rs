@@ -1,0 +1,5 @@
+//! The work behind the handlers: each service takes domain types and returns domain results.
+
+pub mod audit;
+pub mod keys;
+pub mod session;

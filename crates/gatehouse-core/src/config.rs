@@ -1,0 +1,662 @@
+//! The configuration model: Hanko's key names where they exist, Gatehouse's own where Hanko has none.
+//!
+//! Loading (file, environment) lives in the binary; this module only says what a configuration is, what its
+//! defaults are, and which combinations are invalid. Every struct refuses unknown keys, so a typo is an error
+//! instead of a silently ignored setting.
+
+use std::{fmt, net::SocketAddr};
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use crate::duration::GoDuration;
+
+/// A secret from the configuration. It never prints or serialises its value.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("<redacted>")
+    }
+}
+
+impl<'de> Deserialize<'de> for Secret {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
+/// A database URL; its password is redacted whenever it is printed.
+#[derive(Clone, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct DatabaseUrl(String);
+
+impl DatabaseUrl {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self(url.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn redacted(&self) -> String {
+        match url::Url::parse(&self.0) {
+            Ok(mut url) if url.password().is_some() => {
+                let _ = url.set_password(Some("<redacted>"));
+                url.to_string()
+            }
+            _ => self.0.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+impl Serialize for DatabaseUrl {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.redacted())
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub server: ServerConfig,
+    pub database: DatabaseConfig,
+    /// Keys that encrypt data at rest (signing keys, provider secrets, third-party state). The first one
+    /// encrypts; all of them decrypt, so a new key can be prepended without losing data.
+    pub secret_keys: Vec<Secret>,
+    /// Hanko v2's spelling of `secret_keys`.
+    pub secrets: SecretsConfig,
+    pub session: SessionConfig,
+    pub email: EmailConfig,
+    pub account: AccountConfig,
+    pub third_party: ThirdPartyConfig,
+    pub rate_limiter: RateLimiterConfig,
+    pub log: LogConfig,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    pub public: PublicServerConfig,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PublicServerConfig {
+    pub address: String,
+    pub cors: CorsConfig,
+}
+
+impl Default for PublicServerConfig {
+    fn default() -> Self {
+        Self { address: "127.0.0.1:8000".into(), cors: CorsConfig::default() }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CorsConfig {
+    /// Exact origins (`https://app.example.com`) allowed to call the API with credentials.
+    pub allow_origins: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DatabaseConfig {
+    /// `sqlite://path` (embedded, the default) or `postgres://user:pass@host/db`.
+    pub url: DatabaseUrl,
+    pub max_connections: u32,
+}
+
+impl Default for DatabaseConfig {
+    fn default() -> Self {
+        Self { url: DatabaseUrl::new("sqlite://gatehouse.db"), max_connections: 10 }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SecretsConfig {
+    pub keys: Vec<Secret>,
+}
+
+/// How session JWTs are signed.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SigningAlgorithm {
+    /// RSA-2048 PKCS#1 v1.5 with SHA-256: what Hanko uses, for verifiers that know nothing else.
+    RS256,
+    /// ECDSA P-256 with SHA-256: the default, see `BENCHMARKS.md`.
+    #[default]
+    ES256,
+    /// Ed25519.
+    EdDSA,
+}
+
+impl SigningAlgorithm {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::RS256 => "RS256",
+            Self::ES256 => "ES256",
+            Self::EdDSA => "EdDSA",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::RS256, Self::ES256, Self::EdDSA].into_iter().find(|alg| alg.as_str() == text)
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionConfig {
+    pub lifespan: GoDuration,
+    /// Most sessions a user may hold; issuing one more drops the oldest.
+    pub limit: usize,
+    pub audience: Vec<String>,
+    pub issuer: Option<String>,
+    pub algorithm: SigningAlgorithm,
+    /// Deliver the JWT in `X-Auth-Token` (and no cookie), for frontends on another site.
+    pub enable_auth_token_header: bool,
+    pub cookie: CookieConfig,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        Self {
+            lifespan: GoDuration::from_secs(12 * 3600),
+            limit: 5,
+            audience: vec!["localhost".into()],
+            issuer: None,
+            algorithm: SigningAlgorithm::default(),
+            enable_auth_token_header: false,
+            cookie: CookieConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SameSite {
+    #[default]
+    Strict,
+    Lax,
+    None,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CookieRetention {
+    /// The cookie lives as long as the session.
+    #[default]
+    Persistent,
+    /// A browser-session cookie, gone when the browser closes.
+    Session,
+}
+
+impl CookieRetention {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Persistent => "persistent",
+            Self::Session => "session",
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CookieConfig {
+    pub name: String,
+    pub domain: Option<String>,
+    pub same_site: SameSite,
+    pub secure: bool,
+    pub http_only: bool,
+    pub retention: CookieRetention,
+}
+
+impl Default for CookieConfig {
+    fn default() -> Self {
+        Self {
+            name: "hanko".into(),
+            domain: None,
+            same_site: SameSite::Strict,
+            secure: true,
+            http_only: true,
+            retention: CookieRetention::Persistent,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EmailConfig {
+    pub require_verification: bool,
+    /// Most email addresses a user may have.
+    pub limit: usize,
+}
+
+impl Default for EmailConfig {
+    fn default() -> Self {
+        Self { require_verification: true, limit: 5 }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccountConfig {
+    pub allow_signup: bool,
+    pub allow_deletion: bool,
+}
+
+impl Default for AccountConfig {
+    fn default() -> Self {
+        Self { allow_signup: true, allow_deletion: false }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ThirdPartyConfig {
+    /// Sent to the provider as `redirect_uri`: `<api base>/thirdparty/callback`.
+    pub redirect_url: Option<String>,
+    pub error_redirect_url: Option<String>,
+    pub default_redirect_url: Option<String>,
+    pub allowed_redirect_urls: Vec<String>,
+    /// Connect timeout for calls to identity providers.
+    pub connect_timeout: GoDuration,
+    /// Total timeout for one call to an identity provider.
+    pub request_timeout: GoDuration,
+    pub providers: ProvidersConfig,
+}
+
+impl Default for ThirdPartyConfig {
+    fn default() -> Self {
+        Self {
+            redirect_url: None,
+            error_redirect_url: None,
+            default_redirect_url: None,
+            allowed_redirect_urls: Vec::new(),
+            connect_timeout: GoDuration::from_secs(5),
+            request_timeout: GoDuration::from_secs(10),
+            providers: ProvidersConfig::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ProvidersConfig {
+    pub microsoft: MicrosoftProviderConfig,
+}
+
+pub const MICROSOFT_CLOUD: &str = "https://login.microsoftonline.com";
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MicrosoftProviderConfig {
+    pub enabled: bool,
+    pub client_id: Option<String>,
+    pub secret: Option<Secret>,
+    /// Off by default: linking a Microsoft account to an existing user by email is how nOAuth takes accounts over.
+    pub allow_linking: bool,
+    pub prompt: Option<String>,
+    /// `common`, `organizations`, `consumers`, a tenant GUID or a verified domain.
+    pub tenant: String,
+    pub allowed_tenants: Vec<String>,
+    pub cloud_instance: String,
+}
+
+impl Default for MicrosoftProviderConfig {
+    fn default() -> Self {
+        Self {
+            enabled: false,
+            client_id: None,
+            secret: None,
+            allow_linking: false,
+            prompt: None,
+            tenant: "common".into(),
+            allowed_tenants: Vec::new(),
+            cloud_instance: MICROSOFT_CLOUD.into(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimiterConfig {
+    pub enabled: bool,
+    pub token_limits: RateLimit,
+}
+
+impl Default for RateLimiterConfig {
+    fn default() -> Self {
+        Self { enabled: true, token_limits: RateLimit { tokens: 3, interval: GoDuration::from_secs(60) } }
+    }
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    pub tokens: u32,
+    pub interval: GoDuration,
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    #[default]
+    Text,
+    Json,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogConfig {
+    /// A `tracing` filter such as `info` or `gatehouse=debug,info`.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self { level: "info".into(), format: LogFormat::Text }
+    }
+}
+
+/// One thing wrong with a configuration, named by its key.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ConfigIssue {
+    pub key: &'static str,
+    pub message: String,
+}
+
+pub const MIN_SECRET_KEY_LEN: usize = 16;
+
+impl Config {
+    /// `secret_keys` followed by v2's `secrets.keys`; the first one encrypts.
+    pub fn all_secret_keys(&self) -> Vec<Secret> {
+        self.secret_keys.iter().chain(&self.secrets.keys).cloned().collect()
+    }
+
+    /// Every problem in the configuration, each naming its key. Empty means valid.
+    pub fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &'static str, message: String| issues.push(ConfigIssue { key, message });
+
+        if self.server.public.address.parse::<SocketAddr>().is_err() {
+            issue(
+                "server.public.address",
+                format!("{:?} is not an address like 127.0.0.1:8000", self.server.public.address),
+            );
+        }
+        for origin in &self.server.public.cors.allow_origins {
+            if let Err(message) = check_origin(origin) {
+                issue("server.public.cors.allow_origins", format!("{origin:?}: {message}"));
+            }
+        }
+        let url = self.database.url.expose();
+        if !(url.starts_with("sqlite:") || url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            issue("database.url", "must start with sqlite:// or postgres://".into());
+        }
+        if self.database.max_connections == 0 {
+            issue("database.max_connections", "must be at least 1".into());
+        }
+        let keys = self.all_secret_keys();
+        if keys.is_empty() {
+            issue("secret_keys", "at least one key is required (16 characters or more)".into());
+        }
+        if keys.iter().any(|key| key.expose().chars().count() < MIN_SECRET_KEY_LEN) {
+            issue("secret_keys", format!("every key must be at least {MIN_SECRET_KEY_LEN} characters long"));
+        }
+
+        let session = &self.session;
+        if session.lifespan.as_secs() < 60 {
+            issue("session.lifespan", "must be at least 1m".into());
+        }
+        if session.limit == 0 {
+            issue("session.limit", "must be at least 1".into());
+        }
+        if session.audience.is_empty() || session.audience.iter().any(String::is_empty) {
+            issue("session.audience", "needs at least one non-empty audience".into());
+        }
+        let cookie = &session.cookie;
+        if cookie.name.is_empty() || !cookie.name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c)) {
+            issue("session.cookie.name", "must be non-empty and use only letters, digits, '-', '_' or '.'".into());
+        }
+        if let Some(domain) = &cookie.domain
+            && (domain.is_empty() || domain.contains(|c: char| c.is_whitespace() || c == ';' || c == ','))
+        {
+            issue("session.cookie.domain", format!("{domain:?} is not a cookie domain"));
+        }
+        if cookie.same_site == SameSite::None && !cookie.secure {
+            issue(
+                "session.cookie.same_site",
+                "\"none\" requires session.cookie.secure: true (browsers drop it otherwise)".into(),
+            );
+        }
+
+        if self.email.limit == 0 {
+            issue("email.limit", "must be at least 1".into());
+        }
+        if self.rate_limiter.token_limits.tokens == 0 {
+            issue("rate_limiter.token_limits.tokens", "must be at least 1".into());
+        }
+        if self.rate_limiter.token_limits.interval.as_secs() == 0 {
+            issue("rate_limiter.token_limits.interval", "must be at least 1s".into());
+        }
+        drop(issue);
+        issues.extend(self.third_party.validate());
+        issues
+    }
+}
+
+impl ThirdPartyConfig {
+    pub fn any_provider_enabled(&self) -> bool {
+        self.providers.microsoft.enabled
+    }
+
+    fn validate(&self) -> Vec<ConfigIssue> {
+        let mut issues = Vec::new();
+        let mut issue = |key: &'static str, message: String| issues.push(ConfigIssue { key, message });
+        let urls = [
+            ("third_party.redirect_url", &self.redirect_url),
+            ("third_party.error_redirect_url", &self.error_redirect_url),
+            ("third_party.default_redirect_url", &self.default_redirect_url),
+        ];
+        for (key, value) in urls {
+            if let Some(value) = value
+                && let Err(message) = check_absolute_url(value)
+            {
+                issue(key, message);
+            }
+        }
+        // REDIRECT_CHECK
+        if self.connect_timeout.as_duration().is_zero() {
+            issue("third_party.connect_timeout", "must be more than 0".into());
+        }
+        if self.request_timeout.as_duration().is_zero() {
+            issue("third_party.request_timeout", "must be more than 0".into());
+        }
+        let microsoft = &self.providers.microsoft;
+        if microsoft.enabled {
+            if self.redirect_url.is_none() {
+                issue("third_party.redirect_url", "required when a provider is enabled".into());
+            }
+            if self.error_redirect_url.is_none() {
+                issue("third_party.error_redirect_url", "required when a provider is enabled".into());
+            }
+            if self.allowed_redirect_urls.is_empty() {
+                issue(
+                    "third_party.allowed_redirect_urls",
+                    "at least one is required when a provider is enabled".into(),
+                );
+            }
+            if microsoft.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
+                issue("third_party.providers.microsoft.client_id", "required when the provider is enabled".into());
+            }
+            if microsoft.secret.as_ref().is_none_or(|secret| secret.expose().is_empty()) {
+                issue("third_party.providers.microsoft.secret", "required when the provider is enabled".into());
+            }
+        }
+        // TENANT_CHECK
+        if let Err(message) = check_cloud_instance(&microsoft.cloud_instance) {
+            issue("third_party.providers.microsoft.cloud_instance", message);
+        }
+        issues
+    }
+}
+
+fn check_absolute_url(value: &str) -> Result<(), String> {
+    if value.ends_with('/') {
+        return Err(format!("{value:?} must not end with a slash"));
+    }
+    match url::Url::parse(value) {
+        Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
+        _ => Err(format!("{value:?} is not an absolute http(s) URL")),
+    }
+}
+
+fn check_origin(origin: &str) -> Result<(), String> {
+    let url = url::Url::parse(origin).map_err(|_| "not a URL".to_owned())?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err("must be an http(s) origin".into());
+    }
+    if url.origin().ascii_serialization() != origin {
+        return Err(format!("write it as an origin: {}", url.origin().ascii_serialization()));
+    }
+    Ok(())
+}
+
+/// The provider base URL must be https; plain http is only for a fake provider on this machine.
+fn check_cloud_instance(value: &str) -> Result<(), String> {
+    check_absolute_url(value)?;
+    let url = url::Url::parse(value).map_err(|error| error.to_string())?;
+    let loopback = match url.host() {
+        Some(url::Host::Domain(domain)) => domain == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
+        Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
+        None => false,
+    };
+    if url.scheme() == "https" || loopback {
+        Ok(())
+    } else {
+        Err(format!("{value:?} must use https (plain http is allowed only on a loopback host)"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn valid() -> Config {
+        Config { secret_keys: vec![Secret::new("0123456789abcdef")], ..Config::default() }
+    }
+
+    fn keys(config: &Config) -> Vec<&'static str> {
+        config.validate().into_iter().map(|issue| issue.key).collect()
+    }
+
+    #[test]
+    fn defaults_with_a_key_are_valid() {
+        assert_eq!(valid().validate(), vec![]);
+    }
+
+    #[test]
+    fn missing_or_short_secret_key_is_named() {
+        assert_eq!(keys(&Config::default()), vec!["secret_keys"]);
+        let short = Config { secret_keys: vec![Secret::new("short")], ..Config::default() };
+        assert_eq!(keys(&short), vec!["secret_keys"]);
+    }
+
+    #[test]
+    fn v2_secrets_keys_count() {
+        let config =
+            Config { secrets: SecretsConfig { keys: vec![Secret::new("0123456789abcdef")] }, ..Config::default() };
+        assert_eq!(config.validate(), vec![]);
+    }
+
+    #[test]
+    fn enabled_provider_needs_its_settings() {
+        let mut config = valid();
+        config.third_party.providers.microsoft.enabled = true;
+        assert_eq!(
+            keys(&config),
+            vec![
+                "third_party.redirect_url",
+                "third_party.error_redirect_url",
+                "third_party.allowed_redirect_urls",
+                "third_party.providers.microsoft.client_id",
+                "third_party.providers.microsoft.secret",
+            ]
+        );
+    }
+
+    #[test]
+    fn urls_must_not_end_with_a_slash() {
+        let mut config = valid();
+        config.third_party.error_redirect_url = Some("https://app.example.com/".into());
+        assert_eq!(keys(&config), vec!["third_party.error_redirect_url"]);
+    }
+
+    #[test]
+    fn cloud_instance_http_only_on_loopback() {
+        let mut config = valid();
+        config.third_party.providers.microsoft.cloud_instance = "http://127.0.0.1:9999".into();
+        assert_eq!(config.validate(), vec![]);
+        config.third_party.providers.microsoft.cloud_instance = "http://login.example.com".into();
+        assert_eq!(keys(&config), vec!["third_party.providers.microsoft.cloud_instance"]);
+    }
+
+    #[test]
+    fn cookie_rules() {
+        let mut config = valid();
+        config.session.cookie.same_site = SameSite::None;
+        config.session.cookie.secure = false;
+        config.session.cookie.name = "bad name".into();
+        assert_eq!(keys(&config), vec!["session.cookie.name", "session.cookie.same_site"]);
+    }
+
+    #[test]
+    fn cors_origins_must_be_origins() {
+        let mut config = valid();
+        config.server.public.cors.allow_origins =
+            vec!["https://app.example.com".into(), "https://app.example.com/path".into()];
+        assert_eq!(keys(&config), vec!["server.public.cors.allow_origins"]);
+    }
+
+    #[test]
+    fn secrets_never_serialise() {
+        let mut config = valid();
+        config.database.url = DatabaseUrl::new("postgres://gate:hunter2@db.internal/gatehouse");
+        config.third_party.providers.microsoft.secret = Some(Secret::new("client-secret-value"));
+        let text = serde_json::to_string(&config).unwrap();
+        assert!(
+            !text.contains("hunter2") && !text.contains("client-secret-value") && !text.contains("0123456789abcdef")
+        );
+        assert!(text.contains("<redacted>"));
+        assert!(!format!("{config:?}").contains("hunter2"));
+    }
+}

@@ -1,0 +1,103 @@
+//! Email addresses as Gatehouse stores and compares them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A syntactically valid email address, lower-cased so that uniqueness and lookups are case-insensitive.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct Email(String);
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("not a valid email address")]
+pub struct InvalidEmail;
+
+impl Email {
+    /// Parses strictly: one `@`, a local part of at most 64 characters without spaces or control characters,
+    /// and a domain of dot-separated DNS labels. Whole address at most 254 characters.
+    pub fn parse(input: &str) -> Result<Self, InvalidEmail> {
+        let address = input.trim();
+        if address.is_empty() || address.len() > 254 {
+            return Err(InvalidEmail);
+        }
+        let (local, domain) = address.split_once('@').ok_or(InvalidEmail)?;
+        let local_ok = !local.is_empty()
+            && local.len() <= 64
+            && !local.starts_with('.')
+            && !local.ends_with('.')
+            && !local.contains("..")
+            && local.chars().all(|c| !c.is_control() && !c.is_whitespace() && !"@<>()[]\\,;:\"".contains(c));
+        let domain_ok = domain.contains('.')
+            && domain.split('.').all(|label| {
+                !label.is_empty()
+                    && label.len() <= 63
+                    && !label.starts_with('-')
+                    && !label.ends_with('-')
+                    && label.chars().all(|c| c.is_alphanumeric() || c == '-')
+            });
+        if local_ok && domain_ok { Ok(Self(address.to_lowercase())) } else { Err(InvalidEmail) }
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for Email {
+    type Error = InvalidEmail;
+
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::parse(&value)
+    }
+}
+
+impl From<Email> for String {
+    fn from(email: Email) -> Self {
+        email.0
+    }
+}
+
+impl fmt::Display for Email {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalises_case() {
+        assert_eq!(Email::parse(" Alice@Contoso.COM ").unwrap().as_str(), "alice@contoso.com");
+    }
+
+    #[test]
+    fn accepts_common_forms() {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@xn--bcher-kva.example"] {
+            assert!(Email::parse(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn refuses_malformed() {
+        for bad in [
+            "",
+            "plain",
+            "@example.com",
+            "a@",
+            "a@b",
+            "a@@b.com",
+            "a b@c.com",
+            "a@b..com",
+            ".a@b.com",
+            "a.@b.com",
+            "a@-b.com",
+            "a\u{0}@b.com",
+            "a@b.com\nx",
+        ] {
+            assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
+        }
+    }
+}

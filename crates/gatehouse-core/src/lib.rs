@@ -1,0 +1,9 @@
+//! Gatehouse's domain rules. Nothing in this crate performs I/O or reads the clock: callers pass `now`.
+
+pub mod config;
+pub mod duration;
+pub mod email;
+pub mod error;
+pub mod microsoft;
+pub mod redirect;
+pub mod session;

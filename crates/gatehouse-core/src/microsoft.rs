@@ -1,0 +1,3 @@
+//! Microsoft Entra ID rules.
+
+pub mod claims;

@@ -1,0 +1,133 @@
+//! Session rules: what a session JWT says, how long it lives, and which sessions make room for a new one.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// The `email` claim: the user's primary email, as Hanko puts it in the JWT.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailClaim {
+    pub address: String,
+    pub is_primary: bool,
+    pub is_verified: bool,
+}
+
+/// The claims of a Gatehouse session JWT (Hanko's set).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionClaims {
+    pub sub: Uuid,
+    pub session_id: Uuid,
+    pub iat: i64,
+    pub exp: i64,
+    pub aud: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iss: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<EmailClaim>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub amr: Vec<String>,
+}
+
+/// What the issuer needs to mint a session.
+#[derive(Clone, Debug)]
+pub struct SessionGrant {
+    pub user_id: Uuid,
+    pub email: Option<EmailClaim>,
+    /// Authentication methods (`ext:microsoft`, …), empty when not known.
+    pub amr: Vec<String>,
+}
+
+/// The policy knobs for sessions, from configuration.
+#[derive(Clone, Debug)]
+pub struct SessionPolicy {
+    pub lifespan_secs: i64,
+    pub limit: usize,
+    pub audience: Vec<String>,
+    pub issuer: Option<String>,
+}
+
+impl SessionPolicy {
+    /// Claims for a new session that starts at `now` (unix seconds).
+    pub fn claims(&self, grant: &SessionGrant, session_id: Uuid, now: i64) -> SessionClaims {
+        SessionClaims {
+            sub: grant.user_id,
+            session_id,
+            iat: now,
+            exp: now + self.lifespan_secs,
+            aud: self.audience.clone(),
+            iss: self.issuer.clone(),
+            email: grant.email.clone(),
+            amr: grant.amr.clone(),
+        }
+    }
+}
+
+/// A live session as far as the limit rule cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LiveSession {
+    pub id: Uuid,
+    pub created_at_ms: i64,
+}
+
+/// The sessions to delete so that a new one fits under `limit`: the oldest go first (Hanko's rule).
+pub fn sessions_to_evict(live: &[LiveSession], limit: usize) -> Vec<Uuid> {
+    let keep = limit.saturating_sub(1);
+    if live.len() <= keep {
+        return Vec::new();
+    }
+    let mut newest_first = live.to_vec();
+    newest_first.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+    newest_first.into_iter().skip(keep).map(|session| session.id).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    fn live(n: i64) -> Vec<LiveSession> {
+        (0..n).map(|i| LiveSession { id: Uuid::from_u128(i as u128 + 1), created_at_ms: i * 1000 }).collect()
+    }
+
+    #[test]
+    fn under_the_limit_nothing_goes() {
+        assert!(sessions_to_evict(&live(4), 5).is_empty());
+    }
+
+    #[test]
+    fn at_the_limit_the_oldest_goes() {
+        assert_eq!(sessions_to_evict(&live(5), 5), vec![Uuid::from_u128(1)]);
+    }
+
+    #[test]
+    fn limit_one_replaces_the_session() {
+        assert_eq!(sessions_to_evict(&live(2), 1).len(), 2);
+    }
+
+    #[test]
+    fn claims_follow_the_policy() {
+        let policy = SessionPolicy { lifespan_secs: 3600, limit: 5, audience: vec!["app".into()], issuer: None };
+        let grant = SessionGrant { user_id: Uuid::from_u128(7), email: None, amr: vec!["ext:microsoft".into()] };
+        let claims = policy.claims(&grant, Uuid::from_u128(9), 1_000);
+        assert_eq!((claims.iat, claims.exp, claims.aud.clone()), (1_000, 4_600, vec!["app".to_string()]));
+        let json = serde_json::to_value(&claims).unwrap();
+        assert!(json.get("iss").is_none() && json.get("email").is_none());
+        assert_eq!(json["amr"], serde_json::json!(["ext:microsoft"]));
+    }
+
+    proptest! {
+        #[test]
+        fn eviction_leaves_room_and_keeps_the_newest(count in 0i64..20, limit in 1usize..8) {
+            let sessions = live(count);
+            let evicted = sessions_to_evict(&sessions, limit);
+            let remaining = sessions.len() - evicted.len();
+            prop_assert!(remaining < limit);
+            prop_assert_eq!(remaining, sessions.len().min(limit - 1));
+            let newest_evicted = evicted.iter().map(|id| id.as_u128()).max().unwrap_or(0);
+            let oldest_kept = sessions.iter().map(|s| s.id.as_u128()).filter(|id| !evicted.iter().any(|e| e.as_u128() == *id)).min();
+            if let Some(oldest_kept) = oldest_kept {
+                prop_assert!(newest_evicted < oldest_kept);
+            }
+        }
+    }
+}

@@ -1,0 +1,5 @@
+//! Gatehouse's cryptography: secrets sealed at rest, signing keys, session JWTs. Pure computation, no I/O.
+
+pub mod random;
+pub mod sealing;
+pub mod signing;

@@ -1,0 +1,272 @@
+//! Session signing keys and session JWTs.
+//!
+//! Keys are generated here as PKCS#8 and stored (sealed) by the caller. A [`KeySet`] holds every key that may
+//! still verify a live token; the newest signs. Verification trusts nothing from the token's header but the
+//! `kid`: the algorithm is the one the key was made for, so `alg: none` and HS256-with-the-public-key confusion
+//! cannot work.
+
+use std::{collections::HashSet, sync::Arc};
+
+use aws_lc_rs::{
+    encoding::AsDer,
+    rand::SystemRandom,
+    rsa::{KeyPair as RsaKeyPair, KeySize},
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair},
+};
+use base64::{Engine, engine::general_purpose::STANDARD};
+use gatehouse_core::{config::SigningAlgorithm, session::SessionClaims};
+use jsonwebtoken::{
+    Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
+};
+
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    #[error("could not generate a {0:?} key")]
+    Generate(SigningAlgorithm),
+    #[error("the stored {0:?} key is not a valid PKCS#8 key: {1}")]
+    Invalid(SigningAlgorithm, String),
+    #[error("no signing key is available")]
+    NoSigningKey,
+    #[error("signing failed: {0}")]
+    Sign(String),
+}
+
+/// Why a token does not verify. Callers answer "invalid" for all of them; the variants are for logs and tests.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("malformed token")]
+    Malformed,
+    #[error("the token names no key or an unknown key")]
+    UnknownKey,
+    #[error("the token's algorithm is not its key's algorithm")]
+    AlgorithmMismatch,
+    #[error("invalid token: {0}")]
+    Invalid(String),
+}
+
+fn to_jwt_algorithm(alg: SigningAlgorithm) -> Algorithm {
+    match alg {
+        SigningAlgorithm::RS256 => Algorithm::RS256,
+        SigningAlgorithm::ES256 => Algorithm::ES256,
+        SigningAlgorithm::EdDSA => Algorithm::EdDSA,
+    }
+}
+
+/// A new private key as PKCS#8 DER. RSA keys are 2048 bits: the size Microsoft and most IdPs sign with, and a
+/// quarter of the signing cost of Hanko's 4096.
+pub fn generate_private_key(alg: SigningAlgorithm) -> Result<Vec<u8>, KeyError> {
+    let fail = |_| KeyError::Generate(alg);
+    let rng = SystemRandom::new();
+    Ok(match alg {
+        SigningAlgorithm::RS256 => {
+            RsaKeyPair::generate(KeySize::Rsa2048).map_err(fail)?.as_der().map_err(fail)?.as_ref().to_vec()
+        }
+        SigningAlgorithm::ES256 => {
+            EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).map_err(fail)?.as_ref().to_vec()
+        }
+        SigningAlgorithm::EdDSA => Ed25519KeyPair::generate_pkcs8v1(&rng).map_err(fail)?.as_ref().to_vec(),
+    })
+}
+
+fn pem(der: &[u8]) -> String {
+    let body = STANDARD.encode(der);
+    let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
+    format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
+}
+
+/// One signing key: private half for signing, public half for verifying and for the JWKS.
+pub struct SigningKey {
+    kid: String,
+    alg: SigningAlgorithm,
+    encoding: EncodingKey,
+    decoding: DecodingKey,
+    public_jwk: Jwk,
+}
+
+impl std::fmt::Debug for SigningKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SigningKey").field("kid", &self.kid).field("alg", &self.alg).finish_non_exhaustive()
+    }
+}
+
+impl SigningKey {
+    pub fn from_pkcs8(kid: impl Into<String>, alg: SigningAlgorithm, pkcs8_der: &[u8]) -> Result<Self, KeyError> {
+        let invalid = |e: jsonwebtoken::errors::Error| KeyError::Invalid(alg, e.to_string());
+        let pem = pem(pkcs8_der);
+        let encoding = match alg {
+            SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
+            SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),
+            SigningAlgorithm::EdDSA => EncodingKey::from_ed_pem(pem.as_bytes()),
+        }
+        .map_err(invalid)?;
+        let kid = kid.into();
+        let mut public_jwk = Jwk::from_encoding_key(&encoding, to_jwt_algorithm(alg)).map_err(invalid)?;
+        public_jwk.common.key_id = Some(kid.clone());
+        public_jwk.common.public_key_use = Some(PublicKeyUse::Signature);
+        public_jwk.common.key_algorithm = Some(match alg {
+            SigningAlgorithm::RS256 => KeyAlgorithm::RS256,
+            SigningAlgorithm::ES256 => KeyAlgorithm::ES256,
+            SigningAlgorithm::EdDSA => KeyAlgorithm::EdDSA,
+        });
+        let decoding = DecodingKey::from_jwk(&public_jwk).map_err(invalid)?;
+        Ok(Self { kid, alg, encoding, decoding, public_jwk })
+    }
+
+    pub fn kid(&self) -> &str {
+        &self.kid
+    }
+
+    pub fn algorithm(&self) -> SigningAlgorithm {
+        self.alg
+    }
+
+    pub fn public_jwk(&self) -> &Jwk {
+        &self.public_jwk
+    }
+}
+
+/// What a verified token must be for.
+#[derive(Clone, Debug)]
+pub struct Audience {
+    pub audience: Vec<String>,
+    pub issuer: Option<String>,
+}
+
+/// The keys an instance knows: the first signs, all verify.
+#[derive(Clone, Debug, Default)]
+pub struct KeySet {
+    keys: Vec<Arc<SigningKey>>,
+}
+
+impl KeySet {
+    /// `keys` newest first; the first one becomes the signing key.
+    pub fn new(keys: Vec<Arc<SigningKey>>) -> Self {
+        Self { keys }
+    }
+
+    pub fn signing_key(&self) -> Option<&SigningKey> {
+        self.keys.first().map(Arc::as_ref)
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &SigningKey> {
+        self.keys.iter().map(Arc::as_ref)
+    }
+
+    pub fn contains(&self, kid: &str) -> bool {
+        self.keys.iter().any(|key| key.kid == kid)
+    }
+
+    /// The public JWK Set, for `/.well-known/jwks.json`.
+    pub fn jwks(&self) -> JwkSet {
+        JwkSet { keys: self.keys.iter().map(|key| key.public_jwk.clone()).collect() }
+    }
+
+    pub fn sign(&self, claims: &SessionClaims) -> Result<String, KeyError> {
+        let key = self.signing_key().ok_or(KeyError::NoSigningKey)?;
+        let mut header = Header::new(to_jwt_algorithm(key.alg));
+        header.kid = Some(key.kid.clone());
+        header.typ = Some("JWT".into());
+        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+    }
+
+    /// The `kid` a token claims to be signed with, if it has one; lets callers refresh keys on an unknown kid.
+    pub fn token_kid(token: &str) -> Result<String, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        header.kid.ok_or(VerifyError::UnknownKey)
+    }
+
+    /// Verifies signature, expiry (no leeway), audience and issuer, at the clock's current time.
+    pub fn verify(&self, token: &str, expect: &Audience) -> Result<SessionClaims, VerifyError> {
+        let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
+        let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
+        let key = self.keys.iter().find(|key| key.kid == kid).ok_or(VerifyError::UnknownKey)?;
+        let alg = to_jwt_algorithm(key.alg);
+        if header.alg != alg {
+            return Err(VerifyError::AlgorithmMismatch);
+        }
+        let mut validation = Validation::new(alg);
+        validation.leeway = 0;
+        validation.required_spec_claims = HashSet::from(["exp".into(), "sub".into(), "aud".into()]);
+        validation.set_audience(&expect.audience);
+        if let Some(issuer) = &expect.issuer {
+            validation.set_issuer(&[issuer]);
+            validation.required_spec_claims.insert("iss".into());
+        }
+        jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &validation)
+            .map(|data| data.claims)
+            .map_err(|e| VerifyError::Invalid(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_core::session::SessionClaims;
+    use uuid::Uuid;
+
+    use super::*;
+
+    fn key(alg: SigningAlgorithm, kid: &str) -> Arc<SigningKey> {
+        Arc::new(SigningKey::from_pkcs8(kid, alg, &generate_private_key(alg).unwrap()).unwrap())
+    }
+
+    fn now() -> i64 {
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
+    }
+
+    fn claims(exp_offset: i64, aud: &str) -> SessionClaims {
+        SessionClaims {
+            sub: Uuid::new_v4(),
+            session_id: Uuid::new_v4(),
+            iat: now(),
+            exp: now() + exp_offset,
+            aud: vec![aud.into()],
+            iss: None,
+            email: None,
+            amr: vec![],
+        }
+    }
+
+    fn expect() -> Audience {
+        Audience { audience: vec!["localhost".into()], issuer: None }
+    }
+
+    #[test]
+    fn every_algorithm_round_trips() {
+        for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+            let set = KeySet::new(vec![key(alg, "k1")]);
+            let claims = claims(60, "localhost");
+            let token = set.sign(&claims).unwrap();
+            assert_eq!(set.verify(&token, &expect()).unwrap(), claims, "{alg:?}");
+            let jwk = serde_json::to_value(&set.jwks().keys[0]).unwrap();
+            assert_eq!((jwk["kid"].as_str(), jwk["alg"].as_str(), jwk["use"].as_str()), (Some("k1"), Some(alg.as_str()), Some("sig")));
+            assert!(jwk.get("d").is_none(), "the JWKS must not contain private parts");
+        }
+    }
+
+    #[test]
+    fn expired_wrong_audience_and_unknown_key_fail() {
+        let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
+        assert!(matches!(set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect()), Err(VerifyError::Invalid(_))));
+        assert!(matches!(set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect()), Err(VerifyError::Invalid(_))));
+        let other = KeySet::new(vec![key(SigningAlgorithm::ES256, "k2")]);
+        assert_eq!(other.verify(&set.sign(&claims(60, "localhost")).unwrap(), &expect()), Err(VerifyError::UnknownKey));
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_with_the_same_kid_fails() {
+        let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
+        let forger = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
+        let forged = forger.sign(&claims(60, "localhost")).unwrap();
+        assert!(matches!(set.verify(&forged, &expect()), Err(VerifyError::Invalid(_))));
+    }
+
+    #[test]
+    fn older_keys_still_verify_after_rotation() {
+        let old = key(SigningAlgorithm::ES256, "old");
+        let token = KeySet::new(vec![old.clone()]).sign(&claims(60, "localhost")).unwrap();
+        let rotated = KeySet::new(vec![key(SigningAlgorithm::EdDSA, "new"), old]);
+        assert!(rotated.verify(&token, &expect()).is_ok());
+        assert_eq!(KeySet::token_kid(&rotated.sign(&claims(60, "localhost")).unwrap()).unwrap(), "new");
+    }
+}

@@ -1,0 +1,61 @@
+use sqlx::Row;
+
+use crate::{AuditLogEntry, AuditLogFilter, Result, Store, parse_uuid};
+
+impl Store {
+    pub async fn insert_audit_log(&self, entry: &AuditLogEntry) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO audit_logs (id, type, error, meta_http_request_id, meta_source_ip, meta_user_agent,
+                                     actor_user_id, actor_email, details, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        )
+        .bind(entry.id.to_string())
+        .bind(&entry.kind)
+        .bind(&entry.error)
+        .bind(&entry.http_request_id)
+        .bind(&entry.source_ip)
+        .bind(&entry.user_agent)
+        .bind(entry.actor_user_id.map(|id| id.to_string()))
+        .bind(&entry.actor_email)
+        .bind(&entry.details)
+        .bind(entry.created_at)
+        .execute(&self.writer)
+        .await?;
+        Ok(())
+    }
+
+    /// Audit log rows matching every given filter, newest first.
+    pub async fn list_audit_logs(&self, filter: &AuditLogFilter) -> Result<Vec<AuditLogEntry>> {
+        sqlx::query(
+            "SELECT id, type, error, meta_http_request_id, meta_source_ip, meta_user_agent, actor_user_id, actor_email,
+                    details, created_at
+             FROM audit_logs
+             WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_user_id = $2)
+               AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)
+             ORDER BY created_at DESC, id DESC LIMIT $5",
+        )
+        .bind(&filter.kind)
+        .bind(filter.actor_user_id.map(|id| id.to_string()))
+        .bind(filter.since)
+        .bind(filter.until)
+        .bind(i64::from(filter.limit.clamp(1, 1000)))
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(AuditLogEntry {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                kind: row.try_get("type")?,
+                error: row.try_get("error")?,
+                http_request_id: row.try_get("meta_http_request_id")?,
+                source_ip: row.try_get("meta_source_ip")?,
+                user_agent: row.try_get("meta_user_agent")?,
+                actor_user_id: row.try_get::<Option<String>, _>("actor_user_id")?.as_deref().map(parse_uuid).transpose()?,
+                actor_email: row.try_get("actor_email")?,
+                details: row.try_get("details")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect()
+    }
+}

@@ -1,0 +1,55 @@
+use sqlx::Row;
+
+use crate::{Result, Store, StoredSigningKey, conflict};
+
+impl Store {
+    /// Adds a signing key and retires every other active key, in one transaction: the new key signs from now on.
+    pub async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("UPDATE jwks SET retired_at = $1 WHERE retired_at IS NULL")
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("INSERT INTO jwks (kid, algorithm, key_data, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)")
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.sealed_private_key)
+            .bind(key.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict("signing key"))?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Keys that may still verify a token: active ones, and retired ones retired after `retired_after`. Newest first.
+    pub async fn list_signing_keys(&self, retired_after: i64) -> Result<Vec<StoredSigningKey>> {
+        sqlx::query(
+            "SELECT kid, algorithm, key_data, created_at, retired_at FROM jwks
+             WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
+        )
+        .bind(retired_after)
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(StoredSigningKey {
+                kid: row.try_get("kid")?,
+                algorithm: row.try_get("algorithm")?,
+                sealed_private_key: row.try_get("key_data")?,
+                created_at: row.try_get("created_at")?,
+                retired_at: row.try_get("retired_at")?,
+            })
+        })
+        .collect()
+    }
+
+    /// Removes keys retired at or before `retired_before`: no live token can carry their signature any more.
+    pub async fn delete_retired_signing_keys(&self, retired_before: i64) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM jwks WHERE retired_at IS NOT NULL AND retired_at <= $1")
+            .bind(retired_before)
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected())
+    }
+}

@@ -1,0 +1,146 @@
+//! Gatehouse's storage: one [`Store`] over SQLite (embedded, the default) and PostgreSQL.
+//!
+//! Both backends run the same SQL through sqlx's `Any` driver (`$n` placeholders work on both); only the
+//! migrations differ, one folder per dialect. Every method that changes more than one row is one transaction.
+//! On SQLite, writes go through a single-connection pool so that transactions never race for the write lock
+//! (which SQLite would answer with `SQLITE_BUSY`); reads use a pool of their own and, with WAL, never wait.
+
+mod audit;
+mod keys;
+pub mod model;
+mod sessions;
+mod users;
+
+use std::{str::FromStr, time::Duration};
+
+use sqlx::{
+    AnyPool, Executor,
+    any::{AnyConnectOptions, AnyPoolOptions},
+};
+
+pub use model::*;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("migration failed: {0}")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    #[error("{0} already exists")]
+    Conflict(&'static str),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error("unsupported database URL (use sqlite://path or postgres://…)")]
+    UnsupportedUrl,
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Which database a [`Store`] talks to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn from_url(url: &str) -> Result<Self> {
+        if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres)
+        } else {
+            Err(StoreError::UnsupportedUrl)
+        }
+    }
+}
+
+/// The storage interface. Cheap to clone: it holds connection pools.
+#[derive(Clone, Debug)]
+pub struct Store {
+    backend: Backend,
+    reader: AnyPool,
+    writer: AnyPool,
+}
+
+const SQLITE_PRAGMAS: &str =
+    "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
+
+impl Store {
+    /// Connects; an SQLite file is created if it does not exist. Does not migrate: call [`Store::migrate`].
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Self> {
+        sqlx::any::install_default_drivers();
+        let backend = Backend::from_url(url)?;
+        match backend {
+            Backend::Sqlite => {
+                let url = if url.contains("mode=") || url.contains(":memory:") {
+                    url.to_owned()
+                } else if url.contains('?') {
+                    format!("{url}&mode=rwc")
+                } else {
+                    format!("{url}?mode=rwc")
+                };
+                let options = AnyConnectOptions::from_str(&url)?;
+                let pool = |size: u32| {
+                    AnyPoolOptions::new()
+                        .max_connections(size)
+                        .acquire_timeout(Duration::from_secs(10))
+                        .after_connect(|conn, _| {
+                            Box::pin(async move {
+                                conn.execute(SQLITE_PRAGMAS).await?;
+                                Ok(())
+                            })
+                        })
+                        .connect_with(options.clone())
+                };
+                let writer = pool(1).await?;
+                let reader = pool(max_connections.max(1)).await?;
+                Ok(Self { backend, reader, writer })
+            }
+            Backend::Postgres => {
+                let pool = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(Duration::from_secs(10))
+                    .connect(url)
+                    .await?;
+                Ok(Self { backend, reader: pool.clone(), writer: pool })
+            }
+        }
+    }
+
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Applies every pending migration of this backend's dialect.
+    pub async fn migrate(&self) -> Result<()> {
+        match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.writer).await?,
+        }
+        Ok(())
+    }
+
+    /// Answers when the database does; used by `/health/ready`.
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.reader).await?;
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+}
+
+/// Maps a unique-constraint violation to [`StoreError::Conflict`], so callers can tell "exists" from "broken".
+fn conflict(what: &'static str) -> impl Fn(sqlx::Error) -> StoreError {
+    move |error| match &error {
+        sqlx::Error::Database(db) if db.is_unique_violation() => StoreError::Conflict(what),
+        _ => StoreError::Database(error),
+    }
+}
+
+fn parse_uuid(text: &str) -> Result<uuid::Uuid> {
+    uuid::Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{text:?} is not a UUID")))
+}

@@ -1,0 +1,116 @@
+//! The records the store reads and writes. Times are unix milliseconds.
+
+use uuid::Uuid;
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewUser {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub picture: Option<String>,
+    /// Becomes the primary email.
+    pub email: Option<NewEmail>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewEmail {
+    pub id: Uuid,
+    pub address: gatehouse_core::email::Email,
+    pub verified: bool,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserRecord {
+    pub id: Uuid,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub picture: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub emails: Vec<EmailRecord>,
+    pub identities: Vec<IdentityRecord>,
+}
+
+impl UserRecord {
+    pub fn primary_email(&self) -> Option<&EmailRecord> {
+        self.emails.iter().find(|email| email.is_primary)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EmailRecord {
+    pub id: Uuid,
+    pub address: String,
+    pub verified: bool,
+    pub is_primary: bool,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct IdentityRecord {
+    pub id: Uuid,
+    pub provider_id: String,
+    pub provider_user_id: String,
+    pub email_id: Option<Uuid>,
+    pub data: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewSession {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SessionRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    pub created_at: i64,
+    pub expires_at: i64,
+    pub last_used: i64,
+}
+
+/// A session signing key as stored: the private key is sealed by the caller.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSigningKey {
+    pub kid: String,
+    pub algorithm: String,
+    pub sealed_private_key: Vec<u8>,
+    pub created_at: i64,
+    /// When it stopped signing; it keeps verifying until tokens it signed have expired.
+    pub retired_at: Option<i64>,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct AuditLogEntry {
+    pub id: Uuid,
+    pub kind: String,
+    pub error: Option<String>,
+    pub http_request_id: Option<String>,
+    pub source_ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub actor_user_id: Option<Uuid>,
+    pub actor_email: Option<String>,
+    /// JSON text; never tokens, codes or secrets.
+    pub details: Option<String>,
+    pub created_at: i64,
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct AuditLogFilter {
+    pub kind: Option<String>,
+    pub actor_user_id: Option<Uuid>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+    pub limit: u32,
+}

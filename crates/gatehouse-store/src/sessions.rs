@@ -1,0 +1,100 @@
+use gatehouse_core::session::{LiveSession, sessions_to_evict};
+use sqlx::{Row, any::AnyRow};
+use uuid::Uuid;
+
+use crate::{NewSession, Result, SessionRecord, Store, conflict, parse_uuid};
+
+const SESSION_COLUMNS: &str = "id, user_id, user_agent, ip_address, created_at, expires_at, last_used";
+
+fn session_from_row(row: &AnyRow) -> Result<SessionRecord> {
+    Ok(SessionRecord {
+        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
+        user_agent: row.try_get("user_agent")?,
+        ip_address: row.try_get("ip_address")?,
+        created_at: row.try_get("created_at")?,
+        expires_at: row.try_get("expires_at")?,
+        last_used: row.try_get("last_used")?,
+    })
+}
+
+impl Store {
+    /// Stores a new session and, in the same transaction, drops expired sessions of the user and as many of the
+    /// oldest live ones as the limit requires. Returns the ids of the live sessions it dropped.
+    pub async fn create_session(&self, session: &NewSession, limit: usize) -> Result<Vec<Uuid>> {
+        let user_id = session.user_id.to_string();
+        let mut tx = self.writer.begin().await?;
+        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= $2")
+            .bind(&user_id)
+            .bind(session.created_at)
+            .execute(&mut *tx)
+            .await?;
+        let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1")
+            .bind(&user_id)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| Ok(LiveSession { id: parse_uuid(&row.try_get::<String, _>("id")?)?, created_at_ms: row.try_get("created_at")? }))
+            .collect::<Result<Vec<_>>>()?;
+        let evicted = sessions_to_evict(&live, limit);
+        for id in &evicted {
+            sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        }
+        sqlx::query(
+            "INSERT INTO sessions (id, user_id, user_agent, ip_address, expires_at, last_used, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
+        )
+        .bind(session.id.to_string())
+        .bind(&user_id)
+        .bind(&session.user_agent)
+        .bind(&session.ip_address)
+        .bind(session.expires_at)
+        .bind(session.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("session"))?;
+        tx.commit().await?;
+        Ok(evicted)
+    }
+
+    /// A session that exists and has not expired at `now`.
+    pub async fn find_live_session(&self, id: Uuid, now: i64) -> Result<Option<SessionRecord>> {
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND expires_at > $2"
+        )))
+        .bind(id.to_string())
+        .bind(now)
+        .fetch_optional(&self.reader)
+        .await?;
+        row.as_ref().map(session_from_row).transpose()
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list_sessions(&self, user_id: Uuid, now: i64) -> Result<Vec<SessionRecord>> {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id DESC"
+        )))
+        .bind(user_id.to_string())
+        .bind(now)
+        .fetch_all(&self.reader)
+        .await?
+        .iter()
+        .map(session_from_row)
+        .collect()
+    }
+
+    pub async fn touch_session(&self, id: Uuid, now: i64) -> Result<()> {
+        sqlx::query("UPDATE sessions SET last_used = $2, updated_at = $2 WHERE id = $1")
+            .bind(id.to_string())
+            .bind(now)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
+    /// Deletes a session; `false` if there was none.
+    pub async fn delete_session(&self, id: Uuid) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.writer).await?;
+        Ok(result.rows_affected() > 0)
+    }
+}

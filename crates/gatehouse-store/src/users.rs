@@ -1,0 +1,127 @@
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, conflict, parse_uuid};
+
+impl Store {
+    /// Creates a user and, if given, their primary email, in one transaction.
+    pub async fn create_user(&self, user: &NewUser) -> Result<()> {
+        let mut tx = self.writer.begin().await?;
+        sqlx::query(
+            "INSERT INTO users (id, name, given_name, family_name, picture, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(user.id.to_string())
+        .bind(&user.name)
+        .bind(&user.given_name)
+        .bind(&user.family_name)
+        .bind(&user.picture)
+        .bind(user.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("user"))?;
+        if let Some(email) = &user.email {
+            sqlx::query(
+                "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+            )
+            .bind(email.id.to_string())
+            .bind(user.id.to_string())
+            .bind(email.address.as_str())
+            .bind(email.verified)
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict("email address"))?;
+            sqlx::query(
+                "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+            )
+            .bind(Uuid::new_v4().to_string())
+            .bind(email.id.to_string())
+            .bind(user.id.to_string())
+            .bind(user.created_at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A user with their emails and identities.
+    pub async fn find_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
+        let id_text = id.to_string();
+        let Some(row) = sqlx::query(
+            "SELECT name, given_name, family_name, picture, created_at, updated_at FROM users WHERE id = $1",
+        )
+        .bind(&id_text)
+        .fetch_optional(&self.reader)
+        .await?
+        else {
+            return Ok(None);
+        };
+        let emails = sqlx::query(
+            "SELECT e.id, e.address, e.verified, e.created_at, p.id IS NOT NULL AS is_primary
+             FROM emails e LEFT JOIN primary_emails p ON p.email_id = e.id
+             WHERE e.user_id = $1 ORDER BY e.created_at, e.id",
+        )
+        .bind(&id_text)
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(EmailRecord {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                address: row.try_get("address")?,
+                verified: row.try_get("verified")?,
+                is_primary: row.try_get("is_primary")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let identities = sqlx::query(
+            "SELECT id, provider_id, provider_user_id, email_id, data, created_at
+             FROM identities WHERE user_id = $1 ORDER BY created_at, id",
+        )
+        .bind(&id_text)
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(IdentityRecord {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                provider_id: row.try_get("provider_id")?,
+                provider_user_id: row.try_get("provider_user_id")?,
+                email_id: row.try_get::<Option<String>, _>("email_id")?.as_deref().map(parse_uuid).transpose()?,
+                data: row.try_get("data")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        Ok(Some(UserRecord {
+            id,
+            name: row.try_get("name")?,
+            given_name: row.try_get("given_name")?,
+            family_name: row.try_get("family_name")?,
+            picture: row.try_get("picture")?,
+            created_at: row.try_get("created_at")?,
+            updated_at: row.try_get("updated_at")?,
+            emails,
+            identities,
+        }))
+    }
+
+    /// Deletes a user and, by cascade, their emails, identities, tokens and sessions.
+    pub async fn delete_user(&self, id: Uuid) -> Result<bool> {
+        let mut tx = self.writer.begin().await?;
+        // Primary emails point at emails; remove them first so the email cascade has nothing left to guard.
+        sqlx::query("DELETE FROM primary_emails WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        let deleted = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+        tx.commit().await?;
+        Ok(deleted.rows_affected() > 0)
+    }
+
+    /// The number of users; for health output and tests.
+    pub async fn count_users(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.reader).await?;
+        row.try_get::<i64, _>("n").map_err(StoreError::from)
+    }
+}

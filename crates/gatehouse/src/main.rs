@@ -1,0 +1,185 @@
+//! The `gatehouse` binary: CLI, configuration, telemetry, start-up and graceful shutdown.
+
+mod config;
+mod telemetry;
+
+use std::{path::PathBuf, process::ExitCode, sync::Arc};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use gatehouse_api::{AppState, Application};
+use gatehouse_core::config::Config;
+use gatehouse_store::Store;
+
+#[derive(Debug, Parser)]
+#[command(name = "gatehouse", version, about = "A self-hostable, Hanko-compatible authentication server")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, clap::Args)]
+struct ConfigArg {
+    /// YAML configuration file. Without one, Gatehouse starts in development mode.
+    #[arg(long, short, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the API (the default).
+    Serve(ConfigArg),
+    /// Apply database migrations and exit.
+    Migrate(ConfigArg),
+    /// Configuration tools.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+    /// Session signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ConfigCommand {
+    /// Load and validate the configuration, then print it with secrets redacted.
+    Check(ConfigArg),
+}
+
+#[derive(Debug, Subcommand)]
+enum KeysCommand {
+    /// Make a new signing key; older keys keep verifying until the tokens they signed expire.
+    Rotate(ConfigArg),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(error) => {
+            eprintln!("error: cannot start the async runtime: {error}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
+            Command::Serve(args) => serve(args).await,
+            Command::Migrate(args) => migrate(args).await,
+            Command::Config(ConfigCommand::Check(args)) => check(args),
+            Command::Keys(KeysCommand::Rotate(args)) => rotate(args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn load(args: &ConfigArg) -> anyhow::Result<(Config, config::DevSecret)> {
+    let dir = std::env::current_dir().context("cannot read the working folder")?;
+    Ok(config::load(args.config.as_deref(), &dir)?)
+}
+
+fn warn_dev_secret(dev: &config::DevSecret) {
+    match dev {
+        config::DevSecret::NotNeeded => {}
+        config::DevSecret::Generated(path) | config::DevSecret::Reused(path) => tracing::warn!(
+            file = %path.display(),
+            "DEVELOPMENT MODE: no secret_keys configured, using a generated key kept in this file. \
+             Production must set its own secret_keys (GATEHOUSE_SECRET_KEYS or a config file)."
+        ),
+    }
+}
+
+async fn open_store(config: &Config) -> anyhow::Result<Store> {
+    let store = Store::connect(config.database.url.expose(), config.database.max_connections)
+        .await
+        .with_context(|| format!("cannot open the database {}", config.database.url.redacted()))?;
+    store.migrate().await.context("cannot migrate the database")?;
+    Ok(store)
+}
+
+async fn serve(args: ConfigArg) -> anyhow::Result<()> {
+    let (config, dev) = load(&args)?;
+    telemetry::init(&config.log);
+    warn_dev_secret(&dev);
+    let store = open_store(&config).await?;
+    let app = Application::build(Arc::new(config.clone()), store).await?;
+    let base = format!("http://{}", app.local_addr());
+    tracing::info!("Gatehouse is listening on {base}");
+    for path in ["/.well-known/jwks.json", "/sessions/validate", "/me", "/logout", "/health/ready"] {
+        tracing::info!("  {base}{path}");
+    }
+    if let Some(redirect_url) = &config.third_party.redirect_url {
+        tracing::info!("Redirect URL for the Azure app registration: {redirect_url}");
+    }
+    app.run_until_stopped(shutdown_signal()).await.context("the server failed")?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let interrupt = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = interrupt => {},
+        () = terminate => {},
+    }
+    tracing::info!("shutting down: finishing requests in flight");
+}
+
+async fn migrate(args: ConfigArg) -> anyhow::Result<()> {
+    let (config, _) = load(&args)?;
+    telemetry::init(&config.log);
+    open_store(&config).await?;
+    println!("migrations applied to {}", config.database.url.redacted());
+    Ok(())
+}
+
+fn check(args: ConfigArg) -> anyhow::Result<()> {
+    let dir = std::env::current_dir().context("cannot read the working folder")?;
+    let mut config = config::read(args.config.as_deref())?;
+    if args.config.is_none() && config.all_secret_keys().is_empty() {
+        println!(
+            "# development mode: a secret key would be generated into {}",
+            dir.join(config::DEV_SECRET_FILE).display()
+        );
+        config.secret_keys = vec![gatehouse_core::config::Secret::new(gatehouse_crypto::random::token())];
+    }
+    let issues = config.validate();
+    print!("{}", serde_yaml::to_string(&config).context("cannot render the configuration")?);
+    if let Some(redirect_url) = &config.third_party.redirect_url {
+        println!("# Redirect URL for the Azure app registration: {redirect_url}");
+    }
+    if issues.is_empty() {
+        println!("# configuration is valid");
+        Ok(())
+    } else {
+        Err(config::LoadError::Invalid(issues).into())
+    }
+}
+
+async fn rotate(args: ConfigArg) -> anyhow::Result<()> {
+    let (config, dev) = load(&args)?;
+    telemetry::init(&config.log);
+    warn_dev_secret(&dev);
+    let store = open_store(&config).await?;
+    let state = AppState::new(Arc::new(config), store).await?;
+    let kid = state.keys().rotate().await?;
+    println!("new signing key {kid}; older keys keep verifying until the tokens they signed expire");
+    Ok(())
+}

@@ -1,0 +1,13 @@
+//! Logging to stderr: text for people, JSON for log shippers. `RUST_LOG` overrides `log.level`.
+
+use gatehouse_core::config::{LogConfig, LogFormat};
+use tracing_subscriber::{EnvFilter, fmt};
+
+pub fn init(config: &LogConfig) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&config.level));
+    let builder = fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let _ = match config.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().try_init(),
+    };
+}
