@@ -124,14 +124,17 @@ impl Sealer {
             return Err(SealError::Malformed);
         }
         let fingerprint = &sealed[1..1 + FINGERPRINT_LEN];
-        let nonce: [u8; NONCE_LEN] = sealed[1 + FINGERPRINT_LEN..HEADER_LEN].try_into().map_err(|_| SealError::Malformed)?;
+        let nonce: [u8; NONCE_LEN] =
+            sealed[1 + FINGERPRINT_LEN..HEADER_LEN].try_into().map_err(|_| SealError::Malformed)?;
         // The fingerprint picks the right secret at once; the others are tried only if it matches none (a collision).
         let (matching, others): (Vec<_>, Vec<_>) = self.keys.iter().partition(|k| k.fingerprint == fingerprint);
         for derived in matching.into_iter().chain(others) {
             let mut body = sealed[HEADER_LEN..].to_vec();
-            if let Ok(plain) =
-                Self::key(derived, purpose).open_in_place(Nonce::assume_unique_for_key(nonce), Aad::from(context), &mut body)
-            {
+            if let Ok(plain) = Self::key(derived, purpose).open_in_place(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(context),
+                &mut body,
+            ) {
                 return Ok(plain.to_vec());
             }
         }

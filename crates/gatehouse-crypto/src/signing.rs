@@ -239,7 +239,10 @@ mod tests {
             let token = set.sign(&claims).unwrap();
             assert_eq!(set.verify(&token, &expect()).unwrap(), claims, "{alg:?}");
             let jwk = serde_json::to_value(&set.jwks().keys[0]).unwrap();
-            assert_eq!((jwk["kid"].as_str(), jwk["alg"].as_str(), jwk["use"].as_str()), (Some("k1"), Some(alg.as_str()), Some("sig")));
+            assert_eq!(
+                (jwk["kid"].as_str(), jwk["alg"].as_str(), jwk["use"].as_str()),
+                (Some("k1"), Some(alg.as_str()), Some("sig"))
+            );
             assert!(jwk.get("d").is_none(), "the JWKS must not contain private parts");
         }
     }
@@ -247,8 +250,14 @@ mod tests {
     #[test]
     fn expired_wrong_audience_and_unknown_key_fail() {
         let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
-        assert!(matches!(set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect()), Err(VerifyError::Invalid(_))));
-        assert!(matches!(set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect()), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect()),
+            Err(VerifyError::Invalid(_))
+        ));
+        assert!(matches!(
+            set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect()),
+            Err(VerifyError::Invalid(_))
+        ));
         let other = KeySet::new(vec![key(SigningAlgorithm::ES256, "k2")]);
         assert_eq!(other.verify(&set.sign(&claims(60, "localhost")).unwrap(), &expect()), Err(VerifyError::UnknownKey));
     }

@@ -50,7 +50,11 @@ impl Store {
                 http_request_id: row.try_get("meta_http_request_id")?,
                 source_ip: row.try_get("meta_source_ip")?,
                 user_agent: row.try_get("meta_user_agent")?,
-                actor_user_id: row.try_get::<Option<String>, _>("actor_user_id")?.as_deref().map(parse_uuid).transpose()?,
+                actor_user_id: row
+                    .try_get::<Option<String>, _>("actor_user_id")?
+                    .as_deref()
+                    .map(parse_uuid)
+                    .transpose()?,
                 actor_email: row.try_get("actor_email")?,
                 details: row.try_get("details")?,
                 created_at: row.try_get("created_at")?,

@@ -10,14 +10,16 @@ impl Store {
             .bind(key.created_at)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("INSERT INTO jwks (kid, algorithm, key_data, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)")
-            .bind(&key.kid)
-            .bind(&key.algorithm)
-            .bind(&key.sealed_private_key)
-            .bind(key.created_at)
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict("signing key"))?;
+        sqlx::query(
+            "INSERT INTO jwks (kid, algorithm, key_data, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
+        )
+        .bind(&key.kid)
+        .bind(&key.algorithm)
+        .bind(&key.sealed_private_key)
+        .bind(key.created_at)
+        .execute(&mut *tx)
+        .await
+        .map_err(conflict("signing key"))?;
         tx.commit().await?;
         Ok(())
     }
@@ -42,6 +44,13 @@ impl Store {
             })
         })
         .collect()
+    }
+
+    /// Whether a key with this `kid` is stored: a cheap check before reloading every key for an unknown `kid`.
+    pub async fn has_signing_key(&self, kid: &str) -> Result<bool> {
+        let row =
+            sqlx::query("SELECT 1 AS found FROM jwks WHERE kid = $1").bind(kid).fetch_optional(&self.reader).await?;
+        Ok(row.is_some())
     }
 
     /// Removes keys retired at or before `retired_before`: no live token can carry their signature any more.

@@ -34,7 +34,12 @@ impl Store {
             .fetch_all(&mut *tx)
             .await?
             .iter()
-            .map(|row| Ok(LiveSession { id: parse_uuid(&row.try_get::<String, _>("id")?)?, created_at_ms: row.try_get("created_at")? }))
+            .map(|row| {
+                Ok(LiveSession {
+                    id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                    created_at_ms: row.try_get("created_at")?,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let evicted = sessions_to_evict(&live, limit);
         for id in &evicted {
@@ -94,7 +99,8 @@ impl Store {
 
     /// Deletes a session; `false` if there was none.
     pub async fn delete_session(&self, id: Uuid) -> Result<bool> {
-        let result = sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.writer).await?;
+        let result =
+            sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.writer).await?;
         Ok(result.rows_affected() > 0)
     }
 }

@@ -1,7 +1,7 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::{EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, conflict, parse_uuid};
+use crate::{EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, conflict, flag, parse_uuid};
 
 impl Store {
     /// Creates a user and, if given, their primary email, in one transaction.
@@ -71,8 +71,8 @@ impl Store {
             Ok(EmailRecord {
                 id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 address: row.try_get("address")?,
-                verified: row.try_get("verified")?,
-                is_primary: row.try_get("is_primary")?,
+                verified: flag(&row, "verified")?,
+                is_primary: flag(&row, "is_primary")?,
                 created_at: row.try_get("created_at")?,
             })
         })

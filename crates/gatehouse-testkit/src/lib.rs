@@ -1,1 +1,29 @@
+//! Test support: a fresh database per test (SQLite file or PostgreSQL database), a real Gatehouse server on
+//! port 0, and helpers to drive it over HTTP.
 
+mod db;
+mod server;
+
+pub use db::{Backend, TestDb, postgres_admin_url};
+pub use server::{TestServer, test_config};
+
+/// Runs an async scenario once on SQLite and once on PostgreSQL: `both_backends!(scenario_a, scenario_b);`
+/// where each scenario is `async fn scenario_a(backend: Backend)`.
+#[macro_export]
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        $(
+            mod $name {
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn sqlite() {
+                    super::$name($crate::Backend::Sqlite).await
+                }
+
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn postgres() {
+                    super::$name($crate::Backend::Postgres).await
+                }
+            }
+        )*
+    };
+}

@@ -18,8 +18,6 @@ use crate::clock;
 
 /// How long a loaded key set is used before the store is asked again.
 const MAX_AGE: Duration = Duration::from_secs(5);
-/// How often a token with an unknown `kid` may trigger a reload; bounds the cost of garbage tokens.
-const UNKNOWN_KID_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -139,15 +137,14 @@ impl KeyRing {
     }
 
     /// Verifies a session JWT's signature, expiry, audience and issuer. A token naming a key this instance has
-    /// not loaded yet (just rotated elsewhere) triggers one reload, at most once a second.
+    /// not loaded yet (just rotated elsewhere) triggers a reload, but only when the store has that key: a
+    /// made-up `kid` costs one primary-key lookup, never a reload.
     pub async fn verify(&self, token: &str) -> Result<SessionClaims, VerifyError> {
         let set = self.current().await;
         match set.verify(token, &self.audience) {
             Err(VerifyError::UnknownKey) => {
                 let kid = KeySet::token_kid(token)?;
-                let stale =
-                    self.loaded.read().unwrap_or_else(|e| e.into_inner()).at.elapsed() >= UNKNOWN_KID_RELOAD_INTERVAL;
-                if set.contains(&kid) || !stale {
+                if set.contains(&kid) || !self.store.has_signing_key(&kid).await.unwrap_or(false) {
                     return Err(VerifyError::UnknownKey);
                 }
                 let set = self.reload().await.map_err(|_| VerifyError::UnknownKey)?;

@@ -1,4 +1,5 @@
--- Gatehouse schema, SQLite dialect. Times are unix milliseconds; ids are UUID text.
+-- Gatehouse schema, SQLite dialect. Times are unix milliseconds; ids are UUID text; flags are 0/1 integers
+-- (sqlx's Any driver cannot read SQLite's BOOLEAN affinity).
 CREATE TABLE users (
     id          TEXT PRIMARY KEY,
     name        TEXT,
@@ -13,7 +14,7 @@ CREATE TABLE emails (
     id         TEXT PRIMARY KEY,
     user_id    TEXT REFERENCES users (id) ON DELETE CASCADE,
     address    TEXT NOT NULL,
-    verified   BOOLEAN NOT NULL DEFAULT FALSE,
+    verified   INTEGER NOT NULL DEFAULT 0,
     created_at BIGINT NOT NULL,
     updated_at BIGINT NOT NULL
 );
@@ -47,8 +48,8 @@ CREATE TABLE tokens (
     value_hash         TEXT NOT NULL UNIQUE,
     identity_id        TEXT REFERENCES identities (id) ON DELETE CASCADE,
     code_verifier_hash TEXT,
-    is_flow            BOOLEAN NOT NULL DEFAULT FALSE,
-    user_created       BOOLEAN NOT NULL DEFAULT FALSE,
+    is_flow            INTEGER NOT NULL DEFAULT 0,
+    user_created       INTEGER NOT NULL DEFAULT 0,
     expires_at         BIGINT NOT NULL,
     created_at         BIGINT NOT NULL
 );

@@ -1,0 +1,5 @@
+//! The public API, driven over HTTP against a real server on port 0, on SQLite and on PostgreSQL.
+
+mod errors;
+mod jose;
+mod sessions;

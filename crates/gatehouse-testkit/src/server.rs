@@ -1,0 +1,125 @@
+use std::sync::Arc;
+
+use gatehouse_api::{AppState, Application, services::audit::RequestMeta};
+use gatehouse_core::{
+    config::{Config, DatabaseUrl, Secret},
+    email::Email,
+    session::{EmailClaim, SessionGrant},
+};
+use gatehouse_store::{NewEmail, NewUser};
+use tokio::{sync::oneshot, task::JoinHandle};
+use uuid::Uuid;
+
+use crate::{Backend, TestDb};
+
+pub const TEST_SECRET_KEY: &str = "test-secret-key-0123456789";
+
+/// A valid configuration for tests on `db`: a fixed secret key, port 0, cookies without `Secure` (plain http).
+pub fn test_config(db: &TestDb) -> Config {
+    let mut config = Config { secret_keys: vec![Secret::new(TEST_SECRET_KEY)], ..Config::default() };
+    config.database.url = DatabaseUrl::new(db.url());
+    config.server.public.address = "127.0.0.1:0".into();
+    config.session.cookie.secure = false;
+    config
+}
+
+/// A Gatehouse server on its own port and database, stopped when dropped.
+#[derive(Debug)]
+pub struct TestServer {
+    pub base_url: String,
+    pub state: AppState,
+    pub client: reqwest::Client,
+    shutdown: Option<oneshot::Sender<()>>,
+    task: Option<JoinHandle<()>>,
+    db: Option<TestDb>,
+}
+
+impl TestServer {
+    /// Starts on a fresh database of `backend`, with `configure` applied to the test configuration.
+    pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let db = TestDb::new(backend).await;
+        let mut config = test_config(&db);
+        configure(&mut config);
+        let mut server = Self::start_with(config).await;
+        server.db = Some(db);
+        server
+    }
+
+    /// Starts with `config` on the database it names (a second instance, or a restart); the caller keeps that
+    /// database alive.
+    pub async fn start_with(config: Config) -> Self {
+        let issues = config.validate();
+        assert!(issues.is_empty(), "test configuration is invalid: {issues:?}");
+        let store = gatehouse_store::Store::connect(config.database.url.expose(), 5).await.expect("connect");
+        store.migrate().await.expect("migrate");
+        let app = Application::build(Arc::new(config), store).await.expect("start Gatehouse");
+        let base_url = format!("http://{}", app.local_addr());
+        let state = app.state().clone();
+        let (shutdown, stopped) = oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            app.run_until_stopped(async {
+                let _ = stopped.await;
+            })
+            .await
+            .expect("server ran");
+        });
+        let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
+        Self { base_url, state, client, shutdown: Some(shutdown), task: Some(task), db: None }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base_url)
+    }
+
+    /// Stops the server and waits until it has.
+    pub async fn stop(mut self) -> Option<TestDb> {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+        self.state.store().close().await;
+        self.db.take()
+    }
+
+    /// Creates a user with a verified primary email; returns the user id.
+    pub async fn create_user(&self, email: &str) -> Uuid {
+        let id = Uuid::new_v4();
+        let user = NewUser {
+            id,
+            name: Some("Test User".into()),
+            given_name: None,
+            family_name: None,
+            picture: None,
+            email: Some(NewEmail {
+                id: Uuid::new_v4(),
+                address: Email::parse(email).expect("valid email"),
+                verified: true,
+            }),
+            created_at: gatehouse_api::clock::now_ms(),
+        };
+        self.state.store().create_user(&user).await.expect("create user");
+        id
+    }
+
+    /// Issues a session for `user_id` the way a sign-in does; returns the JWT.
+    pub async fn issue_session(&self, user_id: Uuid) -> String {
+        let user = self.state.store().find_user(user_id).await.expect("read user").expect("user exists");
+        let email = user.primary_email().map(|email| EmailClaim {
+            address: email.address.clone(),
+            is_primary: true,
+            is_verified: email.verified,
+        });
+        let grant = SessionGrant { user_id, email, amr: vec!["ext:microsoft".into()] };
+        self.state.sessions().issue(&grant, &RequestMeta::default()).await.expect("issue session").token
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(shutdown) = self.shutdown.take() {
+            let _ = shutdown.send(());
+        }
+    }
+}
