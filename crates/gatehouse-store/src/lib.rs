@@ -127,6 +127,18 @@ impl Store {
         Ok(())
     }
 
+    /// Serialises transactions that change one user's rows (sessions, emails) so that limits hold under
+    /// concurrency. SQLite needs nothing: its single writer connection already serialises every transaction.
+    async fn lock_user(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: uuid::Uuid) -> Result<()> {
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+                .bind(user_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+        }
+        Ok(())
+    }
+
     pub async fn close(&self) {
         self.reader.close().await;
         self.writer.close().await;

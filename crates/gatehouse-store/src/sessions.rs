@@ -24,6 +24,7 @@ impl Store {
     pub async fn create_session(&self, session: &NewSession, limit: usize) -> Result<Vec<Uuid>> {
         let user_id = session.user_id.to_string();
         let mut tx = self.writer.begin().await?;
+        self.lock_user(&mut tx, session.user_id).await?;
         sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= $2")
             .bind(&user_id)
             .bind(session.created_at)

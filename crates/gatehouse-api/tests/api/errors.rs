@@ -96,7 +96,7 @@ async fn health_and_legacy_config(backend: Backend) {
     let key = &jwks["keys"][0];
     assert_eq!(
         (key["kty"].as_str(), key["alg"].as_str(), key["use"].as_str()),
-        (Some("EC"), Some("ES256"), Some("sig"))
+        (Some("RSA"), Some("RS256"), Some("sig"))
     );
     assert!(key.get("d").is_none(), "no private parts in the JWKS");
     let id = server.client.get(server.url("/health/alive")).send().await.unwrap();

@@ -38,7 +38,7 @@ async fn a_valid_session_validates_with_hankos_shape(backend: Backend) {
     assert!(claims["expiration"].as_str().unwrap().ends_with('Z'), "RFC 3339 UTC: {claims}");
     assert_eq!(body["expiration_time"], claims["expiration"]);
     let (header, payload) = split(&token);
-    assert_eq!(header["alg"], "ES256");
+    assert_eq!(header["alg"], "RS256");
     assert_eq!(payload["session_id"], claims["session_id"]);
     assert_eq!(payload["exp"].as_i64().unwrap() - payload["iat"].as_i64().unwrap(), 12 * 3600);
 
@@ -93,7 +93,7 @@ async fn forged_and_broken_tokens_are_invalid(backend: Backend) {
         server.client.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = header["kid"].as_str().map(str::to_owned);
-    for secret in [jwks["keys"][0].to_string(), jwks["keys"][0]["x"].as_str().unwrap().to_owned()] {
+    for secret in [jwks["keys"][0].to_string(), jwks["keys"][0]["n"].as_str().unwrap().to_owned()] {
         let confused =
             jsonwebtoken::encode(&hs_header, &payload, &EncodingKey::from_secret(secret.as_bytes())).unwrap();
         assert!(!is_valid(&server, &confused).await, "HS256 confusion");

@@ -1,0 +1,209 @@
+//! The storage suite: every test runs on SQLite and on PostgreSQL, each on a database of its own.
+
+use gatehouse_core::email::Email;
+use gatehouse_store::{
+    AuditLogEntry, AuditLogFilter, NewEmail, NewSession, NewUser, Store, StoreError, StoredSigningKey,
+};
+use gatehouse_testkit::{Backend, TestDb, both_backends};
+use uuid::Uuid;
+
+fn user(email: Option<&str>) -> NewUser {
+    NewUser {
+        id: Uuid::new_v4(),
+        name: Some("Megan Bowen".into()),
+        given_name: Some("Megan".into()),
+        family_name: Some("Bowen".into()),
+        picture: None,
+        email: email.map(|address| NewEmail {
+            id: Uuid::new_v4(),
+            address: Email::parse(address).unwrap(),
+            verified: true,
+        }),
+        created_at: 1_000,
+    }
+}
+
+fn session(user_id: Uuid, created_at: i64) -> NewSession {
+    NewSession {
+        id: Uuid::new_v4(),
+        user_id,
+        user_agent: Some("test".into()),
+        ip_address: Some("127.0.0.1".into()),
+        created_at,
+        expires_at: created_at + 3_600_000,
+    }
+}
+
+fn key(kid: &str, created_at: i64) -> StoredSigningKey {
+    StoredSigningKey {
+        kid: kid.into(),
+        algorithm: "ES256".into(),
+        sealed_private_key: vec![1, 2, 3, 0, 255],
+        created_at,
+        retired_at: None,
+    }
+}
+
+async fn users_round_trip_with_their_primary_email(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let new = user(Some("Megan@Contoso.com"));
+    store.create_user(&new).await.unwrap();
+    let found = store.find_user(new.id).await.unwrap().unwrap();
+    assert_eq!((found.name.as_deref(), found.given_name.as_deref()), (Some("Megan Bowen"), Some("Megan")));
+    assert_eq!(found.emails.len(), 1);
+    let email = found.primary_email().unwrap();
+    assert_eq!((email.address.as_str(), email.verified, email.is_primary), ("megan@contoso.com", true, true));
+    assert!(found.identities.is_empty());
+    assert_eq!(store.count_users().await.unwrap(), 1);
+    assert!(store.find_user(Uuid::new_v4()).await.unwrap().is_none());
+
+    let emailless = user(None);
+    store.create_user(&emailless).await.unwrap();
+    assert!(store.find_user(emailless.id).await.unwrap().unwrap().emails.is_empty());
+}
+
+async fn email_addresses_are_unique_case_insensitively(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store.create_user(&user(Some("megan@contoso.com"))).await.unwrap();
+    let duplicate = user(Some("MEGAN@contoso.com"));
+    assert!(matches!(store.create_user(&duplicate).await, Err(StoreError::Conflict("email address"))));
+    assert!(store.find_user(duplicate.id).await.unwrap().is_none(), "a failed creation leaves no half-made user");
+    assert_eq!(store.count_users().await.unwrap(), 1);
+}
+
+async fn deleting_a_user_removes_everything_of_theirs(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let new = user(Some("a@example.com"));
+    store.create_user(&new).await.unwrap();
+    let s = session(new.id, 1_000);
+    store.create_session(&s, 5).await.unwrap();
+    assert!(store.delete_user(new.id).await.unwrap());
+    assert!(store.find_user(new.id).await.unwrap().is_none());
+    assert!(store.find_live_session(s.id, 1_000).await.unwrap().is_none());
+    assert!(!store.delete_user(new.id).await.unwrap());
+    store.create_user(&user(Some("a@example.com"))).await.expect("the address is free again");
+}
+
+async fn sessions_respect_the_limit_and_expiry(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let new = user(Some("a@example.com"));
+    store.create_user(&new).await.unwrap();
+    let sessions: Vec<NewSession> = (0..3).map(|i| session(new.id, 10_000 + i * 1_000)).collect();
+    for s in &sessions {
+        store.create_session(s, 3).await.unwrap();
+    }
+    let evicted = store.create_session(&session(new.id, 20_000), 3).await.unwrap();
+    assert_eq!(evicted, vec![sessions[0].id], "the oldest goes first");
+    let live = store.list_sessions(new.id, 20_000).await.unwrap();
+    assert_eq!(live.len(), 3);
+    assert!(live.windows(2).all(|w| w[0].created_at >= w[1].created_at), "newest first");
+    assert!(store.find_live_session(sessions[1].id, 11_000).await.unwrap().is_some());
+    assert!(store.find_live_session(sessions[1].id, sessions[1].expires_at).await.unwrap().is_none(), "expired");
+
+    store.touch_session(sessions[1].id, 15_000).await.unwrap();
+    assert_eq!(store.find_live_session(sessions[1].id, 15_000).await.unwrap().unwrap().last_used, 15_000);
+    assert!(store.delete_session(sessions[1].id).await.unwrap());
+    assert!(!store.delete_session(sessions[1].id).await.unwrap());
+
+    let later = sessions[2].expires_at;
+    let evicted = store.create_session(&session(new.id, later), 3).await.unwrap();
+    assert!(evicted.is_empty(), "expired sessions are cleared without counting as evictions");
+    assert_eq!(store.list_sessions(new.id, later).await.unwrap().len(), 2);
+}
+
+async fn concurrent_sessions_never_exceed_the_limit(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let new = user(Some("a@example.com"));
+    store.create_user(&new).await.unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|i| {
+            let store: Store = store.clone();
+            let s = session(new.id, 1_000 + i);
+            tokio::spawn(async move { store.create_session(&s, 3).await })
+        })
+        .collect();
+    let mut failures = 0;
+    for task in tasks {
+        if task.await.unwrap().is_err() {
+            failures += 1;
+        }
+    }
+    let live = store.list_sessions(new.id, 2_000).await.unwrap().len();
+    assert!(live <= 3, "{live} live sessions with a limit of 3 ({failures} serialization failures)");
+}
+
+async fn signing_keys_rotate_and_retire(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    store.rotate_signing_key(&key("one", 1_000)).await.unwrap();
+    store.rotate_signing_key(&key("two", 2_000)).await.unwrap();
+    let keys = store.list_signing_keys(0).await.unwrap();
+    assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), vec!["two", "one"]);
+    assert_eq!(keys[0].retired_at, None);
+    assert_eq!(keys[1].retired_at, Some(2_000));
+    assert_eq!(keys[1].sealed_private_key, vec![1, 2, 3, 0, 255], "binary key data survives");
+    assert!(store.has_signing_key("one").await.unwrap() && !store.has_signing_key("nine").await.unwrap());
+    assert_eq!(store.list_signing_keys(2_000).await.unwrap().len(), 1, "keys retired long enough ago are not listed");
+    assert_eq!(store.delete_retired_signing_keys(2_000).await.unwrap(), 1);
+    assert!(!store.has_signing_key("one").await.unwrap());
+    assert!(matches!(store.rotate_signing_key(&key("two", 3_000)).await, Err(StoreError::Conflict(_))));
+    let keys = store.list_signing_keys(0).await.unwrap();
+    assert_eq!(keys.len(), 1);
+    assert_eq!(keys[0].retired_at, None, "a failed rotation retires nothing");
+}
+
+async fn audit_logs_filter(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let actor = Uuid::new_v4();
+    for (i, kind) in ["user_logged_out", "thirdparty_signin_succeeded", "user_logged_out"].iter().enumerate() {
+        let entry = AuditLogEntry {
+            id: Uuid::now_v7(),
+            kind: (*kind).into(),
+            actor_user_id: (i != 1).then_some(actor),
+            source_ip: Some("127.0.0.1".into()),
+            details: Some("{\"flow\":\"x\"}".into()),
+            created_at: 1_000 * (i as i64 + 1),
+            ..Default::default()
+        };
+        store.insert_audit_log(&entry).await.unwrap();
+    }
+    let all = store.list_audit_logs(&AuditLogFilter { limit: 10, ..Default::default() }).await.unwrap();
+    assert_eq!(all.iter().map(|e| e.created_at).collect::<Vec<_>>(), vec![3_000, 2_000, 1_000]);
+    let by_kind = AuditLogFilter { kind: Some("user_logged_out".into()), limit: 10, ..Default::default() };
+    assert_eq!(store.list_audit_logs(&by_kind).await.unwrap().len(), 2);
+    let by_actor = AuditLogFilter { actor_user_id: Some(actor), since: Some(2_000), limit: 10, ..Default::default() };
+    let rows = store.list_audit_logs(&by_actor).await.unwrap();
+    assert_eq!(rows.len(), 1);
+    assert_eq!(rows[0].details.as_deref(), Some("{\"flow\":\"x\"}"));
+    let window = AuditLogFilter { since: Some(1_000), until: Some(3_000), limit: 1, ..Default::default() };
+    assert_eq!(store.list_audit_logs(&window).await.unwrap()[0].created_at, 2_000);
+}
+
+async fn migrations_are_idempotent_and_data_survives_reconnecting(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let new = user(Some("a@example.com"));
+    store.create_user(&new).await.unwrap();
+    store.close().await;
+    let reopened = db.store().await;
+    reopened.migrate().await.unwrap();
+    assert!(reopened.find_user(new.id).await.unwrap().is_some());
+    reopened.ping().await.unwrap();
+}
+
+both_backends!(
+    users_round_trip_with_their_primary_email,
+    email_addresses_are_unique_case_insensitively,
+    deleting_a_user_removes_everything_of_theirs,
+    sessions_respect_the_limit_and_expiry,
+    concurrent_sessions_never_exceed_the_limit,
+    signing_keys_rotate_and_retire,
+    audit_logs_filter,
+    migrations_are_idempotent_and_data_survives_reconnecting,
+);
