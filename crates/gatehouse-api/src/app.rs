@@ -22,7 +22,7 @@ use tower_http::{
 use crate::{
     ApiError, AppState,
     error::render_plain_errors,
-    routes::{health, sessions, users, well_known},
+    routes::{health, sessions, thirdparty, users, well_known},
     services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
 
@@ -40,6 +40,9 @@ pub fn app(state: AppState) -> Router {
         .route("/sessions/validate", get(sessions::validate).post(sessions::validate_token))
         .route("/logout", post(sessions::logout))
         .route("/me", get(users::me))
+        .route("/thirdparty/auth", get(thirdparty::auth))
+        .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
+        .route("/token", post(thirdparty::token))
         .fallback(|| async { ApiError::not_found() })
         .layer(
             ServiceBuilder::new()

@@ -58,7 +58,7 @@ impl IntoResponse for ApiError {
     }
 }
 
-/// Gives every error response that is not already JSON (from the router's 404/405, body limits, timeouts or a
+/// Gives every plain error response (from the router's 404/405, body limits, timeouts or a
 /// caught panic) Hanko's error shape, so clients never see a bare text error.
 pub async fn render_plain_errors<B>(response: Response<B>) -> Response
 where
@@ -67,12 +67,13 @@ where
 {
     let response = response.map(axum::body::Body::new);
     let status = response.status();
-    let is_json = response
+    // Bodies the layers and the router make are empty or plain text; JSON and HTML pages are ours already.
+    let is_plain = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if (status.is_client_error() || status.is_server_error()) && !is_json {
+        .is_none_or(|v| v.starts_with("text/plain"));
+    if (status.is_client_error() || status.is_server_error()) && is_plain {
         let (parts, _) = response.into_parts();
         let mut rendered = ApiError::status(status).into_response();
         for name in [header::ALLOW, header::RETRY_AFTER, header::VARY] {

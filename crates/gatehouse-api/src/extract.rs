@@ -41,16 +41,19 @@ pub fn session_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
         .filter(|token| !token.is_empty());
-    bearer.or_else(|| {
-        headers
-            .get_all(header::COOKIE)
-            .iter()
-            .filter_map(|v| v.to_str().ok())
-            .flat_map(|v| v.split(';'))
-            .filter_map(|pair| pair.trim().split_once('='))
-            .find(|(name, value)| *name == cookie_name && !value.is_empty())
-            .map(|(_, value)| value)
-    })
+    bearer.or_else(|| cookie(headers, cookie_name))
+}
+
+/// The value of a request cookie, if present and non-empty.
+pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(cookie_name, value)| *cookie_name == name && !value.is_empty())
+        .map(|(_, value)| value)
 }
 
 /// A request with a valid session; answers 401 otherwise.

@@ -14,4 +14,4 @@ mod state;
 pub use app::app;
 pub use error::ApiError;
 pub use server::{Application, StartError};
-pub use state::AppState;
+pub use state::{AppState, StateError};

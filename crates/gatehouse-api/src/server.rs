@@ -7,12 +7,12 @@ use gatehouse_core::config::Config;
 use gatehouse_store::Store;
 use tokio::net::TcpListener;
 
-use crate::{AppState, app, services::keys::KeyRingError};
+use crate::{AppState, app, state::StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot prepare signing keys: {0}")]
-    Keys(#[from] KeyRingError),
+    #[error("cannot prepare the server: {0}")]
+    State(#[from] StateError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },
 }

@@ -328,6 +328,19 @@ pub struct MicrosoftProviderConfig {
     pub tenant: String,
     pub allowed_tenants: Vec<String>,
     pub cloud_instance: String,
+    /// How Gatehouse authenticates to Microsoft's token endpoint with the secret.
+    pub client_auth_method: ClientAuthMethod,
+}
+
+/// Client authentication at the token endpoint (RFC 6749 §2.3.1).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuthMethod {
+    /// `client_secret` in the form body: what Microsoft documents.
+    #[default]
+    ClientSecretPost,
+    /// HTTP Basic authentication.
+    ClientSecretBasic,
 }
 
 impl Default for MicrosoftProviderConfig {
@@ -341,6 +354,7 @@ impl Default for MicrosoftProviderConfig {
             tenant: "common".into(),
             allowed_tenants: Vec::new(),
             cloud_instance: MICROSOFT_CLOUD.into(),
+            client_auth_method: ClientAuthMethod::default(),
         }
     }
 }
@@ -494,7 +508,11 @@ impl ThirdPartyConfig {
                 issue(key, message);
             }
         }
-        // REDIRECT_CHECK
+        for pattern in &self.allowed_redirect_urls {
+            if let Err(error) = crate::redirect::RedirectPattern::parse(pattern) {
+                issue("third_party.allowed_redirect_urls", format!("{pattern:?}: {error}"));
+            }
+        }
         if self.connect_timeout.as_duration().is_zero() {
             issue("third_party.connect_timeout", "must be more than 0".into());
         }
@@ -522,7 +540,9 @@ impl ThirdPartyConfig {
                 issue("third_party.providers.microsoft.secret", "required when the provider is enabled".into());
             }
         }
-        // TENANT_CHECK
+        if let Err(message) = crate::microsoft::claims::TenantMode::parse(&microsoft.tenant).map(drop) {
+            issue("third_party.providers.microsoft.tenant", message.to_string());
+        }
         if let Err(message) = check_cloud_instance(&microsoft.cloud_instance) {
             issue("third_party.providers.microsoft.cloud_instance", message);
         }

@@ -4,6 +4,7 @@ pub mod config;
 pub mod duration;
 pub mod email;
 pub mod error;
+pub mod linking;
 pub mod microsoft;
 pub mod redirect;
 pub mod session;

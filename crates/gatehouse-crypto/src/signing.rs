@@ -69,7 +69,8 @@ pub fn generate_private_key(alg: SigningAlgorithm) -> Result<Vec<u8>, KeyError> 
     })
 }
 
-fn pem(der: &[u8]) -> String {
+/// PKCS#8 DER as a `PRIVATE KEY` PEM block, the form jsonwebtoken loads.
+pub fn private_key_pem(der: &[u8]) -> String {
     let body = STANDARD.encode(der);
     let lines: Vec<&str> = body.as_bytes().chunks(64).map(|c| std::str::from_utf8(c).unwrap_or_default()).collect();
     format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", lines.join("\n"))
@@ -93,7 +94,7 @@ impl std::fmt::Debug for SigningKey {
 impl SigningKey {
     pub fn from_pkcs8(kid: impl Into<String>, alg: SigningAlgorithm, pkcs8_der: &[u8]) -> Result<Self, KeyError> {
         let invalid = |e: jsonwebtoken::errors::Error| KeyError::Invalid(alg, e.to_string());
-        let pem = pem(pkcs8_der);
+        let pem = private_key_pem(pkcs8_der);
         let encoding = match alg {
             SigningAlgorithm::RS256 => EncodingKey::from_rsa_pem(pem.as_bytes()),
             SigningAlgorithm::ES256 => EncodingKey::from_ec_pem(pem.as_bytes()),

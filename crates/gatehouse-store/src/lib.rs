@@ -5,10 +5,12 @@
 //! On SQLite, writes go through a single-connection pool so that transactions never race for the write lock
 //! (which SQLite would answer with `SQLITE_BUSY`); reads use a pool of their own and, with WAL, never wait.
 
+mod accounts;
 mod audit;
 mod keys;
 pub mod model;
 mod sessions;
+mod tokens;
 mod users;
 
 use std::{str::FromStr, time::Duration};

@@ -114,3 +114,72 @@ pub struct AuditLogFilter {
     pub until: Option<i64>,
     pub limit: u32,
 }
+
+/// A one-time token as stored: its value only as a hash.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewToken {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub value_hash: String,
+    pub identity_id: Option<Uuid>,
+    /// Hash of the PKCE verifier the client must present again, when the client supplied one.
+    pub code_verifier_hash: Option<String>,
+    pub is_flow: bool,
+    pub user_created: bool,
+    pub created_at: i64,
+    pub expires_at: i64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRecord {
+    pub id: Uuid,
+    pub user_id: Uuid,
+    pub identity_id: Option<Uuid>,
+    pub code_verifier_hash: Option<String>,
+    pub is_flow: bool,
+    pub user_created: bool,
+    pub expires_at: i64,
+}
+
+/// A user as an identity provider describes them, to sign in, link or sign up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderProfile {
+    pub provider_id: String,
+    pub provider_user_id: String,
+    pub email: Option<ProviderEmailAddress>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    /// The provider's claims as JSON, stored with the identity.
+    pub claims_json: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderEmailAddress {
+    pub address: gatehouse_core::email::Email,
+    pub verified: bool,
+}
+
+/// What the store found about a provider user, read inside the transaction that will act on it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AccountSnapshot {
+    pub existing_identity: Option<gatehouse_core::linking::ExistingIdentity>,
+    pub email_owner: Option<gatehouse_core::linking::EmailOwner>,
+    /// Emails of the identity's user (sign-in), or of the user to link to.
+    pub user_email_count: usize,
+}
+
+/// What the transaction did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderAccount {
+    pub user_id: Uuid,
+    pub identity_id: Uuid,
+    pub outcome: AccountOutcome,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AccountOutcome {
+    SignedIn,
+    Linked,
+    SignedUp,
+}

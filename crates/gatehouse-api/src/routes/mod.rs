@@ -2,5 +2,6 @@
 
 pub mod health;
 pub mod sessions;
+pub mod thirdparty;
 pub mod users;
 pub mod well_known;

@@ -27,8 +27,6 @@ pub enum KeyRingError {
     Open { kid: String, source: SealError },
     #[error(transparent)]
     Key(#[from] KeyError),
-    #[error(transparent)]
-    Sealing(#[from] SealError),
     #[error("stored signing key {0} has an unknown algorithm")]
     UnknownAlgorithm(String),
 }

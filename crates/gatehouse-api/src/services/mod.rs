@@ -2,4 +2,6 @@
 
 pub mod audit;
 pub mod keys;
+pub mod rate_limit;
 pub mod session;
+pub mod thirdparty;

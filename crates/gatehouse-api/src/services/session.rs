@@ -53,6 +53,17 @@ impl<'a> SessionService<'a> {
         &self.state.config().session
     }
 
+    /// A grant for `user_id`, with their primary email as the `email` claim.
+    pub async fn grant_for(&self, user_id: Uuid, amr: Vec<String>) -> Result<SessionGrant, ApiError> {
+        let user = self.state.store().find_user(user_id).await?.ok_or_else(ApiError::unauthorized)?;
+        let email = user.primary_email().map(|email| gatehouse_core::session::EmailClaim {
+            address: email.address.clone(),
+            is_primary: true,
+            is_verified: email.verified,
+        });
+        Ok(SessionGrant { user_id, email, amr })
+    }
+
     /// Creates a session for `grant`, dropping the user's oldest sessions beyond the limit.
     pub async fn issue(&self, grant: &SessionGrant, meta: &RequestMeta) -> Result<IssuedSession, ApiError> {
         let now_ms = clock::now_ms();

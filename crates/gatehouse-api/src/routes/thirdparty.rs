@@ -1,0 +1,175 @@
+//! Hanko's third-party endpoints: `GET /thirdparty/auth` (legacy SDK), the provider callback (GET and
+//! form_post), and `POST /token` (legacy one-time token exchange).
+
+use axum::{
+    Form, Json,
+    extract::{Query, State},
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::{Html, IntoResponse, Response},
+};
+use gatehouse_core::session::SessionGrant;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::{
+    ApiError, AppState, clock,
+    extract::{AppJson, cookie},
+    services::{
+        audit::RequestMeta,
+        thirdparty::{CallbackParams, Finished, STATE_COOKIE, StartRequest, constant_time_eq, hash},
+    },
+};
+
+#[derive(Debug, Deserialize)]
+pub struct AuthQuery {
+    provider: Option<String>,
+    redirect_to: Option<String>,
+}
+
+/// `GET /thirdparty/auth?provider=microsoft&redirect_to=…`: 307 to the provider. A `redirect_to` outside the
+/// allow-list is a JSON 400, never a redirect.
+pub async fn auth(State(state): State<AppState>, Query(query): Query<AuthQuery>) -> Result<Response, ApiError> {
+    let provider =
+        query.provider.as_deref().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "provider is required"))?;
+    let started = state
+        .third_party()
+        .start(StartRequest { provider, redirect_to: query.redirect_to.as_deref(), ..Default::default() })
+        .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
+    let mut response = redirect(StatusCode::TEMPORARY_REDIRECT, started.authorize_url.as_str());
+    if let Some(binding) = started.browser_binding {
+        append_cookie(&mut response, &state_cookie(&state, &binding, 300));
+    }
+    Ok(response)
+}
+
+#[derive(Debug, Default, Deserialize)]
+pub struct CallbackForm {
+    code: Option<String>,
+    state: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+impl From<CallbackForm> for CallbackParams {
+    fn from(form: CallbackForm) -> Self {
+        Self { code: form.code, state: form.state, error: form.error, error_description: form.error_description }
+    }
+}
+
+/// `GET /thirdparty/callback`: Microsoft's redirect back. Answers 307.
+pub async fn callback(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    Query(query): Query<CallbackForm>,
+) -> Response {
+    finish(&state, &meta, &headers, query.into(), StatusCode::TEMPORARY_REDIRECT).await
+}
+
+/// `POST /thirdparty/callback` (`response_mode=form_post`). Answers 303, so the browser does not re-post.
+pub async fn callback_post(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    headers: HeaderMap,
+    Form(form): Form<CallbackForm>,
+) -> Response {
+    finish(&state, &meta, &headers, form.into(), StatusCode::SEE_OTHER).await
+}
+
+async fn finish(
+    state: &AppState,
+    meta: &RequestMeta,
+    headers: &HeaderMap,
+    params: CallbackParams,
+    status: StatusCode,
+) -> Response {
+    let binding = cookie(headers, STATE_COOKIE);
+    let Finished { location, .. } = state.third_party().finish(state.store(), params, binding, meta).await;
+    let mut response = match location {
+        Some(location) => redirect(status, location.as_str()),
+        None => (
+            StatusCode::BAD_REQUEST,
+            Html("<!doctype html><title>Sign-in failed</title><h1>Sign-in failed</h1><p>The sign-in could not be completed and there is no page to return to. Please start again from the application.</p>"),
+        )
+            .into_response(),
+    };
+    append_cookie(&mut response, &state_cookie(state, "", -1));
+    response
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TokenBody {
+    value: String,
+    /// Required when the sign-in was started with a client-held PKCE verifier.
+    code_verifier: Option<String>,
+}
+
+/// `POST /token`: trades a one-time token for a session. Rate limited per client IP.
+pub async fn token(
+    State(state): State<AppState>,
+    meta: RequestMeta,
+    AppJson(body): AppJson<TokenBody>,
+) -> Result<Response, ApiError> {
+    let limits = state.token_rate_limit(meta.source_ip.as_deref().unwrap_or("unknown"));
+    let mut rate_headers = HeaderMap::new();
+    if let Some(decision) = limits {
+        rate_headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
+        rate_headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+        rate_headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+        if !decision.allowed {
+            rate_headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.reset_secs));
+            return Ok((rate_headers, ApiError::status(StatusCode::TOO_MANY_REQUESTS)).into_response());
+        }
+    }
+    let Some(token) = state.store().take_token(&hash(&body.value)).await? else {
+        return Err(exchange_failed(&state, &meta, StatusCode::NOT_FOUND, "token not found").await);
+    };
+    if token.expires_at <= clock::now_ms() {
+        return Err(exchange_failed(&state, &meta, StatusCode::UNPROCESSABLE_ENTITY, "token has expired").await);
+    }
+    if let Some(expected) = &token.code_verifier_hash {
+        let presented = body.code_verifier.as_deref().map(hash).unwrap_or_default();
+        if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+            return Err(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
+        }
+    }
+    let grant: SessionGrant = state.sessions().grant_for(token.user_id, vec!["ext:microsoft".into()]).await?;
+    let issued = state.sessions().issue(&grant, &meta).await?;
+    state.audit().record("token_exchange_succeeded", Some(token.user_id), None, &meta).await;
+    let mut headers = state.sessions().delivery_headers(&issued);
+    headers.extend(rate_headers);
+    Ok((headers, Json(json!({ "user_id": token.user_id }))).into_response())
+}
+
+async fn exchange_failed(state: &AppState, meta: &RequestMeta, status: StatusCode, message: &str) -> ApiError {
+    state.audit().record("token_exchange_failed", None, Some(message), meta).await;
+    ApiError::new(status, message)
+}
+
+fn redirect(status: StatusCode, location: &str) -> Response {
+    let mut response = status.into_response();
+    if let Ok(value) = HeaderValue::from_str(location) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+    response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+fn append_cookie(response: &mut Response, cookie: &str) {
+    if let Ok(value) = HeaderValue::from_str(cookie) {
+        response.headers_mut().append(header::SET_COOKIE, value);
+    }
+}
+
+/// The state-binding cookie. `SameSite=None` (with `Secure`) so that a `form_post` callback, a cross-site POST,
+/// still carries it; without `Secure` browsers drop `None`, so plain-http development falls back to `Lax`.
+fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {
+    let cookie = &state.config().session.cookie;
+    let mut text = format!("{STATE_COOKIE}={value}; Path=/; Max-Age={}; HttpOnly", max_age.max(0));
+    if let Some(domain) = &cookie.domain {
+        text.push_str(&format!("; Domain={domain}"));
+    }
+    text.push_str(if cookie.secure { "; Secure; SameSite=None" } else { "; SameSite=Lax" });
+    text
+}

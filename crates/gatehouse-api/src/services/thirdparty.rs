@@ -1,0 +1,421 @@
+//! Third-party sign-in, end to end: start (authorize URL and sealed state), callback (state, code, ID token,
+//! account, one-time token), and where the browser goes next. Shared by the legacy endpoints and the flow API.
+
+use std::sync::Arc;
+
+use gatehouse_core::{
+    config::Config,
+    error::ThirdPartyErrorCode,
+    linking::{LinkingInput, LinkingPolicy, decide},
+    microsoft::claims::ProviderUser,
+    redirect::{RedirectAllowList, RedirectPattern},
+};
+use gatehouse_crypto::{random, sealing::Sealer};
+use gatehouse_oidc::{
+    microsoft::{MicrosoftClient, MicrosoftSettings},
+    pkce,
+    state::{STATE_LIFETIME_SECS, StateError, ThirdPartyState},
+};
+use gatehouse_store::{AccountOutcome, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, Store};
+use url::Url;
+use uuid::Uuid;
+
+use crate::{
+    clock,
+    services::audit::{AuditLog, RequestMeta},
+};
+
+pub const MICROSOFT: &str = "microsoft";
+/// The cookie that binds a state to the browser that started the sign-in, when the client sent no verifier.
+pub const STATE_COOKIE: &str = "hanko_thirdparty_state";
+/// The query parameter that carries the one-time token back to the app (Hanko's name).
+pub const TOKEN_QUERY: &str = "hanko_token";
+/// One-time tokens live this long (Hanko: one minute).
+pub const TOKEN_LIFETIME_MS: i64 = 60_000;
+
+/// A failure with Hanko's code and a description fit for the browser.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ThirdPartyFailure {
+    pub code: String,
+    pub description: String,
+}
+
+impl ThirdPartyFailure {
+    pub fn new(code: ThirdPartyErrorCode, description: impl Into<String>) -> Self {
+        let description = match code {
+            ThirdPartyErrorCode::ServerError => "an internal error has occurred".to_owned(),
+            _ => description.into(),
+        };
+        Self { code: code.as_str().to_owned(), description }
+    }
+
+    /// A provider's own `error`, passed through but reduced to harmless characters and length.
+    fn from_provider(error: &str, description: Option<&str>) -> Self {
+        let code: String = error.chars().filter(|c| c.is_ascii_alphanumeric() || *c == '_').take(64).collect();
+        let description: String = description
+            .unwrap_or("the provider reported an error")
+            .chars()
+            .filter(|c| !c.is_control())
+            .take(256)
+            .collect();
+        Self { code: if code.is_empty() { "invalid_request".into() } else { code }, description }
+    }
+}
+
+/// Why a sign-in could not start; these are answered with a JSON 400, never with a redirect.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum StartError {
+    #[error("unknown or disabled provider: {0}")]
+    Provider(String),
+    #[error("redirect_to is not allowed: {0}")]
+    RedirectNotAllowed(String),
+    #[error("redirect_to is required (no default_redirect_url is configured)")]
+    NoRedirect,
+    #[error("code_verifier must be 43 to 128 characters of [A-Za-z0-9-._~]")]
+    BadVerifier,
+}
+
+/// What the client needs to send the browser to the provider.
+#[derive(Debug)]
+pub struct Started {
+    pub authorize_url: Url,
+    /// Value for the state cookie, when the state is bound to the browser.
+    pub browser_binding: Option<String>,
+}
+
+/// The callback's answer: where to send the browser. `None` means no allowed target exists (a plain 400).
+#[derive(Debug)]
+pub struct Finished {
+    pub location: Option<Url>,
+    pub outcome: Result<SignedIn, ThirdPartyFailure>,
+}
+
+#[derive(Clone, Debug)]
+pub struct SignedIn {
+    pub user_id: Uuid,
+    pub outcome: AccountOutcome,
+    pub flow_id: Option<Uuid>,
+}
+
+/// What the callback received.
+#[derive(Debug, Default)]
+pub struct CallbackParams {
+    pub code: Option<String>,
+    pub state: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+}
+
+/// Who starts a sign-in: the legacy endpoint or a flow, with or without a client-held PKCE verifier.
+#[derive(Debug, Default)]
+pub struct StartRequest<'a> {
+    pub provider: &'a str,
+    pub redirect_to: Option<&'a str>,
+    pub client_verifier: Option<String>,
+    pub flow_id: Option<Uuid>,
+    pub connect_user_id: Option<Uuid>,
+}
+
+/// The third-party machinery of one configuration.
+#[derive(Debug)]
+pub struct ThirdParty {
+    microsoft: Option<Arc<MicrosoftClient>>,
+    allow_list: RedirectAllowList,
+    error_redirect: Option<Url>,
+    default_redirect: Option<String>,
+    policy: LinkingPolicy,
+    sealer: Arc<Sealer>,
+}
+
+impl ThirdParty {
+    pub fn new(config: &Config, sealer: Arc<Sealer>) -> Result<Self, String> {
+        let third_party = &config.third_party;
+        let microsoft = match MicrosoftSettings::from_config(third_party) {
+            Some(settings) => Some(Arc::new(MicrosoftClient::new(settings).map_err(|e| e.to_string())?)),
+            None => None,
+        };
+        let patterns = third_party
+            .allowed_redirect_urls
+            .iter()
+            .map(|pattern| RedirectPattern::parse(pattern).map_err(|e| format!("{pattern:?}: {e}")))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self {
+            microsoft,
+            allow_list: RedirectAllowList::new(patterns),
+            error_redirect: third_party.error_redirect_url.as_deref().and_then(|url| Url::parse(url).ok()),
+            default_redirect: third_party.default_redirect_url.clone(),
+            policy: LinkingPolicy {
+                allow_linking: third_party.providers.microsoft.allow_linking,
+                allow_signup: config.account.allow_signup,
+                require_verification: config.email.require_verification,
+                email_limit: config.email.limit,
+            },
+            sealer,
+        })
+    }
+
+    /// The enabled providers, for the flow API and `/.well-known/config`.
+    pub fn enabled_providers(&self) -> Vec<&'static str> {
+        self.microsoft.iter().map(|_| MICROSOFT).collect()
+    }
+
+    pub fn microsoft(&self) -> Option<&MicrosoftClient> {
+        self.microsoft.as_deref()
+    }
+
+    /// Starts a sign-in: checks the target against the allow-list first, then seals the state.
+    pub fn start(&self, request: StartRequest<'_>) -> Result<Started, StartError> {
+        let client = match request.provider {
+            MICROSOFT => self.microsoft.as_ref(),
+            _ => None,
+        }
+        .ok_or_else(|| StartError::Provider(request.provider.chars().take(64).collect()))?;
+        let redirect_to = request
+            .redirect_to
+            .map(str::to_owned)
+            .or_else(|| self.default_redirect.clone())
+            .ok_or(StartError::NoRedirect)?;
+        let target = self
+            .allow_list
+            .check(&redirect_to)
+            .map_err(|_| StartError::RedirectNotAllowed(redirect_to.chars().take(256).collect()))?;
+        if request.client_verifier.as_deref().is_some_and(|v| !pkce::is_valid_verifier(v)) {
+            return Err(StartError::BadVerifier);
+        }
+        let client_verifier = request.client_verifier.is_some();
+        let code_verifier = request.client_verifier.unwrap_or_else(pkce::new_verifier);
+        let browser_binding = (!client_verifier).then(random::token);
+        let state = ThirdPartyState {
+            id: Uuid::new_v4(),
+            provider: MICROSOFT.to_owned(),
+            tenant: client.settings().tenant.clone(),
+            redirect_to: target.as_url().to_string(),
+            nonce: random::token(),
+            code_verifier,
+            client_verifier,
+            browser_binding: browser_binding.clone(),
+            flow_id: request.flow_id,
+            connect_user_id: request.connect_user_id,
+            expires_at: clock::now_secs() + STATE_LIFETIME_SECS,
+        };
+        let authorize_url =
+            client.authorize_url(&state.seal(&self.sealer), &state.nonce, &pkce::challenge(&state.code_verifier));
+        Ok(Started { authorize_url, browser_binding })
+    }
+
+    /// Finishes a sign-in. Every failure after the state is known goes to its (still allowed) `redirect_to`;
+    /// before that, or if it is no longer allowed, to `error_redirect_url`.
+    pub async fn finish(
+        &self,
+        store: &Store,
+        params: CallbackParams,
+        browser_binding: Option<&str>,
+        meta: &RequestMeta,
+    ) -> Finished {
+        let now = clock::now_secs();
+        let opened = match params.state.as_deref() {
+            Some(value) => ThirdPartyState::open(&self.sealer, value, now),
+            None => Err(StateError::Invalid),
+        };
+        let state = match opened {
+            Ok(state) => state,
+            Err(error) => {
+                let description = match error {
+                    StateError::Expired => "the sign-in took too long; please try again",
+                    StateError::Invalid => "invalid state",
+                };
+                return self
+                    .fail(
+                        store,
+                        None,
+                        self.error_redirect.clone(),
+                        ThirdPartyFailure::new(ThirdPartyErrorCode::InvalidRequest, description),
+                        meta,
+                    )
+                    .await;
+            }
+        };
+        let target = self
+            .allow_list
+            .check(&state.redirect_to)
+            .ok()
+            .map(|t| t.into_url())
+            .or_else(|| self.error_redirect.clone());
+        match self.complete(store, &state, params, browser_binding, now).await {
+            Ok(account) => match self.mint_token(store, &state, &account, now).await {
+                Ok(token) => {
+                    let kind = match account.outcome {
+                        AccountOutcome::SignedUp => "thirdparty_signup_succeeded",
+                        AccountOutcome::SignedIn => "thirdparty_signin_succeeded",
+                        AccountOutcome::Linked => "thirdparty_linking_succeeded",
+                    };
+                    AuditLog::new(store).record(kind, Some(account.user_id), None, meta).await;
+                    let location = target.map(|mut url| {
+                        url.query_pairs_mut().append_pair(TOKEN_QUERY, &token);
+                        url
+                    });
+                    Finished {
+                        location,
+                        outcome: Ok(SignedIn {
+                            user_id: account.user_id,
+                            outcome: account.outcome,
+                            flow_id: state.flow_id,
+                        }),
+                    }
+                }
+                Err(failure) => self.fail(store, Some(&state), target, failure, meta).await,
+            },
+            Err(failure) => self.fail(store, Some(&state), target, failure, meta).await,
+        }
+    }
+
+    async fn fail(
+        &self,
+        store: &Store,
+        state: Option<&ThirdPartyState>,
+        target: Option<Url>,
+        failure: ThirdPartyFailure,
+        meta: &RequestMeta,
+    ) -> Finished {
+        if failure.code != ThirdPartyErrorCode::ServerError.as_str() {
+            AuditLog::new(store)
+                .record(
+                    "thirdparty_signin_signup_failed",
+                    state.and_then(|s| s.connect_user_id),
+                    Some(&failure.code),
+                    meta,
+                )
+                .await;
+        }
+        let location = target.map(|mut url| {
+            url.query_pairs_mut()
+                .append_pair("error", &failure.code)
+                .append_pair("error_description", &failure.description);
+            url
+        });
+        Finished { location, outcome: Err(failure) }
+    }
+
+    async fn complete(
+        &self,
+        store: &Store,
+        state: &ThirdPartyState,
+        params: CallbackParams,
+        browser_binding: Option<&str>,
+        now: i64,
+    ) -> Result<ProviderAccount, ThirdPartyFailure> {
+        let invalid = |description: &str| ThirdPartyFailure::new(ThirdPartyErrorCode::InvalidRequest, description);
+        let server_error = |cause: &dyn std::fmt::Display| {
+            tracing::error!(error = %cause, "third-party sign-in failed");
+            ThirdPartyFailure::new(ThirdPartyErrorCode::ServerError, "")
+        };
+        if let Some(expected) = &state.browser_binding {
+            let presented = browser_binding.unwrap_or_default();
+            if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+                return Err(invalid("the sign-in was started in another browser"));
+            }
+        }
+        match store.mark_state_used(state.id, state.expires_at * 1000, now * 1000).await {
+            Ok(true) => {}
+            Ok(false) => return Err(invalid("this sign-in response was already used")),
+            Err(error) => return Err(server_error(&error)),
+        }
+        if let Some(error) = params.error.as_deref() {
+            return Err(ThirdPartyFailure::from_provider(error, params.error_description.as_deref()));
+        }
+        let client = self
+            .microsoft
+            .as_ref()
+            .filter(|_| state.provider == MICROSOFT)
+            .ok_or_else(|| invalid("microsoft provider is disabled"))?;
+        let code = params
+            .code
+            .filter(|code| !code.is_empty() && code.len() <= 4096)
+            .ok_or_else(|| invalid("auth code missing from request"))?;
+        let id_token = client.redeem(&code, &state.code_verifier).await.map_err(|error| {
+            tracing::warn!(%error, "code redemption failed");
+            ThirdPartyFailure::new(error.code(), "could not exchange authorization code for access token")
+        })?;
+        let user = client.verify_id_token(&id_token, &state.nonce, now).await.map_err(|error| {
+            tracing::warn!(%error, "ID token refused");
+            ThirdPartyFailure::new(error.code(), "could not retrieve user data from provider")
+        })?;
+        let profile = profile(&user);
+        let result = store
+            .sign_in_with_provider(&profile, state.connect_user_id, now * 1000, |snapshot| {
+                decide(&LinkingInput {
+                    provider_user_email: user.email.clone(),
+                    existing_identity: snapshot.existing_identity.clone(),
+                    email_owner: snapshot.email_owner.clone(),
+                    user_email_count: snapshot.user_email_count,
+                    signed_in_user: state.connect_user_id,
+                    policy: self.policy.clone(),
+                })
+            })
+            .await
+            .map_err(|error| server_error(&error))?;
+        result.map_err(|refusal| ThirdPartyFailure::new(refusal.code(), refusal.to_string()))
+    }
+
+    async fn mint_token(
+        &self,
+        store: &Store,
+        state: &ThirdPartyState,
+        account: &ProviderAccount,
+        now: i64,
+    ) -> Result<String, ThirdPartyFailure> {
+        let value = random::token();
+        let token = NewToken {
+            id: Uuid::new_v4(),
+            user_id: account.user_id,
+            value_hash: hash(&value),
+            identity_id: Some(account.identity_id),
+            code_verifier_hash: state.client_verifier.then(|| hash(&state.code_verifier)),
+            is_flow: state.flow_id.is_some(),
+            user_created: account.outcome == AccountOutcome::SignedUp,
+            created_at: now * 1000,
+            expires_at: now * 1000 + TOKEN_LIFETIME_MS,
+        };
+        store.insert_token(&token).await.map_err(|error| {
+            tracing::error!(%error, "could not store the one-time token");
+            ThirdPartyFailure::new(ThirdPartyErrorCode::ServerError, "")
+        })?;
+        Ok(value)
+    }
+}
+
+/// How tokens and verifiers are stored: SHA-256, base64url. The values themselves are never stored.
+pub fn hash(value: &str) -> String {
+    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+    URL_SAFE_NO_PAD.encode(random::sha256(value.as_bytes()))
+}
+
+pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+fn profile(user: &ProviderUser) -> ProviderProfile {
+    let claims = serde_json::json!({
+        "sub": user.subject,
+        "tid": user.tenant_id,
+        "oid": user.object_id,
+        "email": user.email.as_ref().map(|email| &email.address),
+        "email_verified": user.email.as_ref().map(|email| email.verified),
+        "name": user.name,
+        "given_name": user.given_name,
+        "family_name": user.family_name,
+        "preferred_username": user.preferred_username,
+    });
+    ProviderProfile {
+        provider_id: MICROSOFT.to_owned(),
+        provider_user_id: user.subject.clone(),
+        email: user
+            .email
+            .as_ref()
+            .map(|email| ProviderEmailAddress { address: email.address.clone(), verified: email.verified }),
+        name: user.name.clone(),
+        given_name: user.given_name.clone(),
+        family_name: user.family_name.clone(),
+        claims_json: claims.to_string(),
+    }
+}

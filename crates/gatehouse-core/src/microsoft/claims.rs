@@ -1,0 +1,467 @@
+//! Microsoft ID-token claims: which tokens to accept (Microsoft's multi-tenant validation rules) and which
+//! email they vouch for (`upn` before `email`, `xms_edov`). The signature is checked before this, elsewhere.
+
+use serde::Deserialize;
+
+use crate::email::Email;
+
+/// The tenant of personal Microsoft accounts.
+pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// The claims of a Microsoft v2.0 ID token that Gatehouse reads.
+#[derive(Clone, Debug, Default, PartialEq, Deserialize)]
+pub struct MicrosoftClaims {
+    #[serde(default)]
+    pub iss: String,
+    #[serde(default)]
+    pub sub: String,
+    #[serde(default)]
+    pub aud: Audience,
+    pub azp: Option<String>,
+    pub exp: Option<i64>,
+    pub nbf: Option<i64>,
+    pub iat: Option<i64>,
+    #[serde(default)]
+    pub tid: String,
+    pub oid: Option<String>,
+    pub nonce: Option<String>,
+    pub email: Option<String>,
+    pub upn: Option<String>,
+    pub preferred_username: Option<String>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    /// "Email domain owner verified": a boolean, or `"1"`/`"true"` and friends, depending on the token.
+    pub xms_edov: Option<serde_json::Value>,
+}
+
+/// `aud` may be one string or a list.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    #[default]
+    None,
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    fn values(&self) -> Vec<&str> {
+        match self {
+            Self::None => Vec::new(),
+            Self::One(aud) => vec![aud.as_str()],
+            Self::Many(auds) => auds.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+/// Which accounts an app accepts: the `tenant` setting.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TenantMode {
+    /// Work, school and personal accounts.
+    Common,
+    /// Work and school accounts only.
+    Organizations,
+    /// Personal accounts only.
+    Consumers,
+    /// One tenant, by GUID (lower-cased).
+    TenantId(String),
+    /// One tenant, by a verified domain. The authority restricts sign-ins to it; tokens carry only its GUID,
+    /// so pin the GUID with `allowed_tenants` to have Gatehouse check it too.
+    Domain(String),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[error("{0:?} is not common, organizations, consumers, a tenant GUID or a domain")]
+pub struct InvalidTenant(String);
+
+impl TenantMode {
+    pub fn parse(text: &str) -> Result<Self, InvalidTenant> {
+        let lower = text.trim().to_ascii_lowercase();
+        Ok(match lower.as_str() {
+            "common" => Self::Common,
+            "organizations" => Self::Organizations,
+            "consumers" => Self::Consumers,
+            _ if is_guid(&lower) => Self::TenantId(lower),
+            _ if is_domain(&lower) => Self::Domain(lower),
+            _ => return Err(InvalidTenant(text.to_owned())),
+        })
+    }
+}
+
+/// `8-4-4-4-12` hexadecimal, any case.
+pub fn is_guid(text: &str) -> bool {
+    let groups: Vec<&str> = text.split('-').collect();
+    groups.len() == 5
+        && groups
+            .iter()
+            .zip([8, 4, 4, 4, 12])
+            .all(|(g, len)| g.len() == len && g.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+fn is_domain(text: &str) -> bool {
+    text.contains('.')
+        && text.len() <= 253
+        && text.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+}
+
+/// What the token must be, from configuration and the sign-in attempt.
+#[derive(Clone, Debug)]
+pub struct TokenExpectations {
+    pub client_id: String,
+    /// E.g. `https://login.microsoftonline.com`, without a trailing slash.
+    pub cloud_instance: String,
+    pub tenant_mode: TenantMode,
+    /// When not empty, the only tenants (GUIDs) accepted.
+    pub allowed_tenants: Vec<String>,
+    pub expected_nonce: Option<String>,
+    /// Unix seconds.
+    pub now: i64,
+    pub max_skew_secs: i64,
+}
+
+#[derive(Clone, Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ClaimsError {
+    #[error("aud does not name this app")]
+    Audience,
+    #[error("azp is not this app")]
+    AuthorizedParty,
+    #[error("the token has expired or has no exp")]
+    Expired,
+    #[error("the token is not valid yet")]
+    NotYetValid,
+    #[error("the token has no iat or was issued in the future")]
+    IssuedAt,
+    #[error("tid is not a tenant GUID")]
+    TenantId,
+    #[error("iss is not {{cloud_instance}}/{{tid}}/v2.0")]
+    Issuer,
+    #[error("the nonce does not match the one sent")]
+    Nonce,
+    #[error("the tenant is not accepted by this app")]
+    TenantNotAllowed,
+    #[error("the token has no sub")]
+    Subject,
+    #[error("the token carries no usable email (neither upn nor email)")]
+    NoEmail,
+}
+
+/// Microsoft's rules for an ID token whose signature has been verified (OIDC Core §3.1.3.7 and Microsoft's
+/// multi-tenant issuer validation).
+pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> Result<(), ClaimsError> {
+    let audiences = claims.aud.values();
+    if !audiences.contains(&expect.client_id.as_str()) {
+        return Err(ClaimsError::Audience);
+    }
+    if (audiences.len() > 1 || claims.azp.is_some()) && claims.azp.as_deref() != Some(expect.client_id.as_str()) {
+        return Err(ClaimsError::AuthorizedParty);
+    }
+    let now = expect.now;
+    if claims.exp.is_none_or(|exp| exp <= now - expect.max_skew_secs) {
+        return Err(ClaimsError::Expired);
+    }
+    if claims.nbf.is_some_and(|nbf| nbf > now + expect.max_skew_secs) {
+        return Err(ClaimsError::NotYetValid);
+    }
+    if claims.iat.is_none_or(|iat| iat > now + expect.max_skew_secs) {
+        return Err(ClaimsError::IssuedAt);
+    }
+    if claims.sub.is_empty() {
+        return Err(ClaimsError::Subject);
+    }
+    if !is_guid(&claims.tid) {
+        return Err(ClaimsError::TenantId);
+    }
+    if claims.iss != format!("{}/{}/v2.0", expect.cloud_instance, claims.tid) {
+        return Err(ClaimsError::Issuer);
+    }
+    if let Some(expected) = &expect.expected_nonce
+        && claims.nonce.as_deref() != Some(expected.as_str())
+    {
+        return Err(ClaimsError::Nonce);
+    }
+    let tid = claims.tid.to_ascii_lowercase();
+    let tenant_ok = match &expect.tenant_mode {
+        TenantMode::Common | TenantMode::Domain(_) => true,
+        TenantMode::Organizations => tid != CONSUMERS_TENANT_ID,
+        TenantMode::Consumers => tid == CONSUMERS_TENANT_ID,
+        TenantMode::TenantId(only) => tid == *only,
+    };
+    let listed =
+        expect.allowed_tenants.is_empty() || expect.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(&tid));
+    if tenant_ok && listed { Ok(()) } else { Err(ClaimsError::TenantNotAllowed) }
+}
+
+/// Why Gatehouse believes the email belongs to the user.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EmailEvidence {
+    /// From `upn`: UPN suffixes must be verified domains of the tenant.
+    Upn,
+    /// `email` with `xms_edov` true: the tenant verified the domain owner.
+    EdovTrue,
+    /// `email` without `xms_edov`: accepted as verified (Hanko's rule) but not proof enough to link accounts.
+    EdovAbsent,
+    /// `email` with `xms_edov` false (or anything unrecognised): unverified.
+    EdovFalse,
+}
+
+impl EmailEvidence {
+    /// Positive proof of ownership: the bar for attaching a Microsoft account to an existing user.
+    pub fn proves_ownership(self) -> bool {
+        matches!(self, Self::Upn | Self::EdovTrue)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderEmail {
+    pub address: Email,
+    pub verified: bool,
+    pub evidence: EmailEvidence,
+}
+
+/// The user a verified Microsoft token describes.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ProviderUser {
+    pub subject: String,
+    pub tenant_id: String,
+    pub object_id: Option<String>,
+    pub email: Option<ProviderEmail>,
+    pub name: Option<String>,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub preferred_username: Option<String>,
+}
+
+/// `xms_edov`: `Some(true)` for verified, `Some(false)` for unverified or unrecognised, `None` when absent.
+fn edov(value: Option<&serde_json::Value>) -> Option<bool> {
+    use serde_json::Value;
+    match value? {
+        Value::Null => None,
+        Value::Bool(b) => Some(*b),
+        Value::Number(n) => Some(n.as_i64() == Some(1)),
+        Value::String(s) => Some(s == "1" || s.eq_ignore_ascii_case("true")),
+        _ => Some(false),
+    }
+}
+
+/// Picks the user's email: `upn` when it is an address and not a guest (`#EXT#`) UPN, else `email`, judged by
+/// `xms_edov`.
+pub fn provider_user(claims: &MicrosoftClaims) -> Result<ProviderUser, ClaimsError> {
+    if claims.sub.is_empty() {
+        return Err(ClaimsError::Subject);
+    }
+    let from_upn = claims
+        .upn
+        .as_deref()
+        .filter(|upn| !upn.to_ascii_uppercase().contains("#EXT#"))
+        .and_then(|upn| Email::parse(upn).ok())
+        .map(|address| ProviderEmail { address, verified: true, evidence: EmailEvidence::Upn });
+    let email = from_upn.or_else(|| {
+        let address = Email::parse(claims.email.as_deref()?).ok()?;
+        let evidence = match edov(claims.xms_edov.as_ref()) {
+            Some(true) => EmailEvidence::EdovTrue,
+            Some(false) => EmailEvidence::EdovFalse,
+            None => EmailEvidence::EdovAbsent,
+        };
+        Some(ProviderEmail { address, verified: evidence != EmailEvidence::EdovFalse, evidence })
+    });
+    if email.is_none() {
+        return Err(ClaimsError::NoEmail);
+    }
+    Ok(ProviderUser {
+        subject: claims.sub.clone(),
+        tenant_id: claims.tid.to_ascii_lowercase(),
+        object_id: claims.oid.clone(),
+        email,
+        name: claims.name.clone(),
+        given_name: claims.given_name.clone(),
+        family_name: claims.family_name.clone(),
+        preferred_username: claims.preferred_username.clone(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+    use serde_json::json;
+
+    use super::*;
+
+    const CLOUD: &str = "https://login.microsoftonline.com";
+    const ORG: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
+
+    fn claims() -> MicrosoftClaims {
+        serde_json::from_value(json!({
+            "iss": format!("{CLOUD}/{ORG}/v2.0"), "sub": "sub-1", "aud": "client", "exp": 2_000, "nbf": 1_000,
+            "iat": 1_000, "tid": ORG, "oid": "oid-1", "nonce": "n-1", "email": "Megan@Contoso.com",
+        }))
+        .unwrap()
+    }
+
+    fn expect(mode: TenantMode) -> TokenExpectations {
+        TokenExpectations {
+            client_id: "client".into(),
+            cloud_instance: CLOUD.into(),
+            tenant_mode: mode,
+            allowed_tenants: vec![],
+            expected_nonce: Some("n-1".into()),
+            now: 1_500,
+            max_skew_secs: 60,
+        }
+    }
+
+    #[test]
+    fn a_good_token_passes() {
+        assert_eq!(validate_claims(&claims(), &expect(TenantMode::Common)), Ok(()));
+    }
+
+    #[test]
+    fn each_rule_refuses() {
+        type Change = fn(&mut MicrosoftClaims);
+        let cases: Vec<(Change, ClaimsError)> = vec![
+            (|c| c.aud = Audience::One("other".into()), ClaimsError::Audience),
+            (|c| c.aud = Audience::Many(vec!["client".into(), "other".into()]), ClaimsError::AuthorizedParty),
+            (|c| c.azp = Some("other".into()), ClaimsError::AuthorizedParty),
+            (|c| c.exp = Some(1_400), ClaimsError::Expired),
+            (|c| c.exp = None, ClaimsError::Expired),
+            (|c| c.nbf = Some(1_600), ClaimsError::NotYetValid),
+            (|c| c.iat = Some(1_600), ClaimsError::IssuedAt),
+            (|c| c.iat = None, ClaimsError::IssuedAt),
+            (|c| c.sub = String::new(), ClaimsError::Subject),
+            (|c| c.tid = "contoso".into(), ClaimsError::TenantId),
+            (|c| c.iss = format!("{CLOUD}/{CONSUMERS_TENANT_ID}/v2.0"), ClaimsError::Issuer),
+            (|c| c.iss = format!("{CLOUD}/{ORG}/v2.0/"), ClaimsError::Issuer),
+            (|c| c.iss = format!("https://login.microsoftonline.com.evil.com/{ORG}/v2.0"), ClaimsError::Issuer),
+            (|c| c.iss = format!("{CLOUD}/{ORG}/"), ClaimsError::Issuer),
+            (|c| c.nonce = None, ClaimsError::Nonce),
+            (|c| c.nonce = Some("n-2".into()), ClaimsError::Nonce),
+        ];
+        for (change, expected) in cases {
+            let mut c = claims();
+            change(&mut c);
+            assert_eq!(validate_claims(&c, &expect(TenantMode::Common)), Err(expected.clone()), "{expected}");
+        }
+    }
+
+    #[test]
+    fn skew_is_tolerated() {
+        let mut c = claims();
+        c.exp = Some(1_460);
+        c.nbf = Some(1_550);
+        assert_eq!(validate_claims(&c, &expect(TenantMode::Common)), Ok(()));
+    }
+
+    #[test]
+    fn tenant_modes() {
+        let mut personal = claims();
+        personal.tid = CONSUMERS_TENANT_ID.into();
+        personal.iss = format!("{CLOUD}/{CONSUMERS_TENANT_ID}/v2.0");
+        let org = claims();
+        let check = |c: &MicrosoftClaims, mode: TenantMode| validate_claims(c, &expect(mode)).is_ok();
+        assert!(check(&personal, TenantMode::Consumers) && !check(&org, TenantMode::Consumers));
+        assert!(!check(&personal, TenantMode::Organizations) && check(&org, TenantMode::Organizations));
+        assert!(check(&org, TenantMode::TenantId(ORG.into())) && !check(&personal, TenantMode::TenantId(ORG.into())));
+        let mut listed = expect(TenantMode::Common);
+        listed.allowed_tenants = vec![ORG.to_uppercase()];
+        assert_eq!(validate_claims(&org, &listed), Ok(()));
+        assert_eq!(validate_claims(&personal, &listed), Err(ClaimsError::TenantNotAllowed));
+    }
+
+    #[test]
+    fn tenant_parsing() {
+        assert_eq!(TenantMode::parse("Common"), Ok(TenantMode::Common));
+        assert_eq!(TenantMode::parse(&ORG.to_uppercase()), Ok(TenantMode::TenantId(ORG.into())));
+        assert_eq!(
+            TenantMode::parse("contoso.onmicrosoft.com"),
+            Ok(TenantMode::Domain("contoso.onmicrosoft.com".into()))
+        );
+        for bad in ["", "contoso", "a/b", "../common", "x y.com"] {
+            assert!(TenantMode::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    fn user(f: impl FnOnce(&mut MicrosoftClaims)) -> Result<ProviderUser, ClaimsError> {
+        let mut c = claims();
+        f(&mut c);
+        provider_user(&c)
+    }
+
+    fn evidence(f: impl FnOnce(&mut MicrosoftClaims)) -> (String, bool, EmailEvidence) {
+        let email = user(f).unwrap().email.unwrap();
+        (email.address.to_string(), email.verified, email.evidence)
+    }
+
+    #[test]
+    fn upn_comes_first() {
+        let picked = evidence(|c| {
+            c.upn = Some("Adele@Contoso.com".into());
+            c.xms_edov = Some(json!(false));
+        });
+        assert_eq!(picked, ("adele@contoso.com".into(), true, EmailEvidence::Upn));
+    }
+
+    #[test]
+    fn guest_and_invalid_upns_fall_back_to_email() {
+        for upn in ["guest_fabrikam.com#EXT#@contoso.onmicrosoft.com", "not an address"] {
+            let picked = evidence(|c| c.upn = Some(upn.into()));
+            assert_eq!(picked, ("megan@contoso.com".into(), true, EmailEvidence::EdovAbsent), "{upn}");
+        }
+    }
+
+    #[test]
+    fn xms_edov_forms() {
+        for (value, verified, expected) in [
+            (json!(true), true, EmailEvidence::EdovTrue),
+            (json!("1"), true, EmailEvidence::EdovTrue),
+            (json!("TRUE"), true, EmailEvidence::EdovTrue),
+            (json!(1), true, EmailEvidence::EdovTrue),
+            (json!(false), false, EmailEvidence::EdovFalse),
+            (json!("0"), false, EmailEvidence::EdovFalse),
+            (json!("false"), false, EmailEvidence::EdovFalse),
+            (json!("maybe"), false, EmailEvidence::EdovFalse),
+            (json!({}), false, EmailEvidence::EdovFalse),
+            (json!(null), true, EmailEvidence::EdovAbsent),
+        ] {
+            let picked = evidence(|c| c.xms_edov = Some(value.clone()));
+            assert_eq!((picked.1, picked.2), (verified, expected), "{value}");
+        }
+    }
+
+    #[test]
+    fn no_email_is_an_error() {
+        assert_eq!(user(|c| c.email = None), Err(ClaimsError::NoEmail));
+        assert_eq!(user(|c| c.email = Some("nope".into())), Err(ClaimsError::NoEmail));
+        assert_eq!(
+            user(|c| {
+                c.email = None;
+                c.preferred_username = Some("megan@contoso.com".into());
+            }),
+            Err(ClaimsError::NoEmail),
+            "preferred_username is never an email"
+        );
+    }
+
+    proptest! {
+        #[test]
+        fn unrecognised_edov_never_verifies(text in "[a-zA-Z0-9 ]{0,8}") {
+            let picked = evidence(|c| c.xms_edov = Some(json!(text.clone())));
+            let truthy = text == "1" || text.eq_ignore_ascii_case("true");
+            prop_assert_eq!(picked.1, truthy);
+            prop_assert_eq!(picked.2.proves_ownership(), truthy);
+        }
+
+        #[test]
+        fn arbitrary_claims_never_panic(json in proptest::collection::hash_map("[a-z_]{1,10}", ".{0,20}", 0..8)) {
+            if let Ok(claims) = serde_json::from_value::<MicrosoftClaims>(serde_json::to_value(json).unwrap()) {
+                let _ = provider_user(&claims);
+                let _ = validate_claims(&claims, &expect(TenantMode::Common));
+            }
+        }
+    }
+}

@@ -1,0 +1,229 @@
+//! Sign in with Microsoft: the authorize URL, the code redemption, and the ID token checked the way Microsoft
+//! prescribes for multi-tenant apps (RS256 only, key scoped by its JWKS `issuer`, `iss` built from `tid`).
+
+use std::time::Duration;
+
+use gatehouse_core::{
+    config::{ClientAuthMethod, MicrosoftProviderConfig, ThirdPartyConfig},
+    error::ThirdPartyErrorCode,
+    microsoft::claims::{MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims},
+};
+use jsonwebtoken::{Algorithm, Validation};
+use serde::Deserialize;
+use url::Url;
+
+use crate::jwks::{JwksCache, JwksError};
+
+/// Allowed clock difference between Microsoft and us when checking `exp`, `nbf` and `iat`.
+pub const CLOCK_SKEW_SECS: i64 = 120;
+
+/// The settings of the Microsoft provider that the client needs, taken from configuration.
+#[derive(Clone, Debug)]
+pub struct MicrosoftSettings {
+    pub client_id: String,
+    pub client_secret: String,
+    pub client_auth: ClientAuthMethod,
+    pub redirect_url: String,
+    pub cloud_instance: String,
+    pub tenant: String,
+    pub tenant_mode: TenantMode,
+    pub allowed_tenants: Vec<String>,
+    pub prompt: Option<String>,
+    pub connect_timeout: Duration,
+    pub request_timeout: Duration,
+}
+
+impl MicrosoftSettings {
+    /// `None` when the provider is disabled or incomplete (configuration validation reports why).
+    pub fn from_config(third_party: &ThirdPartyConfig) -> Option<Self> {
+        let microsoft: &MicrosoftProviderConfig = &third_party.providers.microsoft;
+        if !microsoft.enabled {
+            return None;
+        }
+        Some(Self {
+            client_id: microsoft.client_id.clone()?,
+            client_secret: microsoft.secret.as_ref()?.expose().to_owned(),
+            client_auth: microsoft.client_auth_method,
+            redirect_url: third_party.redirect_url.clone()?,
+            cloud_instance: microsoft.cloud_instance.trim_end_matches('/').to_owned(),
+            tenant: microsoft.tenant.clone(),
+            tenant_mode: TenantMode::parse(&microsoft.tenant).ok()?,
+            allowed_tenants: microsoft.allowed_tenants.clone(),
+            prompt: microsoft.prompt.clone(),
+            connect_timeout: third_party.connect_timeout.as_duration(),
+            request_timeout: third_party.request_timeout.as_duration(),
+        })
+    }
+
+    fn endpoint(&self, path: &str) -> String {
+        format!("{}/{}/{path}", self.cloud_instance, self.tenant)
+    }
+}
+
+/// Why a sign-in with Microsoft failed. `Display` is for logs; browsers get only [`MicrosoftError::code`].
+#[derive(Debug, thiserror::Error)]
+pub enum MicrosoftError {
+    #[error("calling Microsoft failed: {0}")]
+    Unreachable(String),
+    #[error("Microsoft refused the code redemption: {error} (HTTP {status})")]
+    Refused { status: u16, error: String },
+    #[error("Microsoft's token response has no id_token")]
+    NoIdToken,
+    #[error("the ID token is not acceptable: {0}")]
+    IdToken(String),
+    #[error(transparent)]
+    Keys(#[from] JwksError),
+}
+
+impl MicrosoftError {
+    /// Hanko's code for the browser: our or Microsoft's fault is `server_error`; a bad code or token from the
+    /// user's side of the flow is `invalid_request`.
+    pub fn code(&self) -> ThirdPartyErrorCode {
+        match self {
+            Self::Unreachable(_) | Self::Keys(JwksError::Fetch(_)) => ThirdPartyErrorCode::ServerError,
+            Self::Refused { status, error } if *status >= 500 || error == "invalid_client" => {
+                ThirdPartyErrorCode::ServerError
+            }
+            _ => ThirdPartyErrorCode::InvalidRequest,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    id_token: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct TokenErrorResponse {
+    error: Option<String>,
+}
+
+/// A client for one Microsoft app registration.
+#[derive(Debug)]
+pub struct MicrosoftClient {
+    settings: MicrosoftSettings,
+    http: reqwest::Client,
+    jwks: JwksCache,
+}
+
+impl MicrosoftClient {
+    pub fn new(settings: MicrosoftSettings) -> Result<Self, MicrosoftError> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(settings.connect_timeout)
+            .timeout(settings.request_timeout)
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
+        let jwks = JwksCache::new(http.clone(), settings.endpoint("discovery/v2.0/keys"));
+        Ok(Self { settings, http, jwks })
+    }
+
+    pub fn settings(&self) -> &MicrosoftSettings {
+        &self.settings
+    }
+
+    pub fn jwks(&self) -> &JwksCache {
+        &self.jwks
+    }
+
+    /// Where to send the browser: `{cloud_instance}/{tenant}/oauth2/v2.0/authorize` with PKCE S256 and a nonce.
+    pub fn authorize_url(&self, state: &str, nonce: &str, code_challenge: &str) -> Url {
+        let mut url = Url::parse(&self.settings.endpoint("oauth2/v2.0/authorize")).expect("validated cloud_instance");
+        {
+            let mut query = url.query_pairs_mut();
+            query
+                .append_pair("client_id", &self.settings.client_id)
+                .append_pair("redirect_uri", &self.settings.redirect_url)
+                .append_pair("response_type", "code")
+                .append_pair("scope", "openid profile email")
+                .append_pair("state", state)
+                .append_pair("nonce", nonce)
+                .append_pair("code_challenge", code_challenge)
+                .append_pair("code_challenge_method", "S256");
+            if let Some(prompt) = &self.settings.prompt {
+                query.append_pair("prompt", prompt);
+            }
+        }
+        url
+    }
+
+    /// Redeems an authorization code and returns the raw ID token. No response body ever reaches the browser.
+    pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
+        let settings = &self.settings;
+        let mut form = vec![
+            ("grant_type", "authorization_code"),
+            ("code", code),
+            ("redirect_uri", settings.redirect_url.as_str()),
+            ("client_id", settings.client_id.as_str()),
+            ("code_verifier", code_verifier),
+            ("scope", "openid profile email"),
+        ];
+        let mut request = self.http.post(settings.endpoint("oauth2/v2.0/token"));
+        match settings.client_auth {
+            ClientAuthMethod::ClientSecretPost => form.push(("client_secret", settings.client_secret.as_str())),
+            ClientAuthMethod::ClientSecretBasic => {
+                // RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined and base64-encoded.
+                let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
+                request = request.basic_auth(encode(&settings.client_id), Some(encode(&settings.client_secret)));
+            }
+        }
+        let response =
+            request.form(&form).send().await.map_err(|e| MicrosoftError::Unreachable(e.without_url().to_string()))?;
+        let status = response.status();
+        if !status.is_success() {
+            let error = response
+                .json::<TokenErrorResponse>()
+                .await
+                .ok()
+                .and_then(|body| body.error)
+                .unwrap_or_else(|| "unknown".into());
+            return Err(MicrosoftError::Refused { status: status.as_u16(), error });
+        }
+        let body: TokenResponse =
+            response.json().await.map_err(|e| MicrosoftError::Unreachable(e.without_url().to_string()))?;
+        body.id_token.ok_or(MicrosoftError::NoIdToken)
+    }
+
+    /// Verifies the ID token and maps its claims to a provider user.
+    pub async fn verify_id_token(
+        &self,
+        id_token: &str,
+        expected_nonce: &str,
+        now: i64,
+    ) -> Result<ProviderUser, MicrosoftError> {
+        let invalid = |reason: &str| MicrosoftError::IdToken(reason.to_owned());
+        let header = jsonwebtoken::decode_header(id_token).map_err(|_| invalid("malformed header"))?;
+        if header.alg != Algorithm::RS256 {
+            return Err(invalid("not signed with RS256"));
+        }
+        let kid = header.kid.ok_or_else(|| invalid("no kid"))?;
+        let key = self.jwks.key(&kid).await?;
+        // Signature only: time, audience and issuer rules are Microsoft-specific and live in the core.
+        let mut validation = Validation::new(Algorithm::RS256);
+        validation.validate_exp = false;
+        validation.validate_aud = false;
+        validation.required_spec_claims.clear();
+        let claims: MicrosoftClaims = jsonwebtoken::decode(id_token, &key.key, &validation)
+            .map_err(|e| MicrosoftError::IdToken(format!("signature or claims: {e}")))?
+            .claims;
+        if let Some(key_issuer) = &key.issuer {
+            // A key may only sign for the issuer its JWKS entry names; `{tenantid}` stands for the token's tenant.
+            if key_issuer.replace("{tenantid}", &claims.tid) != claims.iss {
+                return Err(invalid("signed by a key that may not sign for this issuer"));
+            }
+        }
+        let expectations = TokenExpectations {
+            client_id: self.settings.client_id.clone(),
+            cloud_instance: self.settings.cloud_instance.clone(),
+            tenant_mode: self.settings.tenant_mode.clone(),
+            allowed_tenants: self.settings.allowed_tenants.clone(),
+            expected_nonce: Some(expected_nonce.to_owned()),
+            now,
+            max_skew_secs: CLOCK_SKEW_SECS,
+        };
+        validate_claims(&claims, &expectations).map_err(|e| MicrosoftError::IdToken(e.to_string()))?;
+        provider_user(&claims).map_err(|e| MicrosoftError::IdToken(e.to_string()))
+    }
+}

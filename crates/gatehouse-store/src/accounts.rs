@@ -1,0 +1,280 @@
+//! Signing in with a provider: read what is known about the provider user, let the caller's policy decide, and
+//! apply the decision — all in one transaction, so that no failure or race leaves a half-made user.
+
+use gatehouse_core::linking::{EmailChange, EmailOwner, ExistingIdentity, LinkingDecision};
+use sqlx::{Any, Row, Transaction};
+use uuid::Uuid;
+
+use crate::{
+    AccountOutcome, AccountSnapshot, ProviderAccount, ProviderProfile, Result, Store, StoreError, conflict, parse_uuid,
+};
+
+/// Concurrent first sign-ins of one provider user race to create it; the losers retry and find it.
+const ATTEMPTS: usize = 4;
+
+struct Found {
+    identity: Option<(Uuid, ExistingIdentity)>,
+    email: Option<(Uuid, EmailOwner)>,
+}
+
+impl Store {
+    /// Signs a provider user in, links them, or signs them up, as `decide` says given what the store knows.
+    /// `connect_user` is the signed-in user when the provider is being connected from a profile.
+    /// The outer `Result` is the store's; the inner one carries the policy's refusal.
+    pub async fn sign_in_with_provider<E>(
+        &self,
+        profile: &ProviderProfile,
+        connect_user: Option<Uuid>,
+        now: i64,
+        decide: impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
+    ) -> Result<std::result::Result<ProviderAccount, E>> {
+        let mut attempt = 1;
+        loop {
+            match self.try_sign_in_with_provider(profile, connect_user, now, &decide).await {
+                Err(StoreError::Conflict(what)) if attempt < ATTEMPTS => {
+                    tracing::debug!(what, attempt, "concurrent sign-in of the same provider user; retrying");
+                    attempt += 1;
+                }
+                result => return result,
+            }
+        }
+    }
+
+    async fn try_sign_in_with_provider<E>(
+        &self,
+        profile: &ProviderProfile,
+        connect_user: Option<Uuid>,
+        now: i64,
+        decide: &impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
+    ) -> Result<std::result::Result<ProviderAccount, E>> {
+        let mut tx = self.writer.begin().await?;
+        let found = find(&mut tx, profile).await?;
+        let subject_user = found
+            .identity
+            .as_ref()
+            .map(|(_, identity)| identity.user_id)
+            .or(connect_user)
+            .or_else(|| found.email.as_ref().and_then(|(_, owner)| owner.user_id));
+        let user_email_count = match subject_user {
+            Some(user_id) => {
+                self.lock_user(&mut tx, user_id).await?;
+                let row = sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE user_id = $1")
+                    .bind(user_id.to_string())
+                    .fetch_one(&mut *tx)
+                    .await?;
+                usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(usize::MAX)
+            }
+            None => 0,
+        };
+        let snapshot = AccountSnapshot {
+            existing_identity: found.identity.as_ref().map(|(_, identity)| identity.clone()),
+            email_owner: found.email.as_ref().map(|(_, owner)| owner.clone()),
+            user_email_count,
+        };
+        let decision = match decide(&snapshot) {
+            Ok(decision) => decision,
+            Err(refusal) => return Ok(Err(refusal)),
+        };
+        let account = apply(&mut tx, profile, &found, decision, now).await?;
+        tx.commit().await.map_err(conflict("provider account"))?;
+        Ok(Ok(account))
+    }
+}
+
+async fn find(tx: &mut Transaction<'static, Any>, profile: &ProviderProfile) -> Result<Found> {
+    let identity = sqlx::query(
+        "SELECT i.id, i.user_id, e.address FROM identities i LEFT JOIN emails e ON e.id = i.email_id
+         WHERE i.provider_id = $1 AND i.provider_user_id = $2 AND i.user_id IS NOT NULL",
+    )
+    .bind(&profile.provider_id)
+    .bind(&profile.provider_user_id)
+    .fetch_optional(&mut **tx)
+    .await?
+    .map(|row| -> Result<_> {
+        Ok((
+            parse_uuid(&row.try_get::<String, _>("id")?)?,
+            ExistingIdentity {
+                user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
+                email_address: row.try_get("address")?,
+            },
+        ))
+    })
+    .transpose()?;
+    let email = match &profile.email {
+        Some(email) => sqlx::query("SELECT id, user_id FROM emails WHERE lower(address) = $1")
+            .bind(email.address.as_str())
+            .fetch_optional(&mut **tx)
+            .await?
+            .map(|row| -> Result<_> {
+                let user_id = row.try_get::<Option<String>, _>("user_id")?.as_deref().map(parse_uuid).transpose()?;
+                Ok((parse_uuid(&row.try_get::<String, _>("id")?)?, EmailOwner { user_id }))
+            })
+            .transpose()?,
+        None => None,
+    };
+    Ok(Found { identity, email })
+}
+
+async fn apply(
+    tx: &mut Transaction<'static, Any>,
+    profile: &ProviderProfile,
+    found: &Found,
+    decision: LinkingDecision,
+    now: i64,
+) -> Result<ProviderAccount> {
+    let verified = profile.email.as_ref().is_some_and(|email| email.verified);
+    let found_email_id = found.email.as_ref().map(|(id, _)| *id);
+    let account = match decision {
+        LinkingDecision::SignIn { user_id, email_change } => {
+            let (identity_id, _) =
+                found.identity.as_ref().ok_or(StoreError::Corrupt("sign-in without identity".into()))?;
+            let email_id = match email_change {
+                EmailChange::Unchanged => None,
+                EmailChange::ClaimUnassigned => {
+                    let email_id = found_email_id.ok_or(StoreError::Corrupt("no email row to claim".into()))?;
+                    claim_email(tx, email_id, user_id, verified, now).await?;
+                    Some(email_id)
+                }
+                EmailChange::RelinkOwn => Some(found_email_id.ok_or(StoreError::Corrupt("no email row".into()))?),
+                EmailChange::CreateEmail => Some(insert_email(tx, profile, user_id, now).await?),
+            };
+            sqlx::query(
+                "UPDATE identities SET data = $2, updated_at = $3, email_id = COALESCE($4, email_id) WHERE id = $1",
+            )
+            .bind(identity_id.to_string())
+            .bind(&profile.claims_json)
+            .bind(now)
+            .bind(email_id.map(|id| id.to_string()))
+            .execute(&mut **tx)
+            .await?;
+            ProviderAccount { user_id, identity_id: *identity_id, outcome: AccountOutcome::SignedIn }
+        }
+        LinkingDecision::Link { user_id } => {
+            let own_email = found.email.as_ref().filter(|(_, owner)| owner.user_id == Some(user_id)).map(|(id, _)| *id);
+            let identity_id = insert_identity(tx, profile, user_id, own_email, now).await?;
+            ProviderAccount { user_id, identity_id, outcome: AccountOutcome::Linked }
+        }
+        LinkingDecision::SignUp { claim_unassigned_email } => {
+            let user_id = Uuid::new_v4();
+            sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)")
+                .bind(user_id.to_string())
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(conflict("user"))?;
+            let email_id = match (claim_unassigned_email, found_email_id) {
+                (true, Some(email_id)) => {
+                    claim_email(tx, email_id, user_id, verified, now).await?;
+                    Some(email_id)
+                }
+                _ if profile.email.is_some() => Some(insert_email(tx, profile, user_id, now).await?),
+                _ => None,
+            };
+            if let Some(email_id) = email_id {
+                sqlx::query(
+                    "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
+                )
+                .bind(Uuid::new_v4().to_string())
+                .bind(email_id.to_string())
+                .bind(user_id.to_string())
+                .bind(now)
+                .execute(&mut **tx)
+                .await
+                .map_err(conflict("primary email"))?;
+            }
+            let identity_id = insert_identity(tx, profile, user_id, email_id, now).await?;
+            ProviderAccount { user_id, identity_id, outcome: AccountOutcome::SignedUp }
+        }
+    };
+    sync_profile(tx, profile, account.user_id, now).await?;
+    Ok(account)
+}
+
+async fn claim_email(
+    tx: &mut Transaction<'static, Any>,
+    email_id: Uuid,
+    user_id: Uuid,
+    verified: bool,
+    now: i64,
+) -> Result<()> {
+    let claimed =
+        sqlx::query("UPDATE emails SET user_id = $2, verified = $3, updated_at = $4 WHERE id = $1 AND user_id IS NULL")
+            .bind(email_id.to_string())
+            .bind(user_id.to_string())
+            .bind(verified)
+            .bind(now)
+            .execute(&mut **tx)
+            .await?;
+    // Someone else claimed it since we looked: the retry will see the new owner.
+    if claimed.rows_affected() == 0 { Err(StoreError::Conflict("email address")) } else { Ok(()) }
+}
+
+async fn insert_email(
+    tx: &mut Transaction<'static, Any>,
+    profile: &ProviderProfile,
+    user_id: Uuid,
+    now: i64,
+) -> Result<Uuid> {
+    let email = profile.email.as_ref().ok_or(StoreError::Corrupt("no provider email to store".into()))?;
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+    )
+    .bind(id.to_string())
+    .bind(user_id.to_string())
+    .bind(email.address.as_str())
+    .bind(email.verified)
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict("email address"))?;
+    Ok(id)
+}
+
+async fn insert_identity(
+    tx: &mut Transaction<'static, Any>,
+    profile: &ProviderProfile,
+    user_id: Uuid,
+    email_id: Option<Uuid>,
+    now: i64,
+) -> Result<Uuid> {
+    let id = Uuid::new_v4();
+    sqlx::query(
+        "INSERT INTO identities (id, provider_id, provider_user_id, data, email_id, user_id, created_at, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+    )
+    .bind(id.to_string())
+    .bind(&profile.provider_id)
+    .bind(&profile.provider_user_id)
+    .bind(&profile.claims_json)
+    .bind(email_id.map(|id| id.to_string()))
+    .bind(user_id.to_string())
+    .bind(now)
+    .execute(&mut **tx)
+    .await
+    .map_err(conflict("identity"))?;
+    Ok(id)
+}
+
+/// Provider profile fields overwrite the user's only when the provider sent a non-empty value (Hanko's rule).
+async fn sync_profile(
+    tx: &mut Transaction<'static, Any>,
+    profile: &ProviderProfile,
+    user_id: Uuid,
+    now: i64,
+) -> Result<()> {
+    let non_empty =
+        |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    sqlx::query(
+        "UPDATE users SET name = COALESCE($2, name), given_name = COALESCE($3, given_name),
+                          family_name = COALESCE($4, family_name), updated_at = $5 WHERE id = $1",
+    )
+    .bind(user_id.to_string())
+    .bind(non_empty(&profile.name))
+    .bind(non_empty(&profile.given_name))
+    .bind(non_empty(&profile.family_name))
+    .bind(now)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}

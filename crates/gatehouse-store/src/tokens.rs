@@ -1,0 +1,68 @@
+use sqlx::Row;
+
+use crate::{NewToken, Result, Store, TokenRecord, conflict, flag, parse_uuid};
+
+impl Store {
+    pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tokens (id, user_id, value_hash, identity_id, code_verifier_hash, is_flow, user_created,
+                                 expires_at, created_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+        )
+        .bind(token.id.to_string())
+        .bind(token.user_id.to_string())
+        .bind(&token.value_hash)
+        .bind(token.identity_id.map(|id| id.to_string()))
+        .bind(&token.code_verifier_hash)
+        .bind(token.is_flow)
+        .bind(token.user_created)
+        .bind(token.expires_at)
+        .bind(token.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(conflict("token"))?;
+        Ok(())
+    }
+
+    /// Takes a one-time token out of the store: whoever calls this first gets it, nobody gets it twice. The
+    /// caller checks expiry (an expired token is consumed all the same).
+    pub async fn take_token(&self, value_hash: &str) -> Result<Option<TokenRecord>> {
+        let row = sqlx::query(
+            "DELETE FROM tokens WHERE value_hash = $1
+             RETURNING id, user_id, identity_id, code_verifier_hash, is_flow, user_created, expires_at",
+        )
+        .bind(value_hash)
+        .fetch_optional(&self.writer)
+        .await?;
+        row.map(|row| {
+            Ok(TokenRecord {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
+                identity_id: row.try_get::<Option<String>, _>("identity_id")?.as_deref().map(parse_uuid).transpose()?,
+                code_verifier_hash: row.try_get("code_verifier_hash")?,
+                is_flow: flag(&row, "is_flow")?,
+                user_created: flag(&row, "user_created")?,
+                expires_at: row.try_get("expires_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Records that a third-party state was used; `false` if it had been used before (a replay).
+    pub async fn mark_state_used(&self, id: uuid::Uuid, expires_at: i64, now: i64) -> Result<bool> {
+        sqlx::query("DELETE FROM used_states WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        let inserted =
+            sqlx::query("INSERT INTO used_states (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+                .bind(id.to_string())
+                .bind(expires_at)
+                .execute(&self.writer)
+                .await?;
+        Ok(inserted.rows_affected() == 1)
+    }
+
+    /// Deletes expired one-time tokens; returns how many.
+    pub async fn delete_expired_tokens(&self, now: i64) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        Ok(result.rows_affected())
+    }
+}
