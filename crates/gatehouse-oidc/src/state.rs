@@ -84,9 +84,10 @@ mod tests {
     #[test]
     fn seals_opens_and_expires() {
         let sealer = Sealer::new(&["state-test-secret-0123456789"]).unwrap();
-        let value = state().seal(&sealer);
+        let original = state();
+        let value = original.seal(&sealer);
         assert!(!value.contains("app.example.com"), "the state is not readable");
-        assert_eq!(ThirdPartyState::open(&sealer, &value, 999).unwrap(), state());
+        assert_eq!(ThirdPartyState::open(&sealer, &value, 999).unwrap(), original);
         assert_eq!(ThirdPartyState::open(&sealer, &value, 1_000), Err(StateError::Expired));
         let other = Sealer::new(&["another-secret-0123456789"]).unwrap();
         assert_eq!(ThirdPartyState::open(&other, &value, 999), Err(StateError::Invalid));

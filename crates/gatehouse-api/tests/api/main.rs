@@ -2,4 +2,6 @@
 
 mod errors;
 mod jose;
+mod logs;
 mod sessions;
+mod thirdparty;
