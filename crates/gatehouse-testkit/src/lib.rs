@@ -2,6 +2,7 @@
 //! port 0, and helpers to drive it over HTTP.
 
 mod db;
+pub mod fake_entra;
 mod server;
 
 pub use db::{Backend, TestDb, postgres_admin_url};

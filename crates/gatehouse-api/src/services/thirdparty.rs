@@ -242,7 +242,7 @@ impl ThirdParty {
             .map(|t| t.into_url())
             .or_else(|| self.error_redirect.clone());
         match self.complete(store, &state, params, browser_binding, now).await {
-            Ok(account) => match self.mint_token(store, &state, &account, now).await {
+            Ok(account) => match self.mint_token(store, &state, &account).await {
                 Ok(token) => {
                     let kind = match account.outcome {
                         AccountOutcome::SignedUp => "thirdparty_signup_succeeded",
@@ -315,7 +315,8 @@ impl ThirdParty {
                 return Err(invalid("the sign-in was started in another browser"));
             }
         }
-        match store.mark_state_used(state.id, state.expires_at * 1000, now * 1000).await {
+        let now_ms = clock::now_ms();
+        match store.mark_state_used(state.id, state.expires_at * 1000, now_ms).await {
             Ok(true) => {}
             Ok(false) => return Err(invalid("this sign-in response was already used")),
             Err(error) => return Err(server_error(&error)),
@@ -328,6 +329,9 @@ impl ThirdParty {
             .as_ref()
             .filter(|_| state.provider == MICROSOFT)
             .ok_or_else(|| invalid("microsoft provider is disabled"))?;
+        if state.tenant != client.settings().tenant {
+            return Err(invalid("the provider's tenant setting changed during the sign-in"));
+        }
         let code = params
             .code
             .filter(|code| !code.is_empty() && code.len() <= 4096)
@@ -342,7 +346,7 @@ impl ThirdParty {
         })?;
         let profile = profile(&user);
         let result = store
-            .sign_in_with_provider(&profile, state.connect_user_id, now * 1000, |snapshot| {
+            .sign_in_with_provider(&profile, state.connect_user_id, now_ms, |snapshot| {
                 decide(&LinkingInput {
                     provider_user_email: user.email.clone(),
                     existing_identity: snapshot.existing_identity.clone(),
@@ -362,8 +366,8 @@ impl ThirdParty {
         store: &Store,
         state: &ThirdPartyState,
         account: &ProviderAccount,
-        now: i64,
     ) -> Result<String, ThirdPartyFailure> {
+        let now_ms = clock::now_ms();
         let value = random::token();
         let token = NewToken {
             id: Uuid::new_v4(),
@@ -373,8 +377,8 @@ impl ThirdParty {
             code_verifier_hash: state.client_verifier.then(|| hash(&state.code_verifier)),
             is_flow: state.flow_id.is_some(),
             user_created: account.outcome == AccountOutcome::SignedUp,
-            created_at: now * 1000,
-            expires_at: now * 1000 + TOKEN_LIFETIME_MS,
+            created_at: now_ms,
+            expires_at: now_ms + TOKEN_LIFETIME_MS,
         };
         store.insert_token(&token).await.map_err(|error| {
             tracing::error!(%error, "could not store the one-time token");

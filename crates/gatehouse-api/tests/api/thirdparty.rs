@@ -1,0 +1,747 @@
+//! Sign in with Microsoft against the project's fake Entra ID, driven as a browser would: `/thirdparty/auth`,
+//! the provider, the callback, `/token`. Every rule of the sign-in is one scenario here.
+
+use std::{collections::HashMap, time::Duration};
+
+use gatehouse_core::config::{ClientAuthMethod, Config};
+use gatehouse_store::AuditLogFilter;
+use gatehouse_testkit::{
+    Backend, TestServer, both_backends,
+    fake_entra::{FAKE_ORG_TENANT, FakeEntra, FakeEntraOptions, FakeUser, IdTokenTweak},
+};
+use serde_json::{Value, json};
+use url::Url;
+
+const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+const CLIENT_SECRET: &str = "fake-client-secret-value~42";
+const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
+const APP: &str = "https://app.example.com";
+const CONSUMERS: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
+
+/// Gatehouse configured for Microsoft against a fresh fake Entra ID.
+struct Setup {
+    server: TestServer,
+    entra: FakeEntra,
+}
+
+impl Setup {
+    async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        let entra = FakeEntra::start(FakeEntraOptions {
+            client_id: CLIENT_ID.into(),
+            client_secrets: vec![CLIENT_SECRET.into()],
+            redirect_uris: vec![CALLBACK.into()],
+        })
+        .await;
+        let base = entra.base_url();
+        let server = TestServer::start(backend, |config| {
+            microsoft(config, &base);
+            configure(config);
+        })
+        .await;
+        Self { server, entra }
+    }
+
+    /// A browser that keeps the cookies Gatehouse sets.
+    fn browser(&self) -> Browser<'_> {
+        Browser { setup: self, cookies: HashMap::new() }
+    }
+}
+
+fn microsoft(config: &mut Config, cloud_instance: &str) {
+    let third_party = &mut config.third_party;
+    third_party.redirect_url = Some(CALLBACK.into());
+    third_party.error_redirect_url = Some(format!("{APP}/error"));
+    third_party.allowed_redirect_urls = vec![format!("{APP}**")];
+    third_party.request_timeout = "2s".parse().unwrap();
+    let microsoft = &mut third_party.providers.microsoft;
+    microsoft.enabled = true;
+    microsoft.client_id = Some(CLIENT_ID.into());
+    microsoft.secret = Some(gatehouse_core::config::Secret::new(CLIENT_SECRET));
+    microsoft.cloud_instance = cloud_instance.into();
+}
+
+struct Browser<'a> {
+    setup: &'a Setup,
+    cookies: HashMap<String, String>,
+}
+
+impl Browser<'_> {
+    fn cookie_header(&self) -> String {
+        self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
+    }
+
+    fn remember(&mut self, response: &reqwest::Response) {
+        for value in response.headers().get_all("set-cookie") {
+            let text = value.to_str().unwrap();
+            let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
+            let (name, value) = pair.split_once('=').unwrap();
+            if value.is_empty() || attributes.contains("Max-Age=0") {
+                self.cookies.remove(name);
+            } else {
+                self.cookies.insert(name.to_owned(), value.to_owned());
+            }
+        }
+    }
+
+    /// `GET /thirdparty/auth`; returns the provider URL.
+    async fn start(&mut self, redirect_to: &str) -> Url {
+        let server = &self.setup.server;
+        let response = server
+            .client
+            .get(server.url("/thirdparty/auth"))
+            .query(&[("provider", "microsoft"), ("redirect_to", redirect_to)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 307, "{}", response.text().await.unwrap());
+        self.remember(&response);
+        Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    }
+
+    /// Follows the provider URL at the fake; returns the callback URL it sends the browser to.
+    async fn at_provider(&self, authorize: &Url) -> Url {
+        let response = self.setup.server.client.get(authorize.clone()).send().await.unwrap();
+        assert_eq!(response.status(), 302, "{}", response.text().await.unwrap());
+        Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    }
+
+    /// Delivers a callback URL (Microsoft's redirect) to Gatehouse; returns where Gatehouse sends the browser.
+    async fn callback(&mut self, callback: &Url) -> Url {
+        let server = &self.setup.server;
+        let mut url = Url::parse(&server.url("/thirdparty/callback")).unwrap();
+        url.set_query(callback.query());
+        let response = server.client.get(url).header("cookie", self.cookie_header()).send().await.unwrap();
+        assert_eq!(response.status(), 307, "{}", response.text().await.unwrap());
+        self.remember(&response);
+        Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+    }
+
+    /// The whole round trip; returns the final app URL.
+    async fn sign_in(&mut self, redirect_to: &str) -> Url {
+        let authorize = self.start(redirect_to).await;
+        let callback = self.at_provider(&authorize).await;
+        self.callback(&callback).await
+    }
+
+    /// `POST /token` with the `hanko_token` of `landing`.
+    async fn exchange(&mut self, landing: &Url) -> reqwest::Response {
+        let token = query(landing, "hanko_token").expect("hanko_token on the landing URL");
+        let server = &self.setup.server;
+        let response = server.client.post(server.url("/token")).json(&json!({ "value": token })).send().await.unwrap();
+        self.remember(&response);
+        response
+    }
+}
+
+fn query(url: &Url, name: &str) -> Option<String> {
+    url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
+}
+
+fn error_of(url: &Url) -> (String, String) {
+    (query(url, "error").unwrap_or_default(), query(url, "error_description").unwrap_or_default())
+}
+
+async fn audit_kinds(server: &TestServer) -> Vec<String> {
+    let rows =
+        server.state.store().list_audit_logs(&AuditLogFilter { limit: 100, ..Default::default() }).await.unwrap();
+    rows.into_iter().rev().map(|row| row.kind).collect()
+}
+
+async fn sign_up_then_sign_in_is_the_same_user(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut user = FakeUser::new("Megan@Contoso.com");
+    user.name = Some("Megan Bowen".into());
+    setup.entra.set_default_user(user);
+
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/welcome?tab=1")).await;
+    assert_eq!(landing.path(), "/welcome");
+    assert_eq!(query(&landing, "tab").as_deref(), Some("1"), "the existing query is kept");
+    let response = browser.exchange(&landing).await;
+    assert_eq!(response.status(), 200);
+    assert_eq!(response.headers()["x-session-lifetime"], "43200");
+    let user_id = response.json::<Value>().await.unwrap()["user_id"].as_str().unwrap().to_owned();
+    let session = browser.cookies["hanko"].clone();
+    let server = &setup.server;
+    let me: Value =
+        server.client.get(server.url("/me")).bearer_auth(&session).send().await.unwrap().json().await.unwrap();
+    assert_eq!(me["id"], json!(user_id));
+    assert_eq!(me["emails"][0]["address"], "megan@contoso.com");
+    assert_eq!(me["emails"][0]["is_verified"], true);
+    assert_eq!(me["identities"][0]["provider"], "Microsoft");
+    assert_eq!(me["name"], "Megan Bowen");
+
+    let mut second = setup.browser();
+    let landing = second.sign_in(&format!("{APP}/")).await;
+    let again = second.exchange(&landing).await.json::<Value>().await.unwrap();
+    assert_eq!(again["user_id"], json!(user_id), "the second visit signs in the same user");
+    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+    let kinds = audit_kinds(server).await;
+    assert!(kinds.contains(&"thirdparty_signup_succeeded".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"thirdparty_signin_succeeded".to_owned()), "{kinds:?}");
+    assert!(kinds.contains(&"token_exchange_succeeded".to_owned()), "{kinds:?}");
+}
+
+async fn the_authorize_request_is_complete(backend: Backend) {
+    let setup = Setup::start(backend, |config| {
+        config.third_party.providers.microsoft.prompt = Some("select_account".into());
+        config.third_party.providers.microsoft.tenant = "organizations".into();
+    })
+    .await;
+    let mut browser = setup.browser();
+    let url = browser.start(&format!("{APP}/")).await;
+    assert_eq!(url.path(), "/organizations/oauth2/v2.0/authorize");
+    let params: HashMap<_, _> = url.query_pairs().into_owned().collect();
+    assert_eq!(params["client_id"], CLIENT_ID);
+    assert_eq!(params["redirect_uri"], CALLBACK);
+    assert_eq!(params["response_type"], "code");
+    assert_eq!(params["scope"], "openid profile email");
+    assert_eq!(params["code_challenge_method"], "S256");
+    assert_eq!(params["code_challenge"].len(), 43);
+    assert_eq!(params["prompt"], "select_account");
+    assert!(params["nonce"].len() >= 32 && params["state"].len() > 100);
+    assert!(!params["state"].contains("app.example.com"), "the state is sealed");
+    assert!(browser.cookies.contains_key("hanko_thirdparty_state"), "the state is bound to this browser");
+}
+
+async fn disallowed_targets_are_refused_before_anything_happens(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let server = &setup.server;
+    for target in [
+        "https://evil.example.com/",
+        "https://app.example.com@evil.com/",
+        "https://app.example.com.evil.com/",
+        "//evil.com",
+        "javascript:alert(1)",
+        "https://app.example.com\\@evil.com",
+        "",
+    ] {
+        let response = server
+            .client
+            .get(server.url("/thirdparty/auth"))
+            .query(&[("provider", "microsoft"), ("redirect_to", target)])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 400, "{target:?}");
+        assert!(response.headers().get("location").is_none(), "never a redirect to {target:?}");
+        assert_eq!(response.json::<Value>().await.unwrap()["code"], 400);
+    }
+    let unknown =
+        server.client.get(server.url("/thirdparty/auth?provider=google&redirect_to=https://app.example.com/")).send();
+    assert_eq!(unknown.await.unwrap().status(), 400);
+    assert_eq!(setup.entra.authorize_requests(), 0);
+}
+
+async fn a_state_works_once_and_only_in_its_browser(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut browser = setup.browser();
+    let authorize = browser.start(&format!("{APP}/")).await;
+    let callback = browser.at_provider(&authorize).await;
+
+    let mut stranger = setup.browser();
+    let elsewhere = stranger.callback(&callback).await;
+    assert_eq!(error_of(&elsewhere).0, "invalid_request", "another browser cannot use the state");
+    assert!(query(&elsewhere, "hanko_token").is_none());
+
+    let landing = browser.callback(&callback).await;
+    assert!(query(&landing, "hanko_token").is_some(), "{landing}");
+    let replay = browser.callback(&callback).await;
+    assert_eq!(error_of(&replay).0, "invalid_request", "a replayed state fails");
+    assert_eq!(replay.as_str().split('?').next(), Some(format!("{APP}/").as_str()), "errors go to redirect_to");
+}
+
+async fn expired_or_forged_states_go_to_the_error_url(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let sealer = gatehouse_crypto::sealing::Sealer::new(&[gatehouse_testkit::TEST_SECRET_KEY]).unwrap();
+    let expired = gatehouse_oidc::state::ThirdPartyState {
+        id: uuid::Uuid::new_v4(),
+        provider: "microsoft".into(),
+        tenant: "common".into(),
+        redirect_to: format!("{APP}/"),
+        nonce: "n".into(),
+        code_verifier: gatehouse_oidc::pkce::new_verifier(),
+        client_verifier: true,
+        browser_binding: None,
+        flow_id: None,
+        connect_user_id: None,
+        expires_at: gatehouse_api::clock::now_secs() - 1,
+    }
+    .seal(&sealer);
+    let mut browser = setup.browser();
+    for state in [expired.as_str(), "forged-state"] {
+        let mut callback = Url::parse(CALLBACK).unwrap();
+        callback.query_pairs_mut().append_pair("code", "x").append_pair("state", state);
+        let landing = browser.callback(&callback).await;
+        assert!(landing.as_str().starts_with(&format!("{APP}/error?")), "{landing}");
+        assert_eq!(error_of(&landing).0, "invalid_request");
+    }
+    assert_eq!(setup.entra.token_requests(), 0);
+}
+
+async fn provider_errors_are_passed_through(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    setup.entra.fail_next_authorize("access_denied", "AADSTS65004: User declined to consent");
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/login")).await;
+    assert!(landing.as_str().starts_with(&format!("{APP}/login?")));
+    assert_eq!(error_of(&landing), ("access_denied".into(), "AADSTS65004: User declined to consent".into()));
+    assert!(audit_kinds(&setup.server).await.contains(&"thirdparty_signin_signup_failed".to_owned()));
+}
+
+async fn token_endpoint_failures_never_leak(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    setup.entra.fail_next_token(500, json!({"error": "temporarily_unavailable", "error_description": "SECRET-BODY"}));
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing), ("server_error".into(), "an internal error has occurred".into()));
+    assert!(!landing.as_str().contains("SECRET-BODY"));
+
+    setup.entra.delay_next_token(Duration::from_secs(4));
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "server_error", "a slow provider times out");
+
+    setup.entra.expire_secret(CLIENT_SECRET);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "server_error", "a rejected client secret is our problem, not the user's");
+    assert_eq!(setup.server.state.store().count_users().await.unwrap(), 0);
+}
+
+async fn client_secret_basic_works(backend: Backend) {
+    let setup = Setup::start(backend, |config| {
+        config.third_party.providers.microsoft.client_auth_method = ClientAuthMethod::ClientSecretBasic;
+    })
+    .await;
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    assert_eq!(browser.exchange(&landing).await.status(), 200);
+    let record = setup.entra.last_token_request().unwrap();
+    assert_eq!(format!("{:?}", record.client_auth), "Basic");
+    assert!(record.code_verifier_present, "PKCE is always used");
+}
+
+async fn bad_id_tokens_are_refused(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let wrong_issuer = serde_json::Map::from_iter([(
+        "iss".to_owned(),
+        json!(format!("{}/{}/v2.0", setup.entra.base_url(), "00000000-0000-0000-0000-000000000001")),
+    )]);
+    let bad_tid = serde_json::Map::from_iter([("tid".to_owned(), json!("not-a-guid"))]);
+    let tweaks = vec![
+        ("alg none", IdTokenTweak::AlgNone),
+        ("HS256 with the public key", IdTokenTweak::Hs256WithPublicKey),
+        ("unknown kid", IdTokenTweak::UnknownKid),
+        ("foreign key", IdTokenTweak::SignedByForeignKey),
+        ("no kid", IdTokenTweak::NoKid),
+        ("expired", IdTokenTweak::Expired),
+        ("not yet valid", IdTokenTweak::NotYetValid),
+        ("wrong audience", IdTokenTweak::WrongAudience),
+        ("wrong nonce", IdTokenTweak::WrongNonce),
+        ("iss of another tenant", IdTokenTweak::Claims(wrong_issuer)),
+        ("tid not a GUID", IdTokenTweak::Claims(bad_tid)),
+        ("no nonce", IdTokenTweak::RemoveClaims(vec!["nonce".into()])),
+    ];
+    for (name, tweak) in tweaks {
+        setup.entra.tweak_next_id_token(tweak);
+        let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+        assert_eq!(error_of(&landing).0, "invalid_request", "{name}: {landing}");
+        assert!(query(&landing, "hanko_token").is_none(), "{name}");
+    }
+    assert_eq!(setup.server.state.store().count_users().await.unwrap(), 0);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "an honest token still works: {landing}");
+}
+
+async fn keys_are_cached_and_rollover_is_followed(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    for _ in 0..3 {
+        let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+        assert!(query(&landing, "hanko_token").is_some());
+    }
+    assert_eq!(setup.entra.jwks_requests(), 1, "no JWKS fetch per sign-in in steady state");
+    assert_eq!(setup.entra.token_requests(), 3, "exactly one call to Microsoft per sign-in");
+    setup.entra.rotate_keys();
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "a token signed with a new key works: {landing}");
+    assert_eq!(setup.entra.jwks_requests(), 2, "the unknown kid caused exactly one refetch");
+}
+
+async fn a_key_with_a_fixed_issuer_signs_only_for_it(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let consumer_issuer = format!("{}/{CONSUMERS}/v2.0", setup.entra.base_url());
+    let kid = setup.entra.add_key_with_fixed_issuer(&consumer_issuer);
+    setup.entra.sign_next_with(&kid);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "invalid_request", "an org-tenant token signed by a consumer-only key");
+
+    let mut personal = FakeUser::new("someone@outlook.com");
+    personal.tid = CONSUMERS.into();
+    setup.entra.queue_user(personal);
+    setup.entra.sign_next_with(&kid);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "the consumer key signs consumer tokens: {landing}");
+}
+
+async fn tenant_modes_hold(backend: Backend) {
+    let consumers =
+        Setup::start(backend, |config| config.third_party.providers.microsoft.tenant = "consumers".into()).await;
+    let landing = consumers.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "invalid_request", "an org account on a consumers-only app");
+
+    let organizations =
+        Setup::start(backend, |config| config.third_party.providers.microsoft.tenant = "organizations".into()).await;
+    let mut personal = FakeUser::new("someone@outlook.com");
+    personal.tid = CONSUMERS.into();
+    organizations.entra.queue_user(personal);
+    let landing = organizations.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "invalid_request", "a personal account on an organizations-only app");
+
+    let listed = Setup::start(backend, |config| {
+        config.third_party.providers.microsoft.allowed_tenants = vec!["00000000-0000-0000-0000-0000000000aa".into()];
+    })
+    .await;
+    let landing = listed.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "invalid_request", "a tenant outside allowed_tenants");
+    let mut member = FakeUser::new("a@fabrikam.com");
+    member.tid = "00000000-0000-0000-0000-0000000000aa".into();
+    listed.entra.queue_user(member);
+    let landing = listed.browser().sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "{landing}");
+
+    let single =
+        Setup::start(backend, |config| config.third_party.providers.microsoft.tenant = FAKE_ORG_TENANT.into()).await;
+    let url = single.browser().start(&format!("{APP}/")).await;
+    assert!(url.path().starts_with(&format!("/{FAKE_ORG_TENANT}/")));
+    let landing = single.browser().sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "{landing}");
+}
+
+async fn email_comes_from_upn_then_verified_email(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut with_upn = FakeUser::new("other@contoso.com");
+    with_upn.upn = Some("Adele.Vance@Contoso.com".into());
+    with_upn.xms_edov = Some(json!(false));
+    setup.entra.queue_user(with_upn);
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    browser.exchange(&landing).await;
+    let server = &setup.server;
+    let me: Value = server
+        .client
+        .get(server.url("/me"))
+        .bearer_auth(&browser.cookies["hanko"])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["emails"][0]["address"], "adele.vance@contoso.com", "upn wins and counts as verified");
+
+    let mut guest = FakeUser::new("guest@fabrikam.com");
+    guest.upn = Some("guest_fabrikam.com#EXT#@contoso.onmicrosoft.com".into());
+    guest.xms_edov = Some(json!("1"));
+    setup.entra.queue_user(guest);
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    browser.exchange(&landing).await;
+    let me: Value = server
+        .client
+        .get(server.url("/me"))
+        .bearer_auth(&browser.cookies["hanko"])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(me["emails"][0]["address"], "guest@fabrikam.com", "a guest UPN is not an email");
+
+    for edov in [json!(false), json!("0"), json!("false")] {
+        let mut unverified = FakeUser::new("eve@fabrikam.com");
+        unverified.xms_edov = Some(edov.clone());
+        setup.entra.queue_user(unverified);
+        let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+        assert_eq!(error_of(&landing).0, "unverified_email", "xms_edov {edov}");
+    }
+    let mut nothing = FakeUser::new("x@example.com");
+    nothing.email = None;
+    setup.entra.queue_user(nothing);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing), ("invalid_request".into(), "could not retrieve user data from provider".into()));
+}
+
+async fn existing_users_are_linked_only_with_proof(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    setup.server.create_user("megan@contoso.com").await;
+    setup.entra.set_default_user(FakeUser::new("megan@contoso.com"));
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "user_conflict", "linking is off by default");
+
+    let linking = Setup::start(backend, |config| config.third_party.providers.microsoft.allow_linking = true).await;
+    let existing = linking.server.create_user("megan@contoso.com").await;
+    linking.entra.queue_user(FakeUser::new("megan@contoso.com"));
+    let landing = linking.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "user_conflict", "xms_edov absent is no proof of ownership (nOAuth)");
+
+    let mut proven = FakeUser::new("megan@contoso.com");
+    proven.xms_edov = Some(json!(true));
+    linking.entra.queue_user(proven);
+    let mut browser = linking.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    let linked = browser.exchange(&landing).await.json::<Value>().await.unwrap();
+    assert_eq!(linked["user_id"], json!(existing), "linked to the existing user");
+    assert!(audit_kinds(&linking.server).await.contains(&"thirdparty_linking_succeeded".to_owned()));
+}
+
+async fn a_changed_email_follows_hankos_rules(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.email.limit = 2).await;
+    setup.server.create_user("taken@contoso.com").await;
+    let mut person = FakeUser::new("first@contoso.com");
+    setup.entra.queue_user(person.clone());
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    let user_id = browser.exchange(&landing).await.json::<Value>().await.unwrap()["user_id"].clone();
+
+    person.email = Some("taken@contoso.com".into());
+    setup.entra.queue_user(person.clone());
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "multiple_accounts", "the new email belongs to someone else");
+
+    person.email = Some("second@contoso.com".into());
+    setup.entra.queue_user(person.clone());
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    let again = browser.exchange(&landing).await.json::<Value>().await.unwrap();
+    assert_eq!(again["user_id"], user_id, "a new email is added to the same user");
+    let server = &setup.server;
+    let me: Value = server
+        .client
+        .get(server.url("/me"))
+        .bearer_auth(&browser.cookies["hanko"])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let addresses: Vec<&str> =
+        me["emails"].as_array().unwrap().iter().map(|e| e["address"].as_str().unwrap()).collect();
+    assert_eq!(addresses, vec!["first@contoso.com", "second@contoso.com"]);
+    assert_eq!(me["emails"][0]["is_primary"], true, "the primary email does not change");
+
+    person.email = Some("third@contoso.com".into());
+    setup.entra.queue_user(person);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "email_maxnum");
+}
+
+async fn signup_can_be_disabled(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.account.allow_signup = false).await;
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "signup_disabled");
+}
+
+async fn concurrent_first_logins_make_one_user(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.database.max_connections = 10).await;
+    let user = FakeUser::new("rush@contoso.com");
+    setup.entra.set_default_user(user);
+    let mut callbacks = Vec::new();
+    for _ in 0..50 {
+        let mut browser = setup.browser();
+        let authorize = browser.start(&format!("{APP}/")).await;
+        let callback = browser.at_provider(&authorize).await;
+        callbacks.push((browser.cookies, callback));
+    }
+    let server = &setup.server;
+    let tasks = callbacks.into_iter().map(|(cookies, callback)| {
+        let client = server.client.clone();
+        let mut url = Url::parse(&server.url("/thirdparty/callback")).unwrap();
+        url.set_query(callback.query());
+        let cookie = cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ");
+        tokio::spawn(async move {
+            let response = client.get(url).header("cookie", cookie).send().await.unwrap();
+            Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
+        })
+    });
+    let landings: Vec<Url> = futures_join(tasks).await;
+    let failures: Vec<_> = landings.iter().filter(|l| query(l, "hanko_token").is_none()).collect();
+    assert!(failures.is_empty(), "{failures:?}");
+    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+}
+
+async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut out = Vec::new();
+    for task in tasks.collect::<Vec<_>>() {
+        out.push(task.await.unwrap());
+    }
+    out
+}
+
+async fn one_time_tokens_are_single_use(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    assert_eq!(browser.exchange(&landing).await.status(), 200);
+    let again = browser.exchange(&landing).await;
+    assert_eq!(again.status(), 404);
+    assert_eq!(again.json::<Value>().await.unwrap(), json!({"code": 404, "message": "token not found"}));
+    let server = &setup.server;
+    let user = server.create_user("late@example.com").await;
+    let now = gatehouse_api::clock::now_ms();
+    let expired = gatehouse_store::NewToken {
+        id: uuid::Uuid::new_v4(),
+        user_id: user,
+        value_hash: gatehouse_api::services::thirdparty::hash("expired-token"),
+        identity_id: None,
+        code_verifier_hash: None,
+        is_flow: false,
+        user_created: false,
+        created_at: now - 120_000,
+        expires_at: now - 60_000,
+    };
+    server.state.store().insert_token(&expired).await.unwrap();
+    let late = server.client.post(server.url("/token")).json(&json!({"value": "expired-token"})).send().await.unwrap();
+    assert_eq!(late.status(), 422);
+    assert_eq!(late.json::<Value>().await.unwrap()["message"], "token has expired");
+}
+
+async fn client_verifier_binds_the_token(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.rate_limiter.enabled = false).await;
+    let verifier = gatehouse_oidc::pkce::new_verifier();
+    let started = setup
+        .server
+        .state
+        .third_party()
+        .start(gatehouse_api::services::thirdparty::StartRequest {
+            provider: "microsoft",
+            redirect_to: Some("https://app.example.com/"),
+            client_verifier: Some(verifier.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    assert!(started.browser_binding.is_none(), "a client-held verifier replaces the cookie binding");
+    let browser = setup.browser();
+    let callback = browser.at_provider(&started.authorize_url).await;
+    let mut browser = setup.browser();
+    let landing = browser.callback(&callback).await;
+    let token = query(&landing, "hanko_token").unwrap();
+    let server = &setup.server;
+    let without = server.client.post(server.url("/token")).json(&json!({"value": token})).send().await.unwrap();
+    assert_eq!(without.status(), 400, "the token needs its verifier");
+
+    let started = setup
+        .server
+        .state
+        .third_party()
+        .start(gatehouse_api::services::thirdparty::StartRequest {
+            provider: "microsoft",
+            redirect_to: Some("https://app.example.com/"),
+            client_verifier: Some(verifier.clone()),
+            ..Default::default()
+        })
+        .unwrap();
+    let callback = browser.at_provider(&started.authorize_url).await;
+    let landing = browser.callback(&callback).await;
+    let token = query(&landing, "hanko_token").unwrap();
+    let with =
+        server.client.post(server.url("/token")).json(&json!({"value": token, "code_verifier": verifier})).send();
+    assert_eq!(with.await.unwrap().status(), 200);
+}
+
+async fn token_exchange_is_rate_limited(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let server = &setup.server;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let response = server.client.post(server.url("/token")).json(&json!({"value": "x"})).send().await.unwrap();
+        statuses.push(response.status().as_u16());
+        if response.status() == 429 {
+            assert!(response.headers().get("retry-after").is_some());
+            assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
+        }
+    }
+    assert_eq!(statuses, vec![404, 404, 404, 429]);
+}
+
+async fn form_post_callbacks_answer_303(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut browser = setup.browser();
+    let authorize = browser.start(&format!("{APP}/")).await;
+    let callback = browser.at_provider(&authorize).await;
+    let form: Vec<(String, String)> = callback.query_pairs().into_owned().collect();
+    let server = &setup.server;
+    let response = server
+        .client
+        .post(server.url("/thirdparty/callback"))
+        .header("cookie", browser.cookie_header())
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    let landing = Url::parse(response.headers()["location"].to_str().unwrap()).unwrap();
+    assert!(query(&landing, "hanko_token").is_some(), "{landing}");
+}
+
+both_backends!(
+    sign_up_then_sign_in_is_the_same_user,
+    the_authorize_request_is_complete,
+    disallowed_targets_are_refused_before_anything_happens,
+    a_state_works_once_and_only_in_its_browser,
+    expired_or_forged_states_go_to_the_error_url,
+    provider_errors_are_passed_through,
+    token_endpoint_failures_never_leak,
+    client_secret_basic_works,
+    bad_id_tokens_are_refused,
+    keys_are_cached_and_rollover_is_followed,
+    a_key_with_a_fixed_issuer_signs_only_for_it,
+    tenant_modes_hold,
+    email_comes_from_upn_then_verified_email,
+    existing_users_are_linked_only_with_proof,
+    a_changed_email_follows_hankos_rules,
+    signup_can_be_disabled,
+    concurrent_first_logins_make_one_user,
+    one_time_tokens_are_single_use,
+    client_verifier_binds_the_token,
+    token_exchange_is_rate_limited,
+    form_post_callbacks_answer_303,
+);
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_codes_and_tokens_never_reach_the_logs() {
+    crate::logs::captured();
+    let setup = Setup::start(Backend::Sqlite, |config| config.log.level = "debug".into()).await;
+    let mut browser = setup.browser();
+    let authorize = browser.start(&format!("{APP}/")).await;
+    let callback = browser.at_provider(&authorize).await;
+    let landing = browser.callback(&callback).await;
+    let response = browser.exchange(&landing).await;
+    assert_eq!(response.status(), 200);
+    setup.entra.tweak_next_id_token(IdTokenTweak::WrongAudience);
+    let failed = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&failed).0, "invalid_request");
+    let logs = crate::logs::text();
+    assert!(logs.contains("ID token refused"), "the failure is logged (the capture works)");
+    let code = query(&callback, "code").unwrap();
+    let state = query(&callback, "state").unwrap();
+    let token = query(&landing, "hanko_token").unwrap();
+    for (what, secret) in [
+        ("client secret", CLIENT_SECRET),
+        ("code", &code),
+        ("state", &state),
+        ("one-time token", &token),
+        ("a JWT", "eyJ"),
+    ] {
+        assert!(!logs.contains(secret), "{what} found in the logs");
+    }
+}
+
+#[tokio::test]
+async fn no_allowed_target_means_a_plain_400_page() {
+    let server = TestServer::start(Backend::Sqlite, |_| {}).await;
+    let response = server.client.get(server.url("/thirdparty/callback?state=garbage&code=x")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    assert!(response.headers().get("location").is_none());
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/html"));
+}

@@ -1,0 +1,136 @@
+//! `fake-entra`: a fake Microsoft Entra ID on loopback, for trying Gatehouse's "Sign in with Microsoft" by hand
+//! without an Azure tenant. Every sign-in is the same user, consent is automatic, redirect URIs are not checked.
+//!
+//! `cargo run -p gatehouse-testkit --bin fake-entra -- [--port 9999] [--client-id ID] [--client-secret SECRET]
+//! [--email megan@contoso.com] [--xms-edov true|false|absent]`
+
+use std::{
+    net::{Ipv4Addr, SocketAddr},
+    process::ExitCode,
+};
+
+use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
+use serde_json::Value;
+
+const USAGE: &str = "usage: fake-entra [--port 9999] [--client-id ID] [--client-secret SECRET] \
+                     [--email megan@contoso.com] [--xms-edov true|false|absent]";
+
+#[derive(Debug)]
+struct Args {
+    port: u16,
+    client_id: String,
+    client_secret: String,
+    email: String,
+    xms_edov: Option<bool>,
+}
+
+/// `--flag value` pairs by hand: the testkit has no argument-parsing dependency, and five flags need none.
+fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
+    let mut parsed = Args {
+        port: 9999,
+        client_id: "gatehouse-dev-client".into(),
+        client_secret: "gatehouse-dev-secret".into(),
+        email: "megan@contoso.com".into(),
+        xms_edov: None,
+    };
+    while let Some(flag) = args.next() {
+        if flag == "--help" || flag == "-h" {
+            return Err(String::new());
+        }
+        let mut value = || args.next().ok_or_else(|| format!("{flag} needs a value"));
+        match flag.as_str() {
+            "--port" => {
+                let value = value()?;
+                parsed.port = value.parse().map_err(|_| format!("--port: {value:?} is not a port number"))?;
+            }
+            "--client-id" => parsed.client_id = value()?,
+            "--client-secret" => parsed.client_secret = value()?,
+            "--email" => parsed.email = value()?,
+            "--xms-edov" => {
+                parsed.xms_edov = match value()?.as_str() {
+                    "true" => Some(true),
+                    "false" => Some(false),
+                    "absent" => None,
+                    other => return Err(format!("--xms-edov: {other:?} is not true, false or absent")),
+                }
+            }
+            _ => return Err(format!("unknown argument {flag:?}")),
+        }
+    }
+    Ok(parsed)
+}
+
+/// A YAML double-quoted scalar: JSON string syntax is valid YAML, and it escapes whatever the value holds.
+fn yaml_string(value: &str) -> String {
+    Value::from(value).to_string()
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let args = match parse_args(std::env::args().skip(1)) {
+        Ok(args) => args,
+        Err(message) if message.is_empty() => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(message) => {
+            eprintln!("fake-entra: {message}\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    let options = FakeEntraOptions {
+        client_id: args.client_id.clone(),
+        client_secrets: vec![args.client_secret.clone()],
+        redirect_uris: Vec::new(),
+    };
+    let fake = match FakeEntra::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)), options).await {
+        Ok(fake) => fake,
+        Err(error) => {
+            eprintln!("fake-entra: cannot listen on 127.0.0.1:{}: {error}", args.port);
+            return ExitCode::FAILURE;
+        }
+    };
+    let mut user = FakeUser::new(args.email.as_str());
+    user.xms_edov = args.xms_edov.map(Value::Bool);
+    fake.set_default_user(user.clone());
+
+    let edov = args.xms_edov.map_or("absent".to_owned(), |edov| edov.to_string());
+    println!("# Fake Entra ID on {} (Ctrl-C stops it).", fake.base_url());
+    println!("# Every sign-in is {} (tid {}, oid {}, xms_edov {edov}).", args.email, user.tid, user.oid);
+    println!("# Add to Gatehouse's configuration (third_party.redirect_url etc. as usual):");
+    println!("third_party:");
+    println!("  providers:");
+    println!("    microsoft:");
+    println!("      enabled: true");
+    println!("      client_id: {}", yaml_string(&args.client_id));
+    println!("      secret: {}", yaml_string(&args.client_secret));
+    println!("      cloud_instance: {}", yaml_string(&fake.base_url()));
+    println!("      tenant: common");
+
+    if let Err(error) = tokio::signal::ctrl_c().await {
+        eprintln!("fake-entra: cannot wait for Ctrl-C: {error}");
+        return ExitCode::FAILURE;
+    }
+    ExitCode::SUCCESS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Args, String> {
+        parse_args(args.iter().map(|arg| (*arg).to_owned()))
+    }
+
+    #[test]
+    fn flags_and_defaults() {
+        let args = parse(&[]).expect("defaults");
+        assert_eq!((args.port, args.client_id.as_str(), args.xms_edov), (9999, "gatehouse-dev-client", None));
+        let args = parse(&["--port", "0", "--email", "a@b.c", "--xms-edov", "false"]).expect("flags");
+        assert_eq!((args.port, args.email.as_str(), args.xms_edov), (0, "a@b.c", Some(false)));
+        assert!(parse(&["--port"]).is_err());
+        assert!(parse(&["--port", "x"]).is_err());
+        assert!(parse(&["--xms-edov", "1"]).is_err());
+        assert!(parse(&["--nope", "1"]).is_err());
+    }
+}
