@@ -83,6 +83,20 @@ impl TestServer {
         self.db.take()
     }
 
+    /// `GET path` with an optional bearer token, as JSON.
+    pub async fn get_json(&self, path: &str, bearer: Option<&str>) -> serde_json::Value {
+        let mut request = self.client.get(self.url(path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.expect("request").json().await.expect("a JSON answer")
+    }
+
+    /// `GET /me` for the session `token`.
+    pub async fn me(&self, token: &str) -> serde_json::Value {
+        self.get_json("/me", Some(token)).await
+    }
+
     /// Creates a user with a verified primary email; returns the user id.
     pub async fn create_user(&self, email: &str) -> Uuid {
         let id = Uuid::new_v4();

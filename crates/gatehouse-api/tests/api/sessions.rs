@@ -89,8 +89,7 @@ async fn forged_and_broken_tokens_are_invalid(backend: Backend) {
     assert!(!is_valid(&server, &format!("{}.{}.", b64(&none_header), b64(&payload))).await, "alg none");
 
     // HS256 keyed with the public key (the classic algorithm confusion).
-    let jwks: Value =
-        server.client.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = server.get_json("/.well-known/jwks.json", None).await;
     let mut hs_header = Header::new(Algorithm::HS256);
     hs_header.kid = header["kid"].as_str().map(str::to_owned);
     for secret in [jwks["keys"][0].to_string(), jwks["keys"][0]["n"].as_str().unwrap().to_owned()] {
@@ -161,8 +160,7 @@ async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
     let user = server.create_user("a@example.com").await;
     let before = server.issue_session(user).await;
     let new_kid = server.state.keys().rotate().await.unwrap();
-    let jwks: Value =
-        server.client.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = server.get_json("/.well-known/jwks.json", None).await;
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
     assert_eq!(kids.len(), 2, "{jwks}");
     assert_eq!(kids[0], new_kid);
@@ -176,8 +174,7 @@ async fn me_returns_the_user_or_401(backend: Backend) {
     let server = TestServer::start(backend, |_| {}).await;
     let user = server.create_user("Megan@Contoso.com").await;
     let token = server.issue_session(user).await;
-    let me: Value =
-        server.client.get(server.url("/me")).bearer_auth(&token).send().await.unwrap().json().await.unwrap();
+    let me = server.me(&token).await;
     assert_eq!(me["id"], json!(user));
     assert_eq!(me["user_id"], json!(user));
     assert_eq!(me["emails"][0]["address"], "megan@contoso.com");
@@ -226,12 +223,10 @@ async fn restart_keeps_users_sessions_and_keys(backend: Backend) {
     let server = TestServer::start(backend, |_| {}).await;
     let user = server.create_user("a@example.com").await;
     let token = server.issue_session(user).await;
-    let jwks: Value =
-        server.client.get(server.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = server.get_json("/.well-known/jwks.json", None).await;
     let db = server.stop().await.unwrap();
     let restarted = TestServer::start_with(test_config(&db)).await;
-    let again: Value =
-        restarted.client.get(restarted.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let again: Value = restarted.get_json("/.well-known/jwks.json", None).await;
     assert_eq!(jwks, again, "the signing key survived the restart");
     assert!(is_valid(&restarted, &token).await);
     let me = restarted.client.get(restarted.url("/me")).bearer_auth(&token).send().await.unwrap();
@@ -248,7 +243,7 @@ async fn a_second_instance_sees_rotations_and_logouts(backend: Backend) {
     let kid = a.state.keys().rotate().await.unwrap();
     let fresh = a.issue_session(user).await;
     assert!(is_valid(&b, &fresh).await, "B picks up A's new key on the unknown kid");
-    let jwks: Value = b.client.get(b.url("/.well-known/jwks.json")).send().await.unwrap().json().await.unwrap();
+    let jwks: Value = b.get_json("/.well-known/jwks.json", None).await;
     assert!(jwks["keys"].as_array().unwrap().iter().any(|k| k["kid"] == json!(kid)));
     assert_eq!(b.client.post(b.url("/logout")).bearer_auth(&token).send().await.unwrap().status(), 204);
     assert!(!is_valid(&a, &token).await, "a logout on B ends the session on A");

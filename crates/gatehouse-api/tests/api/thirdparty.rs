@@ -163,8 +163,7 @@ async fn sign_up_then_sign_in_is_the_same_user(backend: Backend) {
     let user_id = response.json::<Value>().await.unwrap()["user_id"].as_str().unwrap().to_owned();
     let session = browser.cookies["hanko"].clone();
     let server = &setup.server;
-    let me: Value =
-        server.client.get(server.url("/me")).bearer_auth(&session).send().await.unwrap().json().await.unwrap();
+    let me = server.me(&session).await;
     assert_eq!(me["id"], json!(user_id));
     assert_eq!(me["emails"][0]["address"], "megan@contoso.com");
     assert_eq!(me["emails"][0]["is_verified"], true);
@@ -426,16 +425,7 @@ async fn email_comes_from_upn_then_verified_email(backend: Backend) {
     let landing = browser.sign_in(&format!("{APP}/")).await;
     browser.exchange(&landing).await;
     let server = &setup.server;
-    let me: Value = server
-        .client
-        .get(server.url("/me"))
-        .bearer_auth(&browser.cookies["hanko"])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = server.me(&browser.cookies["hanko"]).await;
     assert_eq!(me["emails"][0]["address"], "adele.vance@contoso.com", "upn wins and counts as verified");
 
     let mut guest = FakeUser::new("guest@fabrikam.com");
@@ -445,16 +435,7 @@ async fn email_comes_from_upn_then_verified_email(backend: Backend) {
     let mut browser = setup.browser();
     let landing = browser.sign_in(&format!("{APP}/")).await;
     browser.exchange(&landing).await;
-    let me: Value = server
-        .client
-        .get(server.url("/me"))
-        .bearer_auth(&browser.cookies["hanko"])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = server.me(&browser.cookies["hanko"]).await;
     assert_eq!(me["emails"][0]["address"], "guest@fabrikam.com", "a guest UPN is not an email");
 
     for edov in [json!(false), json!("0"), json!("false")] {
@@ -515,16 +496,7 @@ async fn a_changed_email_follows_hankos_rules(backend: Backend) {
     let again = browser.exchange(&landing).await.json::<Value>().await.unwrap();
     assert_eq!(again["user_id"], user_id, "a new email is added to the same user");
     let server = &setup.server;
-    let me: Value = server
-        .client
-        .get(server.url("/me"))
-        .bearer_auth(&browser.cookies["hanko"])
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let me = server.me(&browser.cookies["hanko"]).await;
     let addresses: Vec<&str> =
         me["emails"].as_array().unwrap().iter().map(|e| e["address"].as_str().unwrap()).collect();
     assert_eq!(addresses, vec!["first@contoso.com", "second@contoso.com"]);
@@ -609,17 +581,15 @@ async fn one_time_tokens_are_single_use(backend: Backend) {
 async fn client_verifier_binds_the_token(backend: Backend) {
     let setup = Setup::start(backend, |config| config.rate_limiter.enabled = false).await;
     let verifier = gatehouse_oidc::pkce::new_verifier();
-    let started = setup
-        .server
-        .state
-        .third_party()
-        .start(gatehouse_api::services::thirdparty::StartRequest {
+    let start = || {
+        setup.server.state.third_party().start(gatehouse_api::services::thirdparty::StartRequest {
             provider: "microsoft",
             redirect_to: Some("https://app.example.com/"),
             client_verifier: Some(verifier.clone()),
             ..Default::default()
         })
-        .unwrap();
+    };
+    let started = start().unwrap();
     assert!(started.browser_binding.is_none(), "a client-held verifier replaces the cookie binding");
     let browser = setup.browser();
     let callback = browser.at_provider(&started.authorize_url).await;
@@ -630,17 +600,7 @@ async fn client_verifier_binds_the_token(backend: Backend) {
     let without = server.client.post(server.url("/token")).json(&json!({"value": token})).send().await.unwrap();
     assert_eq!(without.status(), 400, "the token needs its verifier");
 
-    let started = setup
-        .server
-        .state
-        .third_party()
-        .start(gatehouse_api::services::thirdparty::StartRequest {
-            provider: "microsoft",
-            redirect_to: Some("https://app.example.com/"),
-            client_verifier: Some(verifier.clone()),
-            ..Default::default()
-        })
-        .unwrap();
+    let started = start().unwrap();
     let callback = browser.at_provider(&started.authorize_url).await;
     let landing = browser.callback(&callback).await;
     let token = query(&landing, "hanko_token").unwrap();
