@@ -22,6 +22,7 @@ use tower_http::{
 use crate::{
     ApiError, AppState,
     error::render_plain_errors,
+    flow,
     routes::{health, sessions, thirdparty, users, well_known},
     services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
@@ -43,6 +44,9 @@ pub fn app(state: AppState) -> Router {
         .route("/thirdparty/auth", get(thirdparty::auth))
         .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
         .route("/token", post(thirdparty::token))
+        .route("/login", post(flow::login))
+        .route("/registration", post(flow::registration))
+        .route("/profile", post(flow::profile))
         .fallback(|| async { ApiError::not_found() })
         .layer(
             ServiceBuilder::new()

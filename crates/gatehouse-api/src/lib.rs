@@ -6,6 +6,7 @@ pub mod clock;
 mod dto;
 mod error;
 mod extract;
+mod flow;
 mod routes;
 mod server;
 pub mod services;

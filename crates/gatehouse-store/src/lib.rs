@@ -7,6 +7,7 @@
 
 mod accounts;
 mod audit;
+mod flows;
 mod keys;
 pub mod model;
 mod sessions;

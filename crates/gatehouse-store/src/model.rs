@@ -183,3 +183,14 @@ pub enum AccountOutcome {
     Linked,
     SignedUp,
 }
+
+/// A flow of the flow API, as stored. `data` is the flow's state machine position and stash, as JSON.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FlowRecord {
+    pub id: Uuid,
+    pub data: String,
+    pub version: i64,
+    pub csrf_token: String,
+    pub expires_at: i64,
+    pub created_at: i64,
+}

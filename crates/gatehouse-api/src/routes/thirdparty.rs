@@ -162,6 +162,15 @@ fn append_cookie(response: &mut Response, cookie: &str) {
     }
 }
 
+/// Headers that set the state-binding cookie, for a sign-in started through the flow API.
+pub fn binding_cookie_headers(state: &AppState, binding: &str) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Ok(value) = HeaderValue::from_str(&state_cookie(state, binding, 300)) {
+        headers.append(header::SET_COOKIE, value);
+    }
+    headers
+}
+
 /// The state-binding cookie. `SameSite=None` (with `Secure`) so that a `form_post` callback, a cross-site POST,
 /// still carries it; without `Secure` browsers drop `None`, so plain-http development falls back to `Lax`.
 fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {

@@ -1,0 +1,446 @@
+//! Starting flows, checking and running actions, rendering states.
+
+use axum::{
+    http::{HeaderMap, header},
+    response::Response,
+};
+use gatehouse_store::{SessionRecord, UserRecord};
+use serde_json::{Map, Value, json};
+use uuid::Uuid;
+
+use super::{
+    FLOW_LIFETIME_MS, FlowData, FlowName, FlowRequest, StateName,
+    response::{FlowAnswer, FlowError, action, input},
+};
+use crate::{
+    AppState, clock,
+    dto::{claims_json, user_json},
+    extract::session_token,
+    services::{
+        session::Authenticated,
+        thirdparty::{MICROSOFT, StartRequest, constant_time_eq, hash},
+    },
+};
+
+/// 32 characters of `[0-9A-Za-z]`, like Hanko's.
+fn csrf_token() -> String {
+    const ALPHABET: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    gatehouse_crypto::random::bytes::<32>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
+}
+
+async fn session(state: &AppState, request: &FlowRequest) -> Option<Authenticated> {
+    let token = session_token(&request.headers, &state.config().session.cookie.name)?;
+    state.sessions().authenticate(token).await.ok().flatten()
+}
+
+/// The signed-in user's view for the profile: their record and live sessions.
+struct Profile {
+    user: UserRecord,
+    sessions: Vec<SessionRecord>,
+    current_session: Uuid,
+}
+
+async fn profile(state: &AppState, session: &Authenticated) -> Result<Profile, FlowError> {
+    let store = state.store();
+    let user =
+        store.find_user(session.claims.sub).await.map_err(|_| FlowError::Technical)?.ok_or(FlowError::Unauthorized)?;
+    let sessions = store.list_sessions(user.id, clock::now_ms()).await.map_err(|_| FlowError::Technical)?;
+    Ok(Profile { user, sessions, current_session: session.session.id })
+}
+
+fn allowed(values: impl IntoIterator<Item = (String, String)>) -> Value {
+    Value::Array(values.into_iter().map(|(value, name)| json!({ "value": value, "name": name })).collect())
+}
+
+fn provider_input(state: &AppState, exclude: &[&str]) -> Option<Value> {
+    let providers: Vec<(String, String)> = state
+        .third_party()
+        .enabled_providers()
+        .into_iter()
+        .filter(|provider| !exclude.contains(provider))
+        .map(|provider| (provider.to_owned(), crate::dto::provider_display_name(provider).to_owned()))
+        .collect();
+    if providers.is_empty() {
+        return None;
+    }
+    let mut provider = input("provider", "string", true, true);
+    provider["allowed_values"] = allowed(providers);
+    Some(provider)
+}
+
+fn oauth_inputs(provider: Value) -> Map<String, Value> {
+    Map::from_iter([
+        ("redirect_to".to_owned(), input("redirect_to", "string", true, true)),
+        ("provider".to_owned(), provider),
+        ("code_verifier".to_owned(), input("code_verifier", "string", false, true)),
+    ])
+}
+
+/// The actions a state offers, fully described.
+fn offered(state: &AppState, flow_id: Uuid, data: &FlowData, profile: Option<&Profile>) -> Map<String, Value> {
+    let path = data.name.path();
+    let mut actions = Map::new();
+    let mut offer = |name: &str, description: &str, inputs: Map<String, Value>| {
+        actions.insert(name.to_owned(), action(path, flow_id, name, description, inputs));
+    };
+    match data.state {
+        StateName::Preflight => offer(
+            "register_client_capabilities",
+            "Send the client capabilities.",
+            Map::from_iter([
+                ("webauthn_available".to_owned(), input("webauthn_available", "boolean", true, true)),
+                (
+                    "webauthn_conditional_mediation_available".to_owned(),
+                    input("webauthn_conditional_mediation_available", "boolean", false, true),
+                ),
+                (
+                    "webauthn_platform_authenticator_available".to_owned(),
+                    input("webauthn_platform_authenticator_available", "boolean", false, true),
+                ),
+            ]),
+        ),
+        StateName::LoginInit | StateName::RegistrationInit => {
+            if let Some(provider) = provider_input(state, &[]) {
+                offer(
+                    "thirdparty_oauth",
+                    "Sign up/sign in with a third party provider via OAuth.",
+                    oauth_inputs(provider),
+                );
+            }
+        }
+        StateName::Thirdparty => {
+            offer(
+                "exchange_token",
+                "Exchange a one time token.",
+                Map::from_iter([
+                    ("token".to_owned(), input("token", "string", true, true)),
+                    ("code_verifier".to_owned(), input("code_verifier", "string", false, true)),
+                ]),
+            );
+            offer("back", "Navigate one step back.", Map::new());
+        }
+        StateName::ProfileInit => {
+            if let Some(profile) = profile {
+                let mut session_id = input("session_id", "string", true, true);
+                session_id["allowed_values"] = allowed(
+                    profile
+                        .sessions
+                        .iter()
+                        .filter(|s| s.id != profile.current_session)
+                        .map(|s| (s.id.to_string(), s.id.to_string())),
+                );
+                offer("session_delete", "Delete a session.", Map::from_iter([("session_id".to_owned(), session_id)]));
+                let mut email_id = input("email_id", "string", true, true);
+                email_id["allowed_values"] = allowed(
+                    profile.user.emails.iter().filter(|e| !e.is_primary).map(|e| (e.id.to_string(), e.address.clone())),
+                );
+                offer("email_delete", "Delete an email address.", Map::from_iter([("email_id".to_owned(), email_id)]));
+                let connected: Vec<&str> = profile.user.identities.iter().map(|i| i.provider_id.as_str()).collect();
+                if let Some(provider) = provider_input(state, &connected) {
+                    offer(
+                        "connect_thirdparty_oauth_provider",
+                        "Connect a third party account.",
+                        oauth_inputs(provider),
+                    );
+                }
+                if state.config().account.allow_deletion {
+                    offer("account_delete", "Delete the account.", Map::new());
+                }
+            }
+        }
+        StateName::Success | StateName::AccountDeleted | StateName::Error => {}
+    }
+    actions
+}
+
+fn payload(data: &FlowData, profile: Option<&Profile>) -> Map<String, Value> {
+    match (data.state, profile) {
+        (StateName::Thirdparty, _) => Map::from_iter([("redirect_url".to_owned(), json!(data.redirect_url))]),
+        (StateName::ProfileInit, Some(profile)) => {
+            let sessions: Vec<Value> = profile
+                .sessions
+                .iter()
+                .map(|s| {
+                    json!({
+                        "id": s.id,
+                        "current": s.id == profile.current_session,
+                        "user_agent": s.user_agent,
+                        "ip_address": s.ip_address,
+                        "created_at": clock::rfc3339_ms(s.created_at),
+                        "last_used": clock::rfc3339_ms(s.last_used),
+                        "expires_at": clock::rfc3339_ms(s.expires_at),
+                    })
+                })
+                .collect();
+            Map::from_iter([("user".to_owned(), user_json(&profile.user)), ("sessions".to_owned(), json!(sessions))])
+        }
+        _ => Map::new(),
+    }
+}
+
+/// What an action leads to: the next state, and what its answer carries beyond the state's own payload.
+struct Step {
+    next: FlowData,
+    payload: Option<Map<String, Value>>,
+    headers: HeaderMap,
+    error: Option<FlowError>,
+}
+
+impl Step {
+    fn to(next: FlowData) -> Self {
+        Self { next, payload: None, headers: HeaderMap::new(), error: None }
+    }
+}
+
+async fn render(
+    state: &AppState,
+    flow_id: Uuid,
+    step: Step,
+    csrf_token: String,
+    session: Option<&Authenticated>,
+) -> Response {
+    let Step { next: data, payload: step_payload, headers, error } = step;
+    let data = &data;
+    let profile = match (data.state, session) {
+        (StateName::ProfileInit, Some(session)) => match profile(state, session).await {
+            Ok(profile) => Some(profile),
+            Err(error) => return error.standalone(),
+        },
+        _ => None,
+    };
+    FlowAnswer {
+        name: data.state.as_str(),
+        payload: step_payload.unwrap_or_else(|| payload(data, profile.as_ref())),
+        csrf_token,
+        actions: offered(state, flow_id, data, profile.as_ref()),
+        error,
+    }
+    .into_response_with(headers)
+}
+
+pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
+    let session = session(state, request).await;
+    if request.name == FlowName::Profile && session.is_none() {
+        return FlowError::Unauthorized.standalone();
+    }
+    let data = FlowData {
+        name: request.name,
+        state: StateName::Preflight,
+        user_id: session.as_ref().map(|s| s.claims.sub).filter(|_| request.name == FlowName::Profile),
+        redirect_url: None,
+    };
+    let flow_id = Uuid::new_v4();
+    let csrf = csrf_token();
+    let now = clock::now_ms();
+    let record = gatehouse_store::FlowRecord {
+        id: flow_id,
+        data: serde_json::to_string(&data).unwrap_or_default(),
+        version: 0,
+        csrf_token: csrf.clone(),
+        expires_at: now + FLOW_LIFETIME_MS,
+        created_at: now,
+    };
+    if state.store().insert_flow(&record).await.is_err() {
+        return FlowError::Technical.standalone();
+    }
+    render(state, flow_id, Step::to(data), csrf, session.as_ref()).await
+}
+
+pub async fn run(
+    state: &AppState,
+    request: &FlowRequest,
+    flow_id: Uuid,
+    action_name: &str,
+    input_data: Map<String, Value>,
+    csrf: &str,
+) -> Response {
+    let Ok(Some(record)) = state.store().find_flow(flow_id).await else {
+        return FlowError::OperationNotPermitted.standalone();
+    };
+    let now = clock::now_ms();
+    if record.expires_at <= now {
+        return FlowError::FlowExpired.standalone();
+    }
+    if !constant_time_eq(record.csrf_token.as_bytes(), csrf.as_bytes()) {
+        return FlowError::OperationNotPermitted.standalone();
+    }
+    let Ok(data) = serde_json::from_str::<FlowData>(&record.data) else {
+        return FlowError::Technical.standalone();
+    };
+    if data.name != request.name {
+        return FlowError::OperationNotPermitted.standalone();
+    }
+    let session = session(state, request).await;
+    if data.name == FlowName::Profile && (session.is_none() || session.as_ref().map(|s| s.claims.sub) != data.user_id) {
+        return FlowError::Unauthorized.standalone();
+    }
+    let current_profile = match (data.state, &session) {
+        (StateName::ProfileInit, Some(session)) => profile(state, session).await.ok(),
+        _ => None,
+    };
+    let offered = offered(state, flow_id, &data, current_profile.as_ref());
+    let Some(definition) = offered.get(action_name) else {
+        return FlowError::OperationNotPermitted.standalone();
+    };
+    let context =
+        Context { state, request, flow_id, data: &data, session: session.as_ref(), profile: current_profile.as_ref() };
+    let outcome = match validate_inputs(definition, &input_data) {
+        Ok(()) => execute(&context, action_name, &input_data).await,
+        Err(error) => Err(error),
+    };
+    let next_csrf = csrf_token();
+    // A client error keeps the state (the page shows the error); a server error ends the flow.
+    let step = match outcome {
+        Ok(step) => step,
+        Err(error) if error.status().is_client_error() => Step { error: Some(error), ..Step::to(data.clone()) },
+        Err(error) => Step { error: Some(error), ..Step::to(FlowData { state: StateName::Error, ..data.clone() }) },
+    };
+    let saved = state
+        .store()
+        .update_flow(flow_id, record.version, &serde_json::to_string(&step.next).unwrap_or_default(), &next_csrf, now)
+        .await;
+    match saved {
+        Ok(true) => {}
+        Ok(false) => return FlowError::OperationNotPermitted.standalone(),
+        Err(_) => return FlowError::Technical.standalone(),
+    }
+    render(state, flow_id, step, next_csrf, session.as_ref()).await
+}
+
+/// Everything an action runs against.
+struct Context<'a> {
+    state: &'a AppState,
+    request: &'a FlowRequest,
+    flow_id: Uuid,
+    data: &'a FlowData,
+    session: Option<&'a Authenticated>,
+    profile: Option<&'a Profile>,
+}
+
+/// Required inputs present, and values in `allowed_values` where the input lists them.
+fn validate_inputs(definition: &Value, input_data: &Map<String, Value>) -> Result<(), FlowError> {
+    let Some(inputs) = definition["inputs"].as_object() else { return Ok(()) };
+    for (name, spec) in inputs {
+        let value = input_data.get(name).filter(|v| !v.is_null());
+        if spec["required"] == json!(true) && value.is_none() {
+            return Err(FlowError::FormDataInvalid);
+        }
+        if let (Some(value), Some(allowed)) = (value, spec["allowed_values"].as_array())
+            && !allowed.iter().any(|a| a["value"] == *value)
+        {
+            return Err(FlowError::FormDataInvalid);
+        }
+    }
+    Ok(())
+}
+
+fn text<'a>(input_data: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
+    input_data.get(name).and_then(Value::as_str)
+}
+
+async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<String, Value>) -> Result<Step, FlowError> {
+    let Context { state, request, flow_id, data, session, profile } = *context;
+    let at = |next_state: StateName| FlowData { state: next_state, redirect_url: None, ..data.clone() };
+    match action_name {
+        "register_client_capabilities" | "back" => Ok(Step::to(at(data.init_state()))),
+        "thirdparty_oauth" | "connect_thirdparty_oauth_provider" => {
+            let started = state
+                .third_party()
+                .start(StartRequest {
+                    provider: text(input_data, "provider").unwrap_or_default(),
+                    redirect_to: text(input_data, "redirect_to"),
+                    client_verifier: text(input_data, "code_verifier").map(str::to_owned),
+                    flow_id: Some(flow_id),
+                    connect_user_id: session.map(|s| s.claims.sub).filter(|_| data.name == FlowName::Profile),
+                })
+                .map_err(|_| FlowError::FormDataInvalid)?;
+            let mut step = Step::to(FlowData {
+                state: StateName::Thirdparty,
+                redirect_url: Some(started.authorize_url.to_string()),
+                ..data.clone()
+            });
+            if let Some(binding) = started.browser_binding {
+                step.headers = crate::routes::thirdparty::binding_cookie_headers(state, &binding);
+            }
+            Ok(step)
+        }
+        "exchange_token" => exchange_token(context, input_data).await,
+        "session_delete" => {
+            let id = text(input_data, "session_id")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .ok_or(FlowError::FormDataInvalid)?;
+            state.store().delete_session(id).await.map_err(|_| FlowError::Technical)?;
+            Ok(Step::to(at(StateName::ProfileInit)))
+        }
+        "email_delete" => {
+            let user = profile.ok_or(FlowError::Unauthorized)?.user.id;
+            let id = text(input_data, "email_id")
+                .and_then(|id| Uuid::parse_str(id).ok())
+                .ok_or(FlowError::FormDataInvalid)?;
+            let deleted = state.store().delete_secondary_email(user, id).await.map_err(|_| FlowError::Technical)?;
+            if !deleted {
+                return Err(FlowError::FormDataInvalid);
+            }
+            Ok(Step::to(at(StateName::ProfileInit)))
+        }
+        "account_delete" => {
+            let user = profile.ok_or(FlowError::Unauthorized)?.user.id;
+            state.store().delete_user(user).await.map_err(|_| FlowError::Technical)?;
+            state.audit().record("user_deleted", Some(user), None, &request.meta).await;
+            let mut step = Step::to(at(StateName::AccountDeleted));
+            step.headers.insert(header::SET_COOKIE, state.sessions().expired_cookie());
+            Ok(step)
+        }
+        _ => Err(FlowError::OperationNotPermitted),
+    }
+}
+
+async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) -> Result<Step, FlowError> {
+    let Context { state, request, data, session, .. } = *context;
+    if let Some(decision) = state.token_rate_limit(request.meta.source_ip.as_deref().unwrap_or("unknown"))
+        && !decision.allowed
+    {
+        return Err(FlowError::RateLimitExceeded);
+    }
+    let value = text(input_data, "token").ok_or(FlowError::FormDataInvalid)?;
+    let token = state.store().take_token(&hash(value)).await.map_err(|_| FlowError::Technical)?;
+    let Some(token) = token.filter(|t| t.expires_at > clock::now_ms()) else {
+        state.audit().record("token_exchange_failed", None, Some("invalid or expired token"), &request.meta).await;
+        return Err(FlowError::Technical);
+    };
+    if let Some(expected) = &token.code_verifier_hash {
+        let presented = text(input_data, "code_verifier").map(hash).unwrap_or_default();
+        if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+            return Err(FlowError::FormDataInvalid);
+        }
+    }
+    if data.name == FlowName::Profile {
+        if session.map(|s| s.claims.sub) != Some(token.user_id) {
+            return Err(FlowError::OperationNotPermitted);
+        }
+        return Ok(Step::to(FlowData { state: StateName::ProfileInit, redirect_url: None, ..data.clone() }));
+    }
+    let grant = state
+        .sessions()
+        .grant_for(token.user_id, vec![format!("ext:{MICROSOFT}")])
+        .await
+        .map_err(|_| FlowError::Technical)?;
+    let issued = state.sessions().issue(&grant, &request.meta).await.map_err(|_| FlowError::Technical)?;
+    let user =
+        state.store().find_user(token.user_id).await.map_err(|_| FlowError::Technical)?.ok_or(FlowError::Technical)?;
+    state.audit().record("login_success", Some(token.user_id), None, &request.meta).await;
+    let mut payload =
+        Map::from_iter([("claims".to_owned(), claims_json(&issued.claims)), ("user".to_owned(), user_json(&user))]);
+    if data.name == FlowName::Login {
+        payload.insert(
+            "last_login".to_owned(),
+            json!({ "login_method": "third_party", "third_party_provider": MICROSOFT }),
+        );
+    }
+    Ok(Step {
+        next: FlowData { state: StateName::Success, redirect_url: None, ..data.clone() },
+        payload: Some(payload),
+        headers: state.sessions().delivery_headers(&issued),
+        error: None,
+    })
+}

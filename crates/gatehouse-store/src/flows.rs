@@ -1,0 +1,84 @@
+use sqlx::Row;
+use uuid::Uuid;
+
+use crate::{FlowRecord, Result, Store, conflict};
+
+impl Store {
+    pub async fn insert_flow(&self, flow: &FlowRecord) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO flows (id, data, version, csrf_token, expires_at, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+        )
+        .bind(flow.id.to_string())
+        .bind(&flow.data)
+        .bind(flow.version)
+        .bind(&flow.csrf_token)
+        .bind(flow.expires_at)
+        .bind(flow.created_at)
+        .execute(&self.writer)
+        .await
+        .map_err(conflict("flow"))?;
+        Ok(())
+    }
+
+    pub async fn find_flow(&self, id: Uuid) -> Result<Option<FlowRecord>> {
+        let row = sqlx::query("SELECT data, version, csrf_token, expires_at, created_at FROM flows WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.writer)
+            .await?;
+        row.map(|row| {
+            Ok(FlowRecord {
+                id,
+                data: row.try_get("data")?,
+                version: row.try_get("version")?,
+                csrf_token: row.try_get("csrf_token")?,
+                expires_at: row.try_get("expires_at")?,
+                created_at: row.try_get("created_at")?,
+            })
+        })
+        .transpose()
+    }
+
+    /// Saves a flow's next step if nobody else moved it since `expected_version` was read; `false` otherwise.
+    /// This is what makes two instances (or two tabs) unable to run actions of one flow at the same time.
+    pub async fn update_flow(
+        &self,
+        id: Uuid,
+        expected_version: i64,
+        data: &str,
+        csrf_token: &str,
+        now: i64,
+    ) -> Result<bool> {
+        let result = sqlx::query(
+            "UPDATE flows SET data = $3, csrf_token = $4, version = version + 1, updated_at = $5
+             WHERE id = $1 AND version = $2",
+        )
+        .bind(id.to_string())
+        .bind(expected_version)
+        .bind(data)
+        .bind(csrf_token)
+        .bind(now)
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+
+    /// Deletes flows that expired before `now`; returns how many.
+    pub async fn delete_expired_flows(&self, now: i64) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM flows WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        Ok(result.rows_affected())
+    }
+
+    /// Deletes one of the user's emails unless it is their primary one; `false` if there was no such email.
+    pub async fn delete_secondary_email(&self, user_id: Uuid, email_id: Uuid) -> Result<bool> {
+        let result = sqlx::query(
+            "DELETE FROM emails WHERE id = $1 AND user_id = $2
+               AND NOT EXISTS (SELECT 1 FROM primary_emails p WHERE p.email_id = emails.id)",
+        )
+        .bind(email_id.to_string())
+        .bind(user_id.to_string())
+        .execute(&self.writer)
+        .await?;
+        Ok(result.rows_affected() == 1)
+    }
+}
