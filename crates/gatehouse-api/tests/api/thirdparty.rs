@@ -12,20 +12,20 @@ use gatehouse_testkit::{
 use serde_json::{Value, json};
 use url::Url;
 
-const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 const CLIENT_SECRET: &str = "fake-client-secret-value~42";
 const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
-const APP: &str = "https://app.example.com";
+pub const APP: &str = "https://app.example.com";
 const CONSUMERS: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
 /// Gatehouse configured for Microsoft against a fresh fake Entra ID.
-struct Setup {
-    server: TestServer,
-    entra: FakeEntra,
+pub struct Setup {
+    pub server: TestServer,
+    pub entra: FakeEntra,
 }
 
 impl Setup {
-    async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+    pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
         let entra = FakeEntra::start(FakeEntraOptions {
             client_id: CLIENT_ID.into(),
             client_secrets: vec![CLIENT_SECRET.into()],
@@ -42,7 +42,7 @@ impl Setup {
     }
 
     /// A browser that keeps the cookies Gatehouse sets.
-    fn browser(&self) -> Browser<'_> {
+    pub fn browser(&self) -> Browser<'_> {
         Browser { setup: self, cookies: HashMap::new() }
     }
 }
@@ -60,17 +60,17 @@ fn microsoft(config: &mut Config, cloud_instance: &str) {
     microsoft.cloud_instance = cloud_instance.into();
 }
 
-struct Browser<'a> {
+pub struct Browser<'a> {
     setup: &'a Setup,
-    cookies: HashMap<String, String>,
+    pub cookies: HashMap<String, String>,
 }
 
 impl Browser<'_> {
-    fn cookie_header(&self) -> String {
+    pub fn cookie_header(&self) -> String {
         self.cookies.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join("; ")
     }
 
-    fn remember(&mut self, response: &reqwest::Response) {
+    pub fn remember(&mut self, response: &reqwest::Response) {
         for value in response.headers().get_all("set-cookie") {
             let text = value.to_str().unwrap();
             let (pair, attributes) = text.split_once(';').unwrap_or((text, ""));
@@ -99,14 +99,14 @@ impl Browser<'_> {
     }
 
     /// Follows the provider URL at the fake; returns the callback URL it sends the browser to.
-    async fn at_provider(&self, authorize: &Url) -> Url {
+    pub async fn at_provider(&self, authorize: &Url) -> Url {
         let response = self.setup.server.client.get(authorize.clone()).send().await.unwrap();
         assert_eq!(response.status(), 302, "{}", response.text().await.unwrap());
         Url::parse(response.headers()["location"].to_str().unwrap()).unwrap()
     }
 
     /// Delivers a callback URL (Microsoft's redirect) to Gatehouse; returns where Gatehouse sends the browser.
-    async fn callback(&mut self, callback: &Url) -> Url {
+    pub async fn callback(&mut self, callback: &Url) -> Url {
         let server = &self.setup.server;
         let mut url = Url::parse(&server.url("/thirdparty/callback")).unwrap();
         url.set_query(callback.query());
@@ -133,11 +133,11 @@ impl Browser<'_> {
     }
 }
 
-fn query(url: &Url, name: &str) -> Option<String> {
+pub fn query(url: &Url, name: &str) -> Option<String> {
     url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned())
 }
 
-fn error_of(url: &Url) -> (String, String) {
+pub fn error_of(url: &Url) -> (String, String) {
     (query(url, "error").unwrap_or_default(), query(url, "error_description").unwrap_or_default())
 }
 

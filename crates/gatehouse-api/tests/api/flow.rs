@@ -1,0 +1,311 @@
+//! Hanko's flow API over HTTP, as `<hanko-auth>` and `<hanko-profile>` drive it, against the fake Entra ID.
+
+use gatehouse_testkit::{Backend, both_backends, fake_entra::FakeUser};
+use reqwest::Response;
+use serde_json::{Value, json};
+use url::Url;
+
+use crate::thirdparty::{APP, Browser, Setup, error_of, query};
+
+/// A flow client: remembers the last state, runs actions by their `href` with the state's CSRF token.
+struct Flow<'a> {
+    setup: &'a Setup,
+    state: Value,
+    bearer: Option<String>,
+}
+
+impl<'a> Flow<'a> {
+    async fn start(setup: &'a Setup, name: &str, bearer: Option<String>) -> Flow<'a> {
+        let mut flow = Flow { setup, state: Value::Null, bearer };
+        let response = flow.post(&format!("/{name}"), None).await;
+        flow.state = response.json().await.unwrap();
+        flow
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> Response {
+        let server = &self.setup.server;
+        let mut request = server.client.post(server.url(path)).header("content-type", "application/json");
+        if let Some(token) = &self.bearer {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.unwrap()
+    }
+
+    /// Runs `action` of the current state; keeps the new state and returns the status and headers.
+    async fn run(&mut self, action: &str, inputs: Value) -> Answer {
+        let href = self.state["actions"][action]["href"]
+            .as_str()
+            .unwrap_or_else(|| panic!("{action} offered: {}", self.state))
+            .to_owned();
+        let body = json!({ "input_data": inputs, "csrf_token": self.state["csrf_token"] });
+        let response = self.post(&href, Some(body)).await;
+        let headers = response.headers().clone();
+        let status = response.status();
+        self.state = response.json().await.unwrap();
+        assert_eq!(self.state["status"], status.as_u16(), "status mirrors the HTTP status");
+        assert!(self.state["actions"].is_object(), "actions is always an object: {}", self.state);
+        Answer { status, headers }
+    }
+
+    fn name(&self) -> &str {
+        self.state["name"].as_str().unwrap()
+    }
+}
+
+/// What an action answered besides the state.
+struct Answer {
+    status: reqwest::StatusCode,
+    headers: reqwest::header::HeaderMap,
+}
+
+impl Answer {
+    fn status(&self) -> reqwest::StatusCode {
+        self.status
+    }
+
+    fn headers(&self) -> &reqwest::header::HeaderMap {
+        &self.headers
+    }
+}
+
+fn capabilities() -> Value {
+    json!({"webauthn_available": true, "webauthn_conditional_mediation_available": true, "webauthn_platform_authenticator_available": false})
+}
+
+const VERIFIER: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ-._~";
+
+/// `/login` up to `success`: returns the flow and the response headers of `exchange_token`.
+async fn sign_in<'a>(setup: &'a Setup, browser: &mut Browser<'_>) -> (Flow<'a>, Answer) {
+    let mut flow = Flow::start(setup, "login", None).await;
+    assert_eq!(flow.name(), "preflight");
+    flow.run("register_client_capabilities", capabilities()).await;
+    assert_eq!(flow.name(), "login_init");
+    assert_eq!(flow.state["payload"], json!({}));
+    let provider = &flow.state["actions"]["thirdparty_oauth"]["inputs"]["provider"];
+    assert_eq!(provider["allowed_values"], json!([{"value": "microsoft", "name": "Microsoft"}]));
+    flow.run(
+        "thirdparty_oauth",
+        json!({"provider": "microsoft", "redirect_to": format!("{APP}/login?x=1"), "code_verifier": VERIFIER}),
+    )
+    .await;
+    assert_eq!(flow.name(), "thirdparty");
+    assert!(flow.state["actions"]["exchange_token"].is_object() && flow.state["actions"]["back"].is_object());
+    let authorize = Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap();
+    let callback = browser.at_provider(&authorize).await;
+    let landing = browser.callback(&callback).await;
+    let token = query(&landing, "hanko_token").unwrap_or_else(|| panic!("{landing}"));
+    let response = flow.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
+    (flow, response)
+}
+
+async fn login_reaches_success_with_a_session(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.session.enable_auth_token_header = true).await;
+    let mut browser = setup.browser();
+    let (flow, response) = sign_in(&setup, &mut browser).await;
+    assert_eq!(flow.name(), "success", "{}", flow.state);
+    let payload = &flow.state["payload"];
+    assert!(payload["claims"]["expiration"].as_str().unwrap().ends_with('Z'));
+    assert_eq!(payload["user"]["emails"][0]["address"], "megan@contoso.com");
+    assert_eq!(payload["last_login"], json!({"login_method": "third_party", "third_party_provider": "microsoft"}));
+    assert_eq!(response.headers()["x-session-lifetime"], "43200");
+    assert_eq!(response.headers()["x-session-retention"], "persistent");
+    let jwt = response.headers()["x-auth-token"].to_str().unwrap();
+    let validated = setup.server.get_json("/sessions/validate", Some(jwt)).await;
+    assert_eq!(validated["is_valid"], true);
+    assert_eq!(validated["claims"]["amr"], json!(["ext:microsoft"]));
+}
+
+async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut browser = setup.browser();
+    let mut flow = Flow::start(&setup, "login", None).await;
+    flow.run("register_client_capabilities", capabilities()).await;
+    flow.run(
+        "thirdparty_oauth",
+        json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
+    )
+    .await;
+    let authorize = Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap();
+    let landing = browser.callback(&browser.at_provider(&authorize).await).await;
+    let token = query(&landing, "hanko_token").unwrap();
+    flow.run("exchange_token", json!({"token": token, "code_verifier": "x".repeat(64)})).await;
+    assert_eq!(flow.name(), "thirdparty", "a client error keeps the state");
+    assert_eq!(flow.state["error"]["code"], "form_data_invalid_error");
+    assert_eq!(flow.state["status"], 400);
+    flow.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
+    assert_eq!(flow.state["error"]["code"], "technical_error", "the token is gone after one try");
+    assert_eq!(flow.name(), "error");
+}
+
+async fn actions_are_guarded(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut flow = Flow::start(&setup, "login", None).await;
+    let href = flow.state["actions"]["register_client_capabilities"]["href"].as_str().unwrap().to_owned();
+    assert!(href.starts_with("/login?action=register_client_capabilities%40"), "{href}");
+    let stale = json!({"input_data": capabilities(), "csrf_token": "wrong"});
+    let response = flow.post(&href, Some(stale)).await;
+    assert_eq!(response.status(), 403);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "operation_not_permitted_error");
+
+    let flow_id = href.rsplit("%40").next().unwrap().to_owned();
+    let not_offered = json!({"input_data": {"token": "x"}, "csrf_token": flow.state["csrf_token"]});
+    let response = flow.post(&format!("/login?action=exchange_token@{flow_id}"), Some(not_offered)).await;
+    assert_eq!(response.status(), 403, "an action the state does not offer");
+
+    let missing = flow.run("register_client_capabilities", json!({})).await;
+    assert_eq!(missing.status(), 400, "a required input is missing");
+    assert_eq!(flow.state["error"]["code"], "form_data_invalid_error");
+    assert_eq!(flow.name(), "preflight");
+    flow.run("register_client_capabilities", capabilities()).await;
+    let bad = flow
+        .run("thirdparty_oauth", json!({"provider": "microsoft", "redirect_to": "https://evil.example.com/"}))
+        .await;
+    assert_eq!(bad.status(), 400);
+    assert_eq!(flow.name(), "login_init");
+    let unknown = flow.run("thirdparty_oauth", json!({"provider": "google", "redirect_to": format!("{APP}/")})).await;
+    assert_eq!(unknown.status(), 400, "a provider outside allowed_values");
+    flow.run("thirdparty_oauth", json!({"provider": "microsoft", "redirect_to": format!("{APP}/")})).await;
+    flow.run("back", json!({})).await;
+    assert_eq!(flow.name(), "login_init", "back returns to the start");
+
+    let unknown_flow = json!({"input_data": {}, "csrf_token": "x"});
+    let response = flow.post(&format!("/login?action=back@{}", uuid::Uuid::new_v4()), Some(unknown_flow)).await;
+    assert_eq!(response.status(), 403);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!((body["name"].as_str(), body["actions"].is_object()), (Some("error"), true));
+
+    let store = setup.server.state.store();
+    let expired_id = uuid::Uuid::new_v4();
+    store
+        .insert_flow(&gatehouse_store::FlowRecord {
+            id: expired_id,
+            data: json!({"name": "login", "state": "login_init"}).to_string(),
+            version: 0,
+            csrf_token: "c".repeat(32),
+            expires_at: gatehouse_api::clock::now_ms() - 1,
+            created_at: gatehouse_api::clock::now_ms() - 1000,
+        })
+        .await
+        .unwrap();
+    let response = flow
+        .post(
+            &format!("/login?action=back%40{expired_id}"),
+            Some(json!({"input_data": {}, "csrf_token": "c".repeat(32)})),
+        )
+        .await;
+    assert_eq!(response.status(), 410);
+    assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "flow_expired_error");
+}
+
+async fn provider_errors_come_back_to_the_flow(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    setup.entra.fail_next_authorize("access_denied", "The user declined.");
+    let browser = setup.browser();
+    let mut flow = Flow::start(&setup, "registration", None).await;
+    flow.run("register_client_capabilities", capabilities()).await;
+    assert_eq!(flow.name(), "registration_init");
+    flow.run(
+        "thirdparty_oauth",
+        json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
+    )
+    .await;
+    let authorize = Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap();
+    let callback = browser.at_provider(&authorize).await;
+    let mut browser = setup.browser();
+    let landing = browser.callback(&callback).await;
+    assert_eq!(error_of(&landing).0, "access_denied");
+    flow.run("back", json!({})).await;
+    assert_eq!(flow.name(), "registration_init", "the element runs back and shows the error");
+}
+
+async fn no_provider_no_thirdparty_action(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.third_party.providers.microsoft.enabled = false).await;
+    let mut flow = Flow::start(&setup, "login", None).await;
+    flow.run("register_client_capabilities", capabilities()).await;
+    assert_eq!(flow.name(), "login_init");
+    assert_eq!(flow.state["actions"], json!({}));
+}
+
+async fn the_profile_lists_and_revokes(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.account.allow_deletion = true).await;
+    let anonymous = Flow::start(&setup, "profile", None).await;
+    assert_eq!(anonymous.state["name"], "error");
+    assert_eq!(anonymous.state["status"], 401);
+    assert_eq!(anonymous.state["error"]["code"], "unauthorized");
+    assert_eq!(anonymous.state["csrf_token"], "");
+
+    let server = &setup.server;
+    let user = server.create_user("megan@contoso.com").await;
+    let other = server.issue_session(user).await;
+    let current = server.issue_session(user).await;
+    let mut profile = Flow::start(&setup, "profile", Some(current.clone())).await;
+    assert_eq!(profile.name(), "preflight");
+    profile.run("register_client_capabilities", capabilities()).await;
+    assert_eq!(profile.name(), "profile_init");
+    let payload = profile.state["payload"].clone();
+    assert_eq!(payload["user"]["emails"][0]["address"], "megan@contoso.com");
+    let sessions = payload["sessions"].as_array().unwrap();
+    assert_eq!(sessions.len(), 2);
+    assert_eq!(sessions.iter().filter(|s| s["current"] == true).count(), 1);
+    let actions = &profile.state["actions"];
+    assert!(actions["email_delete"]["inputs"]["email_id"]["allowed_values"].is_array(), "needed by the element");
+    assert!(actions["connect_thirdparty_oauth_provider"].is_object());
+    assert!(actions["account_delete"].is_object());
+    let revocable = actions["session_delete"]["inputs"]["session_id"]["allowed_values"].as_array().unwrap().clone();
+    assert_eq!(revocable.len(), 1, "the current session is not offered for revocation");
+    profile.run("session_delete", json!({"session_id": revocable[0]["value"]})).await;
+    assert_eq!(profile.name(), "profile_init");
+    assert_eq!(server.get_json("/sessions/validate", Some(&other)).await["is_valid"], false);
+    assert_eq!(server.get_json("/sessions/validate", Some(&current)).await["is_valid"], true);
+    let foreign = profile.run("session_delete", json!({"session_id": uuid::Uuid::new_v4()})).await;
+    assert_eq!(foreign.status(), 400, "only the user's own other sessions");
+
+    profile.run("account_delete", json!({})).await;
+    assert_eq!(profile.name(), "account_deleted");
+    assert_eq!(server.get_json("/sessions/validate", Some(&current)).await["is_valid"], false);
+}
+
+async fn a_flow_moves_between_instances(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let second = gatehouse_testkit::TestServer::start_with(setup.server.state.config().clone()).await;
+    let mut flow = Flow::start(&setup, "login", None).await;
+    flow.run("register_client_capabilities", capabilities()).await;
+    flow.run(
+        "thirdparty_oauth",
+        json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
+    )
+    .await;
+    let browser = setup.browser();
+    let callback =
+        browser.at_provider(&Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()).await;
+    let mut url = Url::parse(&second.url("/thirdparty/callback")).unwrap();
+    url.set_query(callback.query());
+    let landing = second.client.get(url).send().await.unwrap();
+    let landing = Url::parse(landing.headers()["location"].to_str().unwrap()).unwrap();
+    let token = query(&landing, "hanko_token").expect("the callback on instance B completes the sign-in");
+    flow.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
+    assert_eq!(flow.name(), "success", "and instance A finishes it");
+}
+
+both_backends!(
+    login_reaches_success_with_a_session,
+    the_verifier_must_match_and_tokens_work_once,
+    actions_are_guarded,
+    provider_errors_come_back_to_the_flow,
+    no_provider_no_thirdparty_action,
+    the_profile_lists_and_revokes,
+    a_flow_moves_between_instances,
+);
+
+#[tokio::test]
+async fn a_user_signed_in_twice_is_one_user() {
+    let setup = Setup::start(Backend::Sqlite, |_| {}).await;
+    setup.entra.set_default_user(FakeUser::new("megan@contoso.com"));
+    let mut browser = setup.browser();
+    let (first, _) = sign_in(&setup, &mut browser).await;
+    let (second, _) = sign_in(&setup, &mut browser).await;
+    assert_eq!(first.state["payload"]["user"]["id"], second.state["payload"]["user"]["id"]);
+}
