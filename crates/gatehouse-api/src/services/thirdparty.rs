@@ -134,9 +134,11 @@ impl ThirdParty {
             Some(settings) => Some(Arc::new(MicrosoftClient::new(settings).map_err(|e| e.to_string())?)),
             None => None,
         };
+        // The error redirect URL is always an allowed target, as in Hanko.
         let patterns = third_party
             .allowed_redirect_urls
             .iter()
+            .chain(third_party.error_redirect_url.as_ref())
             .map(|pattern| RedirectPattern::parse(pattern).map_err(|e| format!("{pattern:?}: {e}")))
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {

@@ -2,7 +2,11 @@
 //! without an Azure tenant. Every sign-in is the same user, consent is automatic, redirect URIs are not checked.
 //!
 //! `cargo run -p gatehouse-testkit --bin fake-entra -- [--port 9999] [--client-id ID] [--client-secret SECRET]
-//! [--email megan@contoso.com] [--xms-edov true|false|absent]`
+//! [--email megan@contoso.com] [--xms-edov true|false|absent] [--control-port PORT]`
+//!
+//! With `--control-port`, a second loopback listener lets a test script steer the next sign-in (the browser
+//! suite does): `POST /next-user {"email", "xms_edov"?, "upn"?}`, `POST /fail-next-authorize {"error",
+//! "error_description"}`, `GET /stats`.
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -13,7 +17,7 @@ use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
 use serde_json::Value;
 
 const USAGE: &str = "usage: fake-entra [--port 9999] [--client-id ID] [--client-secret SECRET] \
-                     [--email megan@contoso.com] [--xms-edov true|false|absent]";
+                     [--email megan@contoso.com] [--xms-edov true|false|absent] [--control-port PORT]";
 
 #[derive(Debug)]
 struct Args {
@@ -22,6 +26,7 @@ struct Args {
     client_secret: String,
     email: String,
     xms_edov: Option<bool>,
+    control_port: Option<u16>,
 }
 
 /// `--flag value` pairs by hand: the testkit has no argument-parsing dependency, and five flags need none.
@@ -32,6 +37,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         client_secret: "gatehouse-dev-secret".into(),
         email: "megan@contoso.com".into(),
         xms_edov: None,
+        control_port: None,
     };
     while let Some(flag) = args.next() {
         if flag == "--help" || flag == "-h" {
@@ -42,6 +48,11 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--port" => {
                 let value = value()?;
                 parsed.port = value.parse().map_err(|_| format!("--port: {value:?} is not a port number"))?;
+            }
+            "--control-port" => {
+                let value = value()?;
+                parsed.control_port =
+                    Some(value.parse().map_err(|_| format!("--control-port: {value:?} is not a port number"))?);
             }
             "--client-id" => parsed.client_id = value()?,
             "--client-secret" => parsed.client_secret = value()?,
@@ -107,11 +118,77 @@ async fn main() -> ExitCode {
     println!("      cloud_instance: {}", yaml_string(&fake.base_url()));
     println!("      tenant: common");
 
+    if let Some(port) = args.control_port {
+        match tokio::net::TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, port))).await {
+            Ok(listener) => {
+                println!("# Control endpoint on http://127.0.0.1:{port}");
+                tokio::spawn(async move {
+                    let _ = axum::serve(listener, control(fake.clone())).await;
+                });
+            }
+            Err(error) => {
+                eprintln!("fake-entra: cannot listen on 127.0.0.1:{port}: {error}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+
     if let Err(error) = tokio::signal::ctrl_c().await {
         eprintln!("fake-entra: cannot wait for Ctrl-C: {error}");
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
+}
+
+#[derive(serde::Deserialize)]
+struct NextUser {
+    email: String,
+    xms_edov: Option<Value>,
+    upn: Option<String>,
+}
+
+#[derive(serde::Deserialize)]
+struct FailAuthorize {
+    error: String,
+    error_description: String,
+}
+
+/// Test-script control of the fake, on its own port so the Microsoft-shaped surface stays as Microsoft's.
+fn control(fake: FakeEntra) -> axum::Router {
+    use axum::{
+        Json,
+        extract::State,
+        routing::{get, post},
+    };
+    axum::Router::new()
+        .route(
+            "/next-user",
+            post(|State(fake): State<FakeEntra>, Json(next): Json<NextUser>| async move {
+                let mut user = FakeUser::new(next.email.as_str());
+                user.xms_edov = next.xms_edov;
+                user.upn = next.upn;
+                fake.queue_user(user);
+                Json(serde_json::json!({ "queued": true }))
+            }),
+        )
+        .route(
+            "/fail-next-authorize",
+            post(|State(fake): State<FakeEntra>, Json(fail): Json<FailAuthorize>| async move {
+                fake.fail_next_authorize(&fail.error, &fail.error_description);
+                Json(serde_json::json!({ "armed": true }))
+            }),
+        )
+        .route(
+            "/stats",
+            get(|State(fake): State<FakeEntra>| async move {
+                Json(serde_json::json!({
+                    "authorize_requests": fake.authorize_requests(),
+                    "token_requests": fake.token_requests(),
+                    "jwks_requests": fake.jwks_requests(),
+                }))
+            }),
+        )
+        .with_state(fake)
 }
 
 #[cfg(test)]
