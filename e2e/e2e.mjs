@@ -36,9 +36,10 @@ async function freePort() {
   });
 }
 
-function start(command, args, readyLine) {
+function start(command, args, readyLine, options = {}) {
   return new Promise((resolve, reject) => {
-    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], env: { ...process.env, RUST_LOG: "info" } });
+    const env = { ...process.env, RUST_LOG: "info", ...options.env };
+    const child = spawn(command, args, { stdio: ["ignore", "pipe", "pipe"], cwd: options.cwd, env });
     children.push(child);
     let output = "";
     const timer = setTimeout(() => reject(new Error(`${command} did not start:\n${output}`)), TIMEOUT);
@@ -108,7 +109,7 @@ rate_limiter:
 third_party:
   redirect_url: "${API}/thirdparty/callback"
   error_redirect_url: "${PAGE}/legacy.html"
-  allowed_redirect_urls: ["${PAGE}**"]
+  allowed_redirect_urls: ["${PAGE}**", "${API}**"]
   providers:
     microsoft:
       enabled: true
@@ -162,6 +163,8 @@ async function openAuth(page) {
 async function signInWithMicrosoft(page, name) {
   const button = page.getByRole("button", { name: "Continue with Microsoft" });
   await button.waitFor();
+  // Let the element finish its flow set-up (it settles state 500 ms after start) before acting, as a person would.
+  await page.waitForLoadState("networkidle");
   await shot(page, `${name}-1-login`);
   await button.click();
   await page.waitForFunction(() => window.__events?.some((e) => e.type === "sdk:sessionCreated"), null, { timeout: TIMEOUT });
@@ -321,7 +324,8 @@ await scenario("5. a second visit is the same user, marked last used", async () 
   await signInWithMicrosoft(page, "s5-first");
   const firstId = (await page.evaluate(() => window.hanko.getCurrentUser())).id;
   await page.evaluate(() => window.hanko.logout());
-  await openAuth(page);
+  await page.reload();
+  await page.waitForFunction(() => window.__ready === true);
   await page.locator('button[data-bubble="Last used"]', { hasText: "Continue with Microsoft" }).waitFor();
   await shot(page, "s5-1-last-used");
   await page.evaluate(() => { window.__events = []; });
@@ -329,6 +333,37 @@ await scenario("5. a second visit is the same user, marked last used", async () 
   const secondId = (await page.evaluate(() => window.hanko.getCurrentUser())).id;
   expect(firstId === secondId && secondId === firstUserId, `one user across visits: ${firstId} ${secondId} ${firstUserId}`);
   await context.close();
+});
+
+await scenario("6. Gatehouse's own login page signs in and out", async () => {
+  const { page } = await newPage();
+  await page.goto(`${API}/`);
+  const button = page.getByRole("button", { name: "Sign in with Microsoft" });
+  await button.waitFor();
+  await shot(page, "s6-1-login-page");
+  await button.click();
+  await page.getByText("You are signed in").waitFor();
+  await page.getByText("megan@contoso.com").waitFor();
+  expect(!page.url().includes("hanko_token"), "the token is gone from the URL");
+  await shot(page, "s6-2-signed-in");
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await button.waitFor();
+  await control("/fail-next-authorize", { error: "access_denied", error_description: "declined" });
+  await button.click();
+  await page.getByText("Sign-in was cancelled, or Microsoft denied access.").waitFor();
+  await shot(page, "s6-3-error");
+});
+
+await scenario("7. with no configuration, the login page explains how to set up Microsoft", async () => {
+  const port = await freePort();
+  const dev = mkdtempSync(path.join(os.tmpdir(), "gatehouse-dev-"));
+  await start(GATEHOUSE, [], "listening on", { cwd: dev, env: { GATEHOUSE_SERVER__PUBLIC__ADDRESS: `127.0.0.1:${port}` } });
+  const { page } = await newPage();
+  await page.goto(`http://127.0.0.1:${port}/`);
+  await page.getByText("No sign-in method is configured yet").waitFor();
+  await page.getByText("fake-entra").waitFor();
+  expect((await page.getByRole("button", { name: "Sign in with Microsoft" }).count()) === 0, "no provider button");
+  await shot(page, "s7-no-provider");
 });
 
 await browser.close();

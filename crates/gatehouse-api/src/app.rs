@@ -23,7 +23,7 @@ use crate::{
     ApiError, AppState,
     error::render_plain_errors,
     flow,
-    routes::{health, sessions, thirdparty, users, well_known},
+    routes::{health, login_page, sessions, thirdparty, users, well_known},
     services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
 
@@ -34,6 +34,9 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 pub fn app(state: AppState) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     Router::new()
+        .route("/", get(login_page::page))
+        .route("/assets/login.js", get(login_page::script))
+        .route("/assets/login.css", get(login_page::stylesheet))
         .route("/health/alive", get(health::alive))
         .route("/health/ready", get(health::ready))
         .route("/.well-known/jwks.json", get(well_known::jwks))

@@ -78,6 +78,11 @@ pub enum LinkingError {
 }
 
 impl LinkingError {
+    /// Hanko's code for the browser; `Display` is Hanko's `error_description` for it.
+    pub fn hanko_code(&self) -> &'static str {
+        self.code().as_str()
+    }
+
     pub fn code(&self) -> ThirdPartyErrorCode {
         match self {
             Self::UnverifiedEmail => ThirdPartyErrorCode::UnverifiedEmail,
@@ -89,50 +94,69 @@ impl LinkingError {
     }
 }
 
-/// The decision for one provider sign-in.
+/// The decision for one provider sign-in, in this order:
+///
+/// 1. `require_verification` and an unverified provider email: [`LinkingError::UnverifiedEmail`], whatever
+///    the path (Hanko only checks this on its legacy path).
+/// 2. An identity exists: sign in as its user — unless a signed-in user connecting from the profile is someone
+///    else ([`LinkingError::IdentityOwnedByAnother`]). A changed email is claimed, relinked or created
+///    ([`EmailChange`]); another user's address is [`LinkingError::MultipleAccounts`], a full address book
+///    [`LinkingError::EmailMaxNum`].
+/// 3. A signed-in user connects from the profile: link to them, unless the address belongs to another user
+///    ([`LinkingError::MultipleAccounts`]: the identity could never sign in).
+/// 4. The address belongs to a user: link to them.
+/// 5. Otherwise sign up, claiming an unassigned row of the address, if `allow_signup`.
+///
+/// Linking (3, 4) needs `allow_linking` *and* positive proof that the email is the person's
+/// ([`crate::microsoft::claims::EmailEvidence::proves_ownership`]), otherwise [`LinkingError::UserConflict`]:
+/// an email a tenant admin could set freely never opens an existing account (nOAuth).
 pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
     let policy = &input.policy;
     let email = input.provider_user_email.as_ref();
     if policy.require_verification && email.is_some_and(|email| !email.verified) {
         return Err(LinkingError::UnverifiedEmail);
     }
-    let proven = email.is_some_and(|email| email.evidence.proves_ownership());
+    let owner = input.email_owner.as_ref().map(|owner| owner.user_id);
+
+    if let Some(identity) = &input.existing_identity {
+        if input.signed_in_user.is_some_and(|user| user != identity.user_id) {
+            return Err(LinkingError::IdentityOwnedByAnother);
+        }
+        let unchanged = |email: &ProviderEmail| {
+            identity.email_address.as_deref().is_some_and(|stored| stored.to_lowercase() == email.address.as_str())
+        };
+        let email_change = match email {
+            None => EmailChange::Unchanged,
+            Some(email) if unchanged(email) => EmailChange::Unchanged,
+            Some(_) => match owner {
+                Some(None) => EmailChange::ClaimUnassigned,
+                Some(Some(owner)) if owner == identity.user_id => EmailChange::RelinkOwn,
+                Some(Some(_)) => return Err(LinkingError::MultipleAccounts),
+                None if input.user_email_count >= policy.email_limit => return Err(LinkingError::EmailMaxNum),
+                None => EmailChange::CreateEmail,
+            },
+        };
+        return Ok(LinkingDecision::SignIn { user_id: identity.user_id, email_change });
+    }
+
     let link = |user_id: Uuid| {
+        let proven = email.is_some_and(|email| email.evidence.proves_ownership());
         if policy.allow_linking && proven {
             Ok(LinkingDecision::Link { user_id })
         } else {
             Err(LinkingError::UserConflict)
         }
     };
-
-    if let Some(identity) = &input.existing_identity {
-        if input.signed_in_user.is_some_and(|user| user != identity.user_id) {
-            return Err(LinkingError::IdentityOwnedByAnother);
-        }
-        let email_change = match email {
-            Some(email) if identity.email_address.as_deref() != Some(email.address.as_str()) => {
-                match input.email_owner.as_ref().map(|owner| owner.user_id) {
-                    Some(None) => EmailChange::ClaimUnassigned,
-                    Some(Some(owner)) if owner != identity.user_id => return Err(LinkingError::MultipleAccounts),
-                    Some(Some(_)) => EmailChange::RelinkOwn,
-                    None if input.user_email_count >= policy.email_limit => return Err(LinkingError::EmailMaxNum),
-                    None => EmailChange::CreateEmail,
-                }
-            }
-            _ => EmailChange::Unchanged,
-        };
-        return Ok(LinkingDecision::SignIn { user_id: identity.user_id, email_change });
-    }
-
     if let Some(user_id) = input.signed_in_user {
-        return link(user_id);
+        return match owner {
+            Some(Some(owner)) if owner != user_id => Err(LinkingError::MultipleAccounts),
+            _ => link(user_id),
+        };
     }
-    match input.email_owner.as_ref().map(|owner| owner.user_id) {
+    match owner {
         Some(Some(owner)) => link(owner),
+        _ if !policy.allow_signup => Err(LinkingError::SignupDisabled),
         unassigned_or_unknown => {
-            if !policy.allow_signup {
-                return Err(LinkingError::SignupDisabled);
-            }
             Ok(LinkingDecision::SignUp { claim_unassigned_email: matches!(unassigned_or_unknown, Some(None)) })
         }
     }
@@ -143,23 +167,27 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
-    use crate::{email::Email, microsoft::claims::EmailEvidence};
+    use crate::{
+        email::Email,
+        microsoft::claims::EmailEvidence::{self, EdovAbsent, EdovFalse, EdovTrue, Upn},
+    };
 
-    fn email(evidence: EmailEvidence) -> ProviderEmail {
-        ProviderEmail {
-            address: Email::parse("megan@contoso.com").unwrap(),
-            verified: evidence != EmailEvidence::EdovFalse,
-            evidence,
-        }
+    const ALICE: Uuid = Uuid::from_u128(1);
+    const BOB: Uuid = Uuid::from_u128(2);
+    const ADDRESS: &str = "megan@contoso.com";
+
+    fn email(evidence: EmailEvidence) -> Option<ProviderEmail> {
+        Some(ProviderEmail { address: Email::parse(ADDRESS).unwrap(), verified: evidence != EdovFalse, evidence })
     }
 
     fn policy() -> LinkingPolicy {
         LinkingPolicy { allow_linking: true, allow_signup: true, require_verification: true, email_limit: 5 }
     }
 
-    fn input(evidence: EmailEvidence) -> LinkingInput {
+    /// A first sign-in with a verified UPN; each case changes what it needs.
+    fn base() -> LinkingInput {
         LinkingInput {
-            provider_user_email: Some(email(evidence)),
+            provider_user_email: email(Upn),
             existing_identity: None,
             email_owner: None,
             user_email_count: 0,
@@ -168,115 +196,362 @@ mod tests {
         }
     }
 
-    const ALICE: Uuid = Uuid::from_u128(1);
-    const BOB: Uuid = Uuid::from_u128(2);
+    fn identity(user_id: Uuid, address: Option<&str>) -> Option<ExistingIdentity> {
+        Some(ExistingIdentity { user_id, email_address: address.map(str::to_owned) })
+    }
 
-    fn identity(email: Option<&str>) -> Option<ExistingIdentity> {
-        Some(ExistingIdentity { user_id: ALICE, email_address: email.map(str::to_owned) })
+    fn owned_by(user_id: Option<Uuid>) -> Option<EmailOwner> {
+        Some(EmailOwner { user_id })
+    }
+
+    fn sign_in(email_change: EmailChange) -> Result<LinkingDecision, LinkingError> {
+        Ok(LinkingDecision::SignIn { user_id: ALICE, email_change })
+    }
+
+    fn link(user_id: Uuid) -> Result<LinkingDecision, LinkingError> {
+        Ok(LinkingDecision::Link { user_id })
+    }
+
+    fn sign_up(claim_unassigned_email: bool) -> Result<LinkingDecision, LinkingError> {
+        Ok(LinkingDecision::SignUp { claim_unassigned_email })
     }
 
     #[test]
-    fn new_users_sign_up() {
+    fn every_branch() {
+        use LinkingError::*;
+        let relaxed = LinkingPolicy { require_verification: false, ..policy() };
+        let no_linking = LinkingPolicy { allow_linking: false, ..policy() };
+        let closed = LinkingPolicy { allow_signup: false, ..policy() };
+        let cases: Vec<(&str, LinkingInput, Result<LinkingDecision, LinkingError>)> = vec![
+            // Sign-up.
+            ("new user", LinkingInput { provider_user_email: email(EdovAbsent), ..base() }, sign_up(false)),
+            (
+                "new user claims an unassigned row",
+                LinkingInput { email_owner: owned_by(None), ..base() },
+                sign_up(true),
+            ),
+            ("new user without an email", LinkingInput { provider_user_email: None, ..base() }, sign_up(false)),
+            ("sign-up disabled", LinkingInput { policy: closed.clone(), ..base() }, Err(SignupDisabled)),
+            (
+                "sign-up disabled, unassigned row",
+                LinkingInput { email_owner: owned_by(None), policy: closed.clone(), ..base() },
+                Err(SignupDisabled),
+            ),
+            // Verification, on every path.
+            (
+                "unverified sign-up",
+                LinkingInput { provider_user_email: email(EdovFalse), ..base() },
+                Err(UnverifiedEmail),
+            ),
+            (
+                "unverified sign-in",
+                LinkingInput {
+                    provider_user_email: email(EdovFalse),
+                    existing_identity: identity(ALICE, Some(ADDRESS)),
+                    ..base()
+                },
+                Err(UnverifiedEmail),
+            ),
+            (
+                "unverified link by email",
+                LinkingInput { provider_user_email: email(EdovFalse), email_owner: owned_by(Some(ALICE)), ..base() },
+                Err(UnverifiedEmail),
+            ),
+            (
+                "unverified connect",
+                LinkingInput { provider_user_email: email(EdovFalse), signed_in_user: Some(ALICE), ..base() },
+                Err(UnverifiedEmail),
+            ),
+            (
+                "unverified sign-up, verification not required",
+                LinkingInput { provider_user_email: email(EdovFalse), policy: relaxed.clone(), ..base() },
+                sign_up(false),
+            ),
+            (
+                "unverified sign-in, verification not required",
+                LinkingInput {
+                    provider_user_email: email(EdovFalse),
+                    existing_identity: identity(ALICE, Some(ADDRESS)),
+                    policy: relaxed.clone(),
+                    ..base()
+                },
+                sign_in(EmailChange::Unchanged),
+            ),
+            // Linking by email.
+            ("link by UPN", LinkingInput { email_owner: owned_by(Some(ALICE)), ..base() }, link(ALICE)),
+            (
+                "link by xms_edov true",
+                LinkingInput { provider_user_email: email(EdovTrue), email_owner: owned_by(Some(ALICE)), ..base() },
+                link(ALICE),
+            ),
+            (
+                "no link without xms_edov",
+                LinkingInput { provider_user_email: email(EdovAbsent), email_owner: owned_by(Some(ALICE)), ..base() },
+                Err(UserConflict),
+            ),
+            (
+                "no link with xms_edov false, verification not required",
+                LinkingInput {
+                    provider_user_email: email(EdovFalse),
+                    email_owner: owned_by(Some(ALICE)),
+                    policy: relaxed.clone(),
+                    ..base()
+                },
+                Err(UserConflict),
+            ),
+            (
+                "no link when linking is off",
+                LinkingInput { email_owner: owned_by(Some(ALICE)), policy: no_linking.clone(), ..base() },
+                Err(UserConflict),
+            ),
+            (
+                "linking off, sign-up off",
+                LinkingInput {
+                    email_owner: owned_by(Some(ALICE)),
+                    policy: LinkingPolicy { allow_signup: false, ..no_linking.clone() },
+                    ..base()
+                },
+                Err(UserConflict),
+            ),
+            // Connecting from the profile.
+            ("connect", LinkingInput { signed_in_user: Some(ALICE), ..base() }, link(ALICE)),
+            (
+                "connect, own email",
+                LinkingInput { signed_in_user: Some(ALICE), email_owner: owned_by(Some(ALICE)), ..base() },
+                link(ALICE),
+            ),
+            (
+                "connect, unassigned email",
+                LinkingInput { signed_in_user: Some(ALICE), email_owner: owned_by(None), ..base() },
+                link(ALICE),
+            ),
+            (
+                "connect, email of another user",
+                LinkingInput { signed_in_user: Some(ALICE), email_owner: owned_by(Some(BOB)), ..base() },
+                Err(MultipleAccounts),
+            ),
+            (
+                "connect without proof",
+                LinkingInput { signed_in_user: Some(ALICE), provider_user_email: email(EdovAbsent), ..base() },
+                Err(UserConflict),
+            ),
+            (
+                "connect without an email",
+                LinkingInput { signed_in_user: Some(ALICE), provider_user_email: None, ..base() },
+                Err(UserConflict),
+            ),
+            (
+                "connect when linking is off",
+                LinkingInput { signed_in_user: Some(ALICE), policy: no_linking.clone(), ..base() },
+                Err(UserConflict),
+            ),
+            (
+                "connect an identity of another user",
+                LinkingInput { signed_in_user: Some(BOB), existing_identity: identity(ALICE, Some(ADDRESS)), ..base() },
+                Err(IdentityOwnedByAnother),
+            ),
+            (
+                "connect an identity already ours",
+                LinkingInput {
+                    signed_in_user: Some(ALICE),
+                    existing_identity: identity(ALICE, Some(ADDRESS)),
+                    provider_user_email: email(EdovAbsent),
+                    policy: no_linking.clone(),
+                    ..base()
+                },
+                sign_in(EmailChange::Unchanged),
+            ),
+            // Sign-in.
+            (
+                "sign in",
+                LinkingInput { existing_identity: identity(ALICE, Some(ADDRESS)), ..base() },
+                sign_in(EmailChange::Unchanged),
+            ),
+            (
+                "sign in, stored address in another case",
+                LinkingInput { existing_identity: identity(ALICE, Some("Megan@Contoso.COM")), ..base() },
+                sign_in(EmailChange::Unchanged),
+            ),
+            (
+                "sign in without a provider email",
+                LinkingInput { existing_identity: identity(ALICE, Some(ADDRESS)), provider_user_email: None, ..base() },
+                sign_in(EmailChange::Unchanged),
+            ),
+            (
+                "sign in needs neither linking nor sign-up",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some(ADDRESS)),
+                    provider_user_email: email(EdovAbsent),
+                    policy: LinkingPolicy { allow_signup: false, ..no_linking.clone() },
+                    ..base()
+                },
+                sign_in(EmailChange::Unchanged),
+            ),
+            (
+                "identity without an email gets one",
+                LinkingInput { existing_identity: identity(ALICE, None), user_email_count: 1, ..base() },
+                sign_in(EmailChange::CreateEmail),
+            ),
+            (
+                "changed email, new address",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    user_email_count: 4,
+                    ..base()
+                },
+                sign_in(EmailChange::CreateEmail),
+            ),
+            (
+                "changed email, address book full",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    user_email_count: 5,
+                    ..base()
+                },
+                Err(EmailMaxNum),
+            ),
+            (
+                "changed email, unassigned row",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    email_owner: owned_by(None),
+                    ..base()
+                },
+                sign_in(EmailChange::ClaimUnassigned),
+            ),
+            (
+                "changed email, own address",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    email_owner: owned_by(Some(ALICE)),
+                    user_email_count: 5,
+                    ..base()
+                },
+                sign_in(EmailChange::RelinkOwn),
+            ),
+            (
+                "changed email, another user's address",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    email_owner: owned_by(Some(BOB)),
+                    ..base()
+                },
+                Err(MultipleAccounts),
+            ),
+        ];
+        for (name, input, expected) in cases {
+            assert_eq!(decide(&input), expected, "{name}");
+        }
+    }
+
+    #[test]
+    fn hanko_codes() {
+        use LinkingError::*;
+        for (error, code) in [
+            (UnverifiedEmail, "unverified_email"),
+            (UserConflict, "user_conflict"),
+            (IdentityOwnedByAnother, "user_conflict"),
+            (MultipleAccounts, "multiple_accounts"),
+            (EmailMaxNum, "email_maxnum"),
+            (SignupDisabled, "signup_disabled"),
+        ] {
+            assert_eq!(error.hanko_code(), code);
+            assert_eq!(error.code().as_str(), code);
+        }
         assert_eq!(
-            decide(&input(EmailEvidence::EdovAbsent)),
-            Ok(LinkingDecision::SignUp { claim_unassigned_email: false })
+            UserConflict.to_string(),
+            "third party account linking for existing user with same email disallowed"
         );
-        let unassigned = LinkingInput { email_owner: Some(EmailOwner { user_id: None }), ..input(EmailEvidence::Upn) };
-        assert_eq!(decide(&unassigned), Ok(LinkingDecision::SignUp { claim_unassigned_email: true }));
-        let closed =
-            LinkingInput { policy: LinkingPolicy { allow_signup: false, ..policy() }, ..input(EmailEvidence::Upn) };
-        assert_eq!(decide(&closed), Err(LinkingError::SignupDisabled));
-    }
-
-    #[test]
-    fn unverified_emails_are_refused_when_verification_is_required() {
-        assert_eq!(decide(&input(EmailEvidence::EdovFalse)), Err(LinkingError::UnverifiedEmail));
-        let relaxed = LinkingInput {
-            policy: LinkingPolicy { require_verification: false, ..policy() },
-            ..input(EmailEvidence::EdovFalse)
-        };
-        assert_eq!(decide(&relaxed), Ok(LinkingDecision::SignUp { claim_unassigned_email: false }));
-    }
-
-    #[test]
-    fn linking_needs_permission_and_proof() {
-        let owned = |evidence, allow_linking| LinkingInput {
-            email_owner: Some(EmailOwner { user_id: Some(ALICE) }),
-            policy: LinkingPolicy { allow_linking, ..policy() },
-            ..input(evidence)
-        };
-        assert_eq!(decide(&owned(EmailEvidence::Upn, true)), Ok(LinkingDecision::Link { user_id: ALICE }));
-        assert_eq!(decide(&owned(EmailEvidence::EdovTrue, true)), Ok(LinkingDecision::Link { user_id: ALICE }));
-        assert_eq!(decide(&owned(EmailEvidence::EdovAbsent, true)), Err(LinkingError::UserConflict));
-        assert_eq!(decide(&owned(EmailEvidence::Upn, false)), Err(LinkingError::UserConflict));
-    }
-
-    #[test]
-    fn connecting_from_the_profile() {
-        let connect = LinkingInput { signed_in_user: Some(ALICE), ..input(EmailEvidence::Upn) };
-        assert_eq!(decide(&connect), Ok(LinkingDecision::Link { user_id: ALICE }));
-        let weak = LinkingInput { signed_in_user: Some(ALICE), ..input(EmailEvidence::EdovAbsent) };
-        assert_eq!(decide(&weak), Err(LinkingError::UserConflict));
-        let taken =
-            LinkingInput { existing_identity: identity(None), signed_in_user: Some(BOB), ..input(EmailEvidence::Upn) };
-        assert_eq!(decide(&taken), Err(LinkingError::IdentityOwnedByAnother));
-        let own = LinkingInput {
-            existing_identity: identity(Some("megan@contoso.com")),
-            signed_in_user: Some(ALICE),
-            ..input(EmailEvidence::Upn)
-        };
-        assert_eq!(decide(&own), Ok(LinkingDecision::SignIn { user_id: ALICE, email_change: EmailChange::Unchanged }));
-    }
-
-    #[test]
-    fn sign_in_handles_a_changed_email() {
-        let with = |owner: Option<EmailOwner>, count| LinkingInput {
-            existing_identity: identity(Some("old@contoso.com")),
-            email_owner: owner,
-            user_email_count: count,
-            ..input(EmailEvidence::Upn)
-        };
-        let sign_in = |email_change| Ok(LinkingDecision::SignIn { user_id: ALICE, email_change });
-        assert_eq!(decide(&with(None, 1)), sign_in(EmailChange::CreateEmail));
-        assert_eq!(decide(&with(None, 5)), Err(LinkingError::EmailMaxNum));
-        assert_eq!(decide(&with(Some(EmailOwner { user_id: None }), 1)), sign_in(EmailChange::ClaimUnassigned));
-        assert_eq!(decide(&with(Some(EmailOwner { user_id: Some(ALICE) }), 2)), sign_in(EmailChange::RelinkOwn));
-        assert_eq!(decide(&with(Some(EmailOwner { user_id: Some(BOB) }), 1)), Err(LinkingError::MultipleAccounts));
-        let same = LinkingInput { existing_identity: identity(Some("megan@contoso.com")), ..input(EmailEvidence::Upn) };
-        assert_eq!(decide(&same), sign_in(EmailChange::Unchanged));
     }
 
     fn evidence() -> impl Strategy<Value = EmailEvidence> {
-        prop_oneof![
-            Just(EmailEvidence::Upn),
-            Just(EmailEvidence::EdovTrue),
-            Just(EmailEvidence::EdovAbsent),
-            Just(EmailEvidence::EdovFalse)
-        ]
+        prop_oneof![Just(Upn), Just(EdovTrue), Just(EdovAbsent), Just(EdovFalse)]
+    }
+
+    fn provider_email() -> impl Strategy<Value = Option<ProviderEmail>> {
+        let address = prop_oneof![Just("megan@contoso.com"), Just("old@contoso.com")];
+        proptest::option::of((address, any::<bool>(), evidence()).prop_map(|(address, verified, evidence)| {
+            ProviderEmail { address: Email::parse(address).unwrap(), verified, evidence }
+        }))
+    }
+
+    fn user() -> impl Strategy<Value = Uuid> {
+        (0u128..3).prop_map(Uuid::from_u128)
+    }
+
+    fn linking_input() -> impl Strategy<Value = LinkingInput> {
+        let stored = proptest::option::of(prop_oneof![
+            Just("megan@contoso.com"),
+            Just("MEGAN@contoso.com"),
+            Just("old@contoso.com")
+        ]);
+        let identity =
+            proptest::option::of((user(), stored).prop_map(|(user_id, address)| ExistingIdentity {
+                user_id,
+                email_address: address.map(str::to_owned),
+            }));
+        let owner = proptest::option::of(proptest::option::of(user()).prop_map(|user_id| EmailOwner { user_id }));
+        let policy = (any::<bool>(), any::<bool>(), any::<bool>(), 0usize..7).prop_map(
+            |(allow_linking, allow_signup, require_verification, email_limit)| LinkingPolicy {
+                allow_linking,
+                allow_signup,
+                require_verification,
+                email_limit,
+            },
+        );
+        (provider_email(), identity, owner, 0usize..8, proptest::option::of(user()), policy).prop_map(
+            |(provider_user_email, existing_identity, email_owner, user_email_count, signed_in_user, policy)| {
+                LinkingInput {
+                    provider_user_email,
+                    existing_identity,
+                    email_owner,
+                    user_email_count,
+                    signed_in_user,
+                    policy,
+                }
+            },
+        )
     }
 
     proptest! {
+        #![proptest_config(ProptestConfig::with_cases(2_000))]
+
+        /// The nOAuth guarantee, and verification on every path.
         #[test]
-        fn no_link_without_permission_and_proof(
-            evidence in evidence(),
-            allow_linking: bool, allow_signup: bool, require_verification: bool,
-            has_identity: bool, owner in proptest::option::of(proptest::option::of(0u128..3)),
-            signed_in in proptest::option::of(0u128..3), count in 0usize..7,
-        ) {
-            let input = LinkingInput {
-                provider_user_email: Some(email(evidence)),
-                existing_identity: has_identity.then_some(ExistingIdentity { user_id: ALICE, email_address: None }),
-                email_owner: owner.map(|user| EmailOwner { user_id: user.map(Uuid::from_u128) }),
-                user_email_count: count,
-                signed_in_user: signed_in.map(Uuid::from_u128),
-                policy: LinkingPolicy { allow_linking, allow_signup, require_verification, email_limit: 5 },
-            };
+        fn no_link_without_permission_and_proof(input in linking_input()) {
             let result = decide(&input);
+            let email = input.provider_user_email.as_ref();
             if let Ok(LinkingDecision::Link { .. }) = result {
-                prop_assert!(allow_linking && evidence.proves_ownership());
+                prop_assert!(input.policy.allow_linking);
+                prop_assert!(email.is_some_and(|email| email.evidence.proves_ownership()));
             }
-            if require_verification && evidence == EmailEvidence::EdovFalse {
+            if input.policy.require_verification && email.is_some_and(|email| !email.verified) {
                 prop_assert_eq!(result, Err(LinkingError::UnverifiedEmail));
+            }
+        }
+
+        /// Nobody lands in an account that is not theirs: a sign-in is the identity's user, a link the connecting
+        /// user or the address's owner, a sign-up only when no one owns the identity or the address.
+        #[test]
+        fn decisions_target_the_right_user(input in linking_input()) {
+            let identity_user = input.existing_identity.as_ref().map(|identity| identity.user_id);
+            let owner = input.email_owner.as_ref().and_then(|owner| owner.user_id);
+            match decide(&input) {
+                Ok(LinkingDecision::SignIn { user_id, .. }) => {
+                    prop_assert_eq!(Some(user_id), identity_user);
+                    prop_assert!(input.signed_in_user.is_none_or(|user| user == user_id));
+                }
+                Ok(LinkingDecision::Link { user_id }) => {
+                    prop_assert!(identity_user.is_none());
+                    prop_assert_eq!(Some(user_id), input.signed_in_user.or(owner));
+                    prop_assert!(owner.is_none_or(|owner| owner == user_id));
+                }
+                Ok(LinkingDecision::SignUp { claim_unassigned_email }) => {
+                    prop_assert!(input.policy.allow_signup);
+                    prop_assert!(identity_user.is_none() && input.signed_in_user.is_none() && owner.is_none());
+                    prop_assert_eq!(claim_unassigned_email, input.email_owner.is_some());
+                }
+                Err(_) => {}
             }
         }
     }

@@ -46,7 +46,7 @@ impl MicrosoftSettings {
             client_auth: microsoft.client_auth_method,
             redirect_url: third_party.redirect_url.clone()?,
             cloud_instance: microsoft.cloud_instance.trim_end_matches('/').to_owned(),
-            tenant: microsoft.tenant.clone(),
+            tenant: TenantMode::parse(&microsoft.tenant).ok()?.authority_segment().to_owned(),
             tenant_mode: TenantMode::parse(&microsoft.tenant).ok()?,
             allowed_tenants: microsoft.allowed_tenants.clone(),
             prompt: microsoft.prompt.clone(),

@@ -1,6 +1,7 @@
 //! One module per area of the API; each handler parses, calls a service, renders.
 
 pub mod health;
+pub mod login_page;
 pub mod sessions;
 pub mod thirdparty;
 pub mod users;

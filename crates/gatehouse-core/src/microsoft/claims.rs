@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::email::Email;
+use crate::{email::Email, error::ThirdPartyErrorCode};
 
 /// The tenant of personal Microsoft accounts.
 pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
@@ -66,8 +66,10 @@ pub enum TenantMode {
     Consumers,
     /// One tenant, by GUID (lower-cased).
     TenantId(String),
-    /// One tenant, by a verified domain. The authority restricts sign-ins to it; tokens carry only its GUID,
-    /// so pin the GUID with `allowed_tenants` to have Gatehouse check it too.
+    /// One tenant, by a verified domain (lower-cased). Tokens carry only the tenant's GUID, so Gatehouse cannot
+    /// match the domain itself: it relies on the authority (`{cloud_instance}/{domain}/…`, where the code is
+    /// redeemed over TLS) to restrict sign-ins to that tenant, refuses the personal-account tenant, and checks
+    /// the GUID exactly when `allowed_tenants` pins it — which configuration should recommend.
     Domain(String),
 }
 
@@ -86,6 +88,17 @@ impl TenantMode {
             _ if is_domain(&lower) => Self::Domain(lower),
             _ => return Err(InvalidTenant(text.to_owned())),
         })
+    }
+
+    /// The path segment of the authority: `{cloud_instance}/{segment}/oauth2/v2.0/authorize` (and `/token`,
+    /// `/discovery/v2.0/keys`). Always one of the parsed, lower-cased forms, so never a `/` or a space.
+    pub fn authority_segment(&self) -> &str {
+        match self {
+            Self::Common => "common",
+            Self::Organizations => "organizations",
+            Self::Consumers => "consumers",
+            Self::TenantId(segment) | Self::Domain(segment) => segment,
+        }
     }
 }
 
@@ -152,8 +165,28 @@ pub enum ClaimsError {
     NoEmail,
 }
 
+impl ClaimsError {
+    /// Every refusal is the user's side of the flow: Hanko's `invalid_request`.
+    pub fn code(&self) -> ThirdPartyErrorCode {
+        ThirdPartyErrorCode::InvalidRequest
+    }
+
+    /// [`Self::code`] as the browser sees it in `error=…`.
+    pub fn hanko_code(&self) -> &'static str {
+        self.code().as_str()
+    }
+
+    /// The fixed `error_description` for the browser (Hanko's text); details go to the log through `Display`.
+    pub fn public_description(&self) -> &'static str {
+        "could not retrieve user data from provider"
+    }
+}
+
 /// Microsoft's rules for an ID token whose signature has been verified (OIDC Core §3.1.3.7 and Microsoft's
-/// multi-tenant issuer validation).
+/// multi-tenant issuer validation): `aud` names this app (and `azp`, when present or when there are several
+/// audiences); `exp`, `nbf` and `iat` hold within `max_skew_secs`; `sub` is present; `tid` is a GUID and `iss`
+/// is exactly `{cloud_instance}/{tid}/v2.0`; the nonce matches; the tenant is accepted by the tenant mode and
+/// the allow-list.
 pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> Result<(), ClaimsError> {
     let audiences = claims.aud.values();
     if !audiences.contains(&expect.client_id.as_str()) {
@@ -162,14 +195,15 @@ pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> 
     if (audiences.len() > 1 || claims.azp.is_some()) && claims.azp.as_deref() != Some(expect.client_id.as_str()) {
         return Err(ClaimsError::AuthorizedParty);
     }
-    let now = expect.now;
-    if claims.exp.is_none_or(|exp| exp <= now - expect.max_skew_secs) {
+    let skew = expect.max_skew_secs.max(0);
+    let (earliest, latest) = (expect.now.saturating_sub(skew), expect.now.saturating_add(skew));
+    if claims.exp.is_none_or(|exp| exp <= earliest) {
         return Err(ClaimsError::Expired);
     }
-    if claims.nbf.is_some_and(|nbf| nbf > now + expect.max_skew_secs) {
+    if claims.nbf.is_some_and(|nbf| nbf > latest) {
         return Err(ClaimsError::NotYetValid);
     }
-    if claims.iat.is_none_or(|iat| iat > now + expect.max_skew_secs) {
+    if claims.iat.is_none_or(|iat| iat > latest) {
         return Err(ClaimsError::IssuedAt);
     }
     if claims.sub.is_empty() {
@@ -178,7 +212,7 @@ pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> 
     if !is_guid(&claims.tid) {
         return Err(ClaimsError::TenantId);
     }
-    if claims.iss != format!("{}/{}/v2.0", expect.cloud_instance, claims.tid) {
+    if claims.iss != format!("{}/{}/v2.0", expect.cloud_instance.trim_end_matches('/'), claims.tid) {
         return Err(ClaimsError::Issuer);
     }
     if let Some(expected) = &expect.expected_nonce
@@ -188,13 +222,13 @@ pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> 
     }
     let tid = claims.tid.to_ascii_lowercase();
     let tenant_ok = match &expect.tenant_mode {
-        TenantMode::Common | TenantMode::Domain(_) => true,
-        TenantMode::Organizations => tid != CONSUMERS_TENANT_ID,
+        TenantMode::Common => true,
+        TenantMode::Organizations | TenantMode::Domain(_) => tid != CONSUMERS_TENANT_ID,
         TenantMode::Consumers => tid == CONSUMERS_TENANT_ID,
         TenantMode::TenantId(only) => tid == *only,
     };
-    let listed =
-        expect.allowed_tenants.is_empty() || expect.allowed_tenants.iter().any(|t| t.eq_ignore_ascii_case(&tid));
+    let listed = expect.allowed_tenants.is_empty()
+        || expect.allowed_tenants.iter().any(|allowed| allowed.trim().eq_ignore_ascii_case(&tid));
     if tenant_ok && listed { Ok(()) } else { Err(ClaimsError::TenantNotAllowed) }
 }
 
@@ -218,8 +252,10 @@ impl EmailEvidence {
     }
 }
 
+/// The email a token vouches for.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderEmail {
+    /// Validated and lower-cased.
     pub address: Email,
     pub verified: bool,
     pub evidence: EmailEvidence,
@@ -350,6 +386,54 @@ mod tests {
     }
 
     #[test]
+    fn accepted_variants() {
+        type Change = fn(&mut MicrosoftClaims);
+        let cases: Vec<(&str, Change)> = vec![
+            ("one-element aud list", |c| c.aud = Audience::Many(vec!["client".into()])),
+            ("several audiences with azp", |c| {
+                c.aud = Audience::Many(vec!["other".into(), "client".into()]);
+                c.azp = Some("client".into());
+            }),
+            ("azp naming this app", |c| c.azp = Some("client".into())),
+            ("no nbf", |c| c.nbf = None),
+            ("upper-case tid in both tid and iss", |c| {
+                c.tid = ORG.to_uppercase();
+                c.iss = format!("{CLOUD}/{}/v2.0", ORG.to_uppercase());
+            }),
+        ];
+        for (name, change) in cases {
+            let mut c = claims();
+            change(&mut c);
+            assert_eq!(validate_claims(&c, &expect(TenantMode::Common)), Ok(()), "{name}");
+        }
+        let mut no_aud = claims();
+        no_aud.aud = Audience::None;
+        assert_eq!(validate_claims(&no_aud, &expect(TenantMode::Common)), Err(ClaimsError::Audience));
+        let missing: MicrosoftClaims = serde_json::from_value(json!({"sub": "s"})).unwrap();
+        assert_eq!(missing.aud, Audience::None);
+    }
+
+    #[test]
+    fn nonce_only_checked_when_sent() {
+        let mut unsent = expect(TenantMode::Common);
+        unsent.expected_nonce = None;
+        assert_eq!(validate_claims(&claims(), &unsent), Ok(()));
+        let mut c = claims();
+        c.nonce = None;
+        assert_eq!(validate_claims(&c, &unsent), Ok(()));
+    }
+
+    #[test]
+    fn cloud_instance_with_a_trailing_slash() {
+        let mut slash = expect(TenantMode::Common);
+        slash.cloud_instance = format!("{CLOUD}/");
+        assert_eq!(validate_claims(&claims(), &slash), Ok(()));
+        let mut other_cloud = expect(TenantMode::Common);
+        other_cloud.cloud_instance = "https://login.microsoftonline.us".into();
+        assert_eq!(validate_claims(&claims(), &other_cloud), Err(ClaimsError::Issuer));
+    }
+
+    #[test]
     fn skew_is_tolerated() {
         let mut c = claims();
         c.exp = Some(1_460);
@@ -367,10 +451,46 @@ mod tests {
         assert!(check(&personal, TenantMode::Consumers) && !check(&org, TenantMode::Consumers));
         assert!(!check(&personal, TenantMode::Organizations) && check(&org, TenantMode::Organizations));
         assert!(check(&org, TenantMode::TenantId(ORG.into())) && !check(&personal, TenantMode::TenantId(ORG.into())));
+        assert!(check(&personal, TenantMode::TenantId(CONSUMERS_TENANT_ID.into())));
+        let domain = || TenantMode::Domain("contoso.com".into());
+        assert!(check(&org, domain()) && !check(&personal, domain()), "a domain tenant is never the MSA tenant");
         let mut listed = expect(TenantMode::Common);
-        listed.allowed_tenants = vec![ORG.to_uppercase()];
+        listed.allowed_tenants = vec![format!(" {} ", ORG.to_uppercase())];
         assert_eq!(validate_claims(&org, &listed), Ok(()));
         assert_eq!(validate_claims(&personal, &listed), Err(ClaimsError::TenantNotAllowed));
+        let mut pinned_domain = expect(domain());
+        pinned_domain.allowed_tenants = vec!["00000000-0000-0000-0000-000000000001".into()];
+        assert_eq!(validate_claims(&org, &pinned_domain), Err(ClaimsError::TenantNotAllowed));
+        let mut consumers_listed = expect(TenantMode::Organizations);
+        consumers_listed.allowed_tenants = vec![CONSUMERS_TENANT_ID.into()];
+        assert_eq!(
+            validate_claims(&personal, &consumers_listed),
+            Err(ClaimsError::TenantNotAllowed),
+            "the list narrows the mode, never widens it"
+        );
+    }
+
+    #[test]
+    fn authority_segments() {
+        for (setting, segment) in [
+            ("common", "common"),
+            ("Organizations", "organizations"),
+            (" consumers ", "consumers"),
+            ("72F988BF-86F1-41AF-91AB-2D7CD011DB47", ORG),
+            ("Contoso.onmicrosoft.com", "contoso.onmicrosoft.com"),
+        ] {
+            assert_eq!(TenantMode::parse(setting).unwrap().authority_segment(), segment, "{setting:?}");
+        }
+    }
+
+    #[test]
+    fn errors_never_leak_to_the_browser() {
+        for error in [ClaimsError::Audience, ClaimsError::Issuer, ClaimsError::Nonce, ClaimsError::NoEmail] {
+            assert_eq!(error.hanko_code(), "invalid_request");
+            assert_eq!(error.code(), ThirdPartyErrorCode::InvalidRequest);
+            assert_eq!(error.public_description(), "could not retrieve user data from provider");
+        }
+        assert!(ClaimsError::Issuer.to_string().contains("iss"), "the log gets the detail");
     }
 
     #[test]
@@ -407,8 +527,43 @@ mod tests {
     }
 
     #[test]
+    fn the_user_is_described() {
+        let mut c = claims();
+        c.tid = ORG.to_uppercase();
+        c.upn = Some("Megan@Contoso.com".into());
+        c.name = Some("Megan Bowen".into());
+        c.given_name = Some("Megan".into());
+        c.family_name = Some("Bowen".into());
+        c.preferred_username = Some("megan@contoso.com".into());
+        let described = provider_user(&c).unwrap();
+        assert_eq!(
+            described,
+            ProviderUser {
+                subject: "sub-1".into(),
+                tenant_id: ORG.into(),
+                object_id: Some("oid-1".into()),
+                email: Some(ProviderEmail {
+                    address: Email::parse("megan@contoso.com").unwrap(),
+                    verified: true,
+                    evidence: EmailEvidence::Upn,
+                }),
+                name: Some("Megan Bowen".into()),
+                given_name: Some("Megan".into()),
+                family_name: Some("Bowen".into()),
+                preferred_username: Some("megan@contoso.com".into()),
+            }
+        );
+        assert_eq!(user(|c| c.sub = String::new()), Err(ClaimsError::Subject));
+    }
+
+    #[test]
     fn guest_and_invalid_upns_fall_back_to_email() {
-        for upn in ["guest_fabrikam.com#EXT#@contoso.onmicrosoft.com", "not an address"] {
+        for upn in [
+            "guest_fabrikam.com#EXT#@contoso.onmicrosoft.com",
+            "guest_fabrikam.com#ext#@contoso.onmicrosoft.com",
+            "not an address",
+            "",
+        ] {
             let picked = evidence(|c| c.upn = Some(upn.into()));
             assert_eq!(picked, ("megan@contoso.com".into(), true, EmailEvidence::EdovAbsent), "{upn}");
         }
@@ -440,6 +595,14 @@ mod tests {
         assert_eq!(
             user(|c| {
                 c.email = None;
+                c.upn = Some("guest_fabrikam.com#EXT#@contoso.onmicrosoft.com".into());
+            }),
+            Err(ClaimsError::NoEmail),
+            "a guest UPN is never an email"
+        );
+        assert_eq!(
+            user(|c| {
+                c.email = None;
                 c.preferred_username = Some("megan@contoso.com".into());
             }),
             Err(ClaimsError::NoEmail),
@@ -454,6 +617,24 @@ mod tests {
             let truthy = text == "1" || text.eq_ignore_ascii_case("true");
             prop_assert_eq!(picked.1, truthy);
             prop_assert_eq!(picked.2.proves_ownership(), truthy);
+        }
+
+        #[test]
+        fn times_never_panic_and_respect_the_skew(
+            now: i64, skew: i64, exp in proptest::option::of(any::<i64>()), iat in proptest::option::of(any::<i64>()),
+        ) {
+            let mut c = claims();
+            c.exp = exp;
+            c.iat = iat;
+            c.nbf = None;
+            let mut e = expect(TenantMode::Common);
+            e.now = now;
+            e.max_skew_secs = skew;
+            if validate_claims(&c, &e).is_ok() {
+                let skew = i128::from(skew.max(0));
+                prop_assert!(i128::from(exp.unwrap()) > i128::from(now) - skew);
+                prop_assert!(i128::from(iat.unwrap()) <= i128::from(now) + skew);
+            }
         }
 
         #[test]
