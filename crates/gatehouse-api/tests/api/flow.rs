@@ -268,6 +268,54 @@ async fn the_profile_lists_and_revokes(backend: Backend) {
     assert_eq!(server.get_json("/sessions/validate", Some(&current)).await["is_valid"], false);
 }
 
+async fn the_profile_connects_microsoft(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.third_party.providers.microsoft.allow_linking = true).await;
+    let server = &setup.server;
+    let user = server.create_user("megan@contoso.com").await;
+    let session = server.issue_session(user).await;
+    let mut profile = Flow::start(&setup, "profile", Some(session.clone())).await;
+    profile.run("register_client_capabilities", capabilities()).await;
+    let provider = &profile.state["actions"]["connect_thirdparty_oauth_provider"]["inputs"]["provider"];
+    assert_eq!(provider["allowed_values"], json!([{"value": "microsoft", "name": "Microsoft"}]));
+    setup.entra.queue_user(FakeUser::new("megan@contoso.com").with_upn("megan@contoso.com"));
+    profile
+        .run(
+            "connect_thirdparty_oauth_provider",
+            json!({"provider": "microsoft", "redirect_to": format!("{APP}/profile"), "code_verifier": VERIFIER}),
+        )
+        .await;
+    assert_eq!(profile.name(), "thirdparty");
+    let browser = setup.browser();
+    let callback =
+        browser.at_provider(&Url::parse(profile.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()).await;
+    let landing = setup.browser().callback(&callback).await;
+    let token = query(&landing, "hanko_token").unwrap_or_else(|| panic!("{landing}"));
+    profile.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
+    assert_eq!(profile.name(), "profile_init", "{}", profile.state);
+    let identities = &profile.state["payload"]["user"]["identities"];
+    assert_eq!(identities[0]["provider"], "Microsoft", "{identities}");
+    assert!(profile.state["actions"].get("connect_thirdparty_oauth_provider").is_none(), "already connected");
+
+    let closed = Setup::start(backend, |_| {}).await;
+    let user = closed.server.create_user("megan@contoso.com").await;
+    let session = closed.server.issue_session(user).await;
+    let mut profile = Flow::start(&closed, "profile", Some(session)).await;
+    profile.run("register_client_capabilities", capabilities()).await;
+    closed.entra.queue_user(FakeUser::new("megan@contoso.com").with_upn("megan@contoso.com"));
+    profile
+        .run(
+            "connect_thirdparty_oauth_provider",
+            json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
+        )
+        .await;
+    let browser = closed.browser();
+    let callback =
+        browser.at_provider(&Url::parse(profile.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()).await;
+    let mut browser = closed.browser();
+    let landing = browser.callback(&callback).await;
+    assert_eq!(error_of(&landing).0, "user_conflict", "connecting also needs allow_linking");
+}
+
 async fn a_flow_moves_between_instances(backend: Backend) {
     let setup = Setup::start(backend, |_| {}).await;
     let second = gatehouse_testkit::TestServer::start_with(setup.server.state.config().clone()).await;
@@ -297,6 +345,7 @@ both_backends!(
     provider_errors_come_back_to_the_flow,
     no_provider_no_thirdparty_action,
     the_profile_lists_and_revokes,
+    the_profile_connects_microsoft,
     a_flow_moves_between_instances,
 );
 
