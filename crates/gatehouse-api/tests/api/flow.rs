@@ -50,6 +50,14 @@ impl<'a> Flow<'a> {
         Answer { status, headers }
     }
 
+    /// Runs an OAuth action (`thirdparty_oauth`, `connect_thirdparty_oauth_provider`) with the test verifier;
+    /// returns the provider URL of the `thirdparty` state it leads to.
+    async fn start_at_provider(&mut self, action: &str, redirect_to: &str) -> Url {
+        self.run(action, json!({"provider": "microsoft", "redirect_to": redirect_to, "code_verifier": VERIFIER})).await;
+        assert_eq!(self.name(), "thirdparty", "{}", self.state);
+        Url::parse(self.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()
+    }
+
     fn name(&self) -> &str {
         self.state["name"].as_str().unwrap()
     }
@@ -86,14 +94,9 @@ async fn sign_in<'a>(setup: &'a Setup, browser: &mut Browser<'_>) -> (Flow<'a>, 
     assert_eq!(flow.state["payload"], json!({}));
     let provider = &flow.state["actions"]["thirdparty_oauth"]["inputs"]["provider"];
     assert_eq!(provider["allowed_values"], json!([{"value": "microsoft", "name": "Microsoft"}]));
-    flow.run(
-        "thirdparty_oauth",
-        json!({"provider": "microsoft", "redirect_to": format!("{APP}/login?x=1"), "code_verifier": VERIFIER}),
-    )
-    .await;
+    let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/login?x=1")).await;
     assert_eq!(flow.name(), "thirdparty");
     assert!(flow.state["actions"]["exchange_token"].is_object() && flow.state["actions"]["back"].is_object());
-    let authorize = Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap();
     let callback = browser.at_provider(&authorize).await;
     let landing = browser.callback(&callback).await;
     let token = query(&landing, "hanko_token").unwrap_or_else(|| panic!("{landing}"));
@@ -123,12 +126,7 @@ async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
     let mut browser = setup.browser();
     let mut flow = Flow::start(&setup, "login", None).await;
     flow.run("register_client_capabilities", capabilities()).await;
-    flow.run(
-        "thirdparty_oauth",
-        json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
-    )
-    .await;
-    let authorize = Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap();
+    let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
     let landing = browser.callback(&browser.at_provider(&authorize).await).await;
     let token = query(&landing, "hanko_token").unwrap();
     flow.run("exchange_token", json!({"token": token, "code_verifier": "x".repeat(64)})).await;
@@ -207,12 +205,7 @@ async fn provider_errors_come_back_to_the_flow(backend: Backend) {
     let mut flow = Flow::start(&setup, "registration", None).await;
     flow.run("register_client_capabilities", capabilities()).await;
     assert_eq!(flow.name(), "registration_init");
-    flow.run(
-        "thirdparty_oauth",
-        json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
-    )
-    .await;
-    let authorize = Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap();
+    let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
     let callback = browser.at_provider(&authorize).await;
     let mut browser = setup.browser();
     let landing = browser.callback(&callback).await;
@@ -278,16 +271,10 @@ async fn the_profile_connects_microsoft(backend: Backend) {
     let provider = &profile.state["actions"]["connect_thirdparty_oauth_provider"]["inputs"]["provider"];
     assert_eq!(provider["allowed_values"], json!([{"value": "microsoft", "name": "Microsoft"}]));
     setup.entra.queue_user(FakeUser::new("megan@contoso.com").with_upn("megan@contoso.com"));
-    profile
-        .run(
-            "connect_thirdparty_oauth_provider",
-            json!({"provider": "microsoft", "redirect_to": format!("{APP}/profile"), "code_verifier": VERIFIER}),
-        )
-        .await;
+    let authorize = profile.start_at_provider("connect_thirdparty_oauth_provider", &format!("{APP}/profile")).await;
     assert_eq!(profile.name(), "thirdparty");
     let browser = setup.browser();
-    let callback =
-        browser.at_provider(&Url::parse(profile.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()).await;
+    let callback = browser.at_provider(&authorize).await;
     let landing = setup.browser().callback(&callback).await;
     let token = query(&landing, "hanko_token").unwrap_or_else(|| panic!("{landing}"));
     profile.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
@@ -302,15 +289,9 @@ async fn the_profile_connects_microsoft(backend: Backend) {
     let mut profile = Flow::start(&closed, "profile", Some(session)).await;
     profile.run("register_client_capabilities", capabilities()).await;
     closed.entra.queue_user(FakeUser::new("megan@contoso.com").with_upn("megan@contoso.com"));
-    profile
-        .run(
-            "connect_thirdparty_oauth_provider",
-            json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
-        )
-        .await;
+    let authorize = profile.start_at_provider("connect_thirdparty_oauth_provider", &format!("{APP}/")).await;
     let browser = closed.browser();
-    let callback =
-        browser.at_provider(&Url::parse(profile.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()).await;
+    let callback = browser.at_provider(&authorize).await;
     let mut browser = closed.browser();
     let landing = browser.callback(&callback).await;
     assert_eq!(error_of(&landing).0, "user_conflict", "connecting also needs allow_linking");
@@ -321,14 +302,9 @@ async fn a_flow_moves_between_instances(backend: Backend) {
     let second = gatehouse_testkit::TestServer::start_with(setup.server.state.config().clone()).await;
     let mut flow = Flow::start(&setup, "login", None).await;
     flow.run("register_client_capabilities", capabilities()).await;
-    flow.run(
-        "thirdparty_oauth",
-        json!({"provider": "microsoft", "redirect_to": format!("{APP}/"), "code_verifier": VERIFIER}),
-    )
-    .await;
+    let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
     let browser = setup.browser();
-    let callback =
-        browser.at_provider(&Url::parse(flow.state["payload"]["redirect_url"].as_str().unwrap()).unwrap()).await;
+    let callback = browser.at_provider(&authorize).await;
     let mut url = Url::parse(&second.url("/thirdparty/callback")).unwrap();
     url.set_query(callback.query());
     let landing = second.client.get(url).send().await.unwrap();
