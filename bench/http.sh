@@ -7,7 +7,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 1; }
-cargo build --release --locked -p gatehouse -p gatehouse-testkit --bins >/dev/null
+cargo build -q --release --locked -p gatehouse -p gatehouse-testkit --bins
 
 WORK=$(mktemp -d)
 PIDS=()
