@@ -320,7 +320,11 @@ pub const MICROSOFT_CLOUD: &str = "https://login.microsoftonline.com";
 pub struct MicrosoftProviderConfig {
     pub enabled: bool,
     pub client_id: Option<String>,
+    /// The client secret (Hanko's key). Counts as the newest of `secrets`.
     pub secret: Option<Secret>,
+    /// More client secrets, newest first, each with an optional expiry: add the new secret in Azure and here,
+    /// and remove the old one later, without downtime.
+    pub secrets: Vec<ClientSecretConfig>,
     /// Off by default: linking a Microsoft account to an existing user by email is how nOAuth takes accounts over.
     pub allow_linking: bool,
     pub prompt: Option<String>,
@@ -330,6 +334,64 @@ pub struct MicrosoftProviderConfig {
     pub cloud_instance: String,
     /// How Gatehouse authenticates to Microsoft's token endpoint with the secret.
     pub client_auth_method: ClientAuthMethod,
+}
+
+/// One client secret with its expiry, as Azure shows it (`2027-05-31`, or an RFC 3339 time).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientSecretConfig {
+    pub value: Secret,
+    pub expires_at: Option<String>,
+}
+
+/// A client secret ready for use: its value and, when known, when it expires (unix seconds).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClientSecret {
+    pub value: Secret,
+    pub expires_at: Option<i64>,
+}
+
+impl ClientSecret {
+    /// The secret's last four characters: enough for a person to recognise it in logs, useless to anyone else.
+    pub fn hint(&self) -> String {
+        let value = self.value.expose();
+        let tail: String = value.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
+        format!("…{tail}")
+    }
+}
+
+/// Parses an expiry: a date means the end of that day (UTC).
+pub fn parse_expiry(text: &str) -> Result<i64, String> {
+    use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
+    if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
+        return Ok(at.unix_timestamp());
+    }
+    time::Date::parse(text, format_description!("[year]-[month]-[day]"))
+        .map(|date| date.with_hms(23, 59, 59).map_or(0, |at| at.assume_utc().unix_timestamp()))
+        .map_err(|_| format!("{text:?} is not a date (2027-05-31) or an RFC 3339 time"))
+}
+
+impl MicrosoftProviderConfig {
+    /// Every configured secret, newest first: `secret`, then `secrets`. Expiries that do not parse are reported
+    /// by validation.
+    pub fn client_secrets(&self) -> Vec<ClientSecret> {
+        let first = self.secret.iter().map(|value| ClientSecret { value: value.clone(), expires_at: None });
+        let more = self.secrets.iter().map(|secret| ClientSecret {
+            value: secret.value.clone(),
+            expires_at: secret.expires_at.as_deref().and_then(|at| parse_expiry(at).ok()),
+        });
+        first.chain(more).filter(|secret| !secret.value.expose().is_empty()).collect()
+    }
+}
+
+/// The secrets to try, in order, at `now`: newest first, expired ones left out.
+pub fn usable_secrets(secrets: &[ClientSecret], now: i64) -> Vec<&ClientSecret> {
+    secrets.iter().filter(|secret| secret.expires_at.is_none_or(|at| at > now)).collect()
+}
+
+/// Secrets that expire within `window_secs` of `now` (or have expired), for warnings.
+pub fn expiring_secrets(secrets: &[ClientSecret], now: i64, window_secs: i64) -> Vec<&ClientSecret> {
+    secrets.iter().filter(|secret| secret.expires_at.is_some_and(|at| at <= now + window_secs)).collect()
 }
 
 /// Client authentication at the token endpoint (RFC 6749 §2.3.1).
@@ -349,6 +411,7 @@ impl Default for MicrosoftProviderConfig {
             enabled: false,
             client_id: None,
             secret: None,
+            secrets: Vec::new(),
             allow_linking: false,
             prompt: None,
             tenant: "common".into(),
@@ -536,12 +599,20 @@ impl ThirdPartyConfig {
             if microsoft.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
                 issue("third_party.providers.microsoft.client_id", "required when the provider is enabled".into());
             }
-            if microsoft.secret.as_ref().is_none_or(|secret| secret.expose().is_empty()) {
+            if microsoft.client_secrets().is_empty() {
                 issue("third_party.providers.microsoft.secret", "required when the provider is enabled".into());
             }
         }
         if let Err(message) = crate::microsoft::claims::TenantMode::parse(&microsoft.tenant).map(drop) {
             issue("third_party.providers.microsoft.tenant", message.to_string());
+        }
+        for secret in &microsoft.secrets {
+            if secret.value.expose().is_empty() {
+                issue("third_party.providers.microsoft.secrets", "a secret's value must not be empty".into());
+            }
+            if let Some(Err(message)) = secret.expires_at.as_deref().map(parse_expiry) {
+                issue("third_party.providers.microsoft.secrets", format!("expires_at: {message}"));
+            }
         }
         if let Err(message) = check_cloud_instance(&microsoft.cloud_instance) {
             issue("third_party.providers.microsoft.cloud_instance", message);
@@ -649,6 +720,34 @@ mod tests {
         assert_eq!(config.validate(), vec![]);
         config.third_party.providers.microsoft.cloud_instance = "http://login.example.com".into();
         assert_eq!(keys(&config), vec!["third_party.providers.microsoft.cloud_instance"]);
+    }
+
+    #[test]
+    fn client_secrets_rotate_by_expiry() {
+        let mut microsoft = MicrosoftProviderConfig {
+            secret: Some(Secret::new("newest-secret")),
+            secrets: vec![
+                ClientSecretConfig { value: Secret::new("older-secret-a"), expires_at: Some("2027-01-31".into()) },
+                ClientSecretConfig {
+                    value: Secret::new("oldest-secret"),
+                    expires_at: Some("2026-01-01T00:00:00Z".into()),
+                },
+            ],
+            ..MicrosoftProviderConfig::default()
+        };
+        let secrets = microsoft.client_secrets();
+        let now = parse_expiry("2026-06-01T00:00:00Z").unwrap();
+        let usable: Vec<&str> = usable_secrets(&secrets, now).iter().map(|s| s.value.expose()).collect();
+        assert_eq!(usable, vec!["newest-secret", "older-secret-a"], "newest first, expired left out");
+        let expiring: Vec<String> = expiring_secrets(&secrets, now, 300 * 86_400).iter().map(|s| s.hint()).collect();
+        assert_eq!(expiring, vec!["…et-a".to_owned(), "…cret".to_owned()]);
+        assert_eq!(parse_expiry("2027-01-31").unwrap(), parse_expiry("2027-01-31T23:59:59Z").unwrap());
+        assert!(parse_expiry("31/01/2027").is_err());
+        microsoft.secret = None;
+        microsoft.secrets[0].expires_at = Some("soon".into());
+        let mut config = valid();
+        config.third_party.providers.microsoft = microsoft;
+        assert_eq!(keys(&config), vec!["third_party.providers.microsoft.secrets"]);
     }
 
     #[test]

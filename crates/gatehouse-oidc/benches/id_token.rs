@@ -3,7 +3,10 @@
 
 use std::time::Duration;
 
-use gatehouse_core::{config::ClientAuthMethod, microsoft::claims::TenantMode};
+use gatehouse_core::{
+    config::{ClientAuthMethod, ClientSecret, Secret},
+    microsoft::claims::TenantMode,
+};
 use gatehouse_oidc::{
     microsoft::{MicrosoftClient, MicrosoftSettings},
     pkce,
@@ -28,7 +31,7 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
         fake.set_default_user(FakeUser::new("megan@contoso.com").with_xms_edov(true));
         let client = MicrosoftClient::new(MicrosoftSettings {
             client_id: "client".into(),
-            client_secret: "secret".into(),
+            client_secrets: vec![ClientSecret { value: Secret::new("secret"), expires_at: None }],
             client_auth: ClientAuthMethod::ClientSecretPost,
             redirect_url: CALLBACK.into(),
             cloud_instance: fake.base_url(),

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use gatehouse_core::{
-    config::{ClientAuthMethod, MicrosoftProviderConfig, ThirdPartyConfig},
+    config::{ClientAuthMethod, ClientSecret, MicrosoftProviderConfig, ThirdPartyConfig, usable_secrets},
     error::ThirdPartyErrorCode,
     microsoft::claims::{MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims},
 };
@@ -21,7 +21,8 @@ pub const CLOCK_SKEW_SECS: i64 = 120;
 #[derive(Clone, Debug)]
 pub struct MicrosoftSettings {
     pub client_id: String,
-    pub client_secret: String,
+    /// Newest first; see [`usable_secrets`].
+    pub client_secrets: Vec<ClientSecret>,
     pub client_auth: ClientAuthMethod,
     pub redirect_url: String,
     pub cloud_instance: String,
@@ -42,7 +43,7 @@ impl MicrosoftSettings {
         }
         Some(Self {
             client_id: microsoft.client_id.clone()?,
-            client_secret: microsoft.secret.as_ref()?.expose().to_owned(),
+            client_secrets: Some(microsoft.client_secrets()).filter(|secrets| !secrets.is_empty())?,
             client_auth: microsoft.client_auth_method,
             redirect_url: third_party.redirect_url.clone()?,
             cloud_instance: microsoft.cloud_instance.trim_end_matches('/').to_owned(),
@@ -67,6 +68,8 @@ pub enum MicrosoftError {
     Unreachable(String),
     #[error("Microsoft refused the code redemption: {error} (HTTP {status})")]
     Refused { status: u16, error: String },
+    #[error("every configured client secret has expired")]
+    NoUsableSecret,
     #[error("Microsoft's token response has no id_token")]
     NoIdToken,
     #[error("the ID token is not acceptable: {0}")]
@@ -80,7 +83,9 @@ impl MicrosoftError {
     /// user's side of the flow is `invalid_request`.
     pub fn code(&self) -> ThirdPartyErrorCode {
         match self {
-            Self::Unreachable(_) | Self::Keys(JwksError::Fetch(_)) => ThirdPartyErrorCode::ServerError,
+            Self::Unreachable(_) | Self::NoUsableSecret | Self::Keys(JwksError::Fetch(_)) => {
+                ThirdPartyErrorCode::ServerError
+            }
             Self::Refused { status, error } if *status >= 500 || error == "invalid_client" => {
                 ThirdPartyErrorCode::ServerError
             }
@@ -105,6 +110,7 @@ pub struct MicrosoftClient {
     settings: MicrosoftSettings,
     http: reqwest::Client,
     jwks: JwksCache,
+    secret_failovers: std::sync::atomic::AtomicU64,
 }
 
 impl MicrosoftClient {
@@ -117,7 +123,7 @@ impl MicrosoftClient {
             .build()
             .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
         let jwks = JwksCache::new(http.clone(), settings.endpoint("discovery/v2.0/keys"));
-        Ok(Self { settings, http, jwks })
+        Ok(Self { settings, http, jwks, secret_failovers: Default::default() })
     }
 
     pub fn settings(&self) -> &MicrosoftSettings {
@@ -126,6 +132,11 @@ impl MicrosoftClient {
 
     pub fn jwks(&self) -> &JwksCache {
         &self.jwks
+    }
+
+    /// How often Microsoft refused a client secret and the next one was tried.
+    pub fn secret_failovers(&self) -> u64 {
+        self.secret_failovers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where to send the browser: `{cloud_instance}/{tenant}/oauth2/v2.0/authorize` with PKCE S256 and a nonce.
@@ -150,7 +161,35 @@ impl MicrosoftClient {
     }
 
     /// Redeems an authorization code and returns the raw ID token. No response body ever reaches the browser.
+    /// With the newest usable secret; if Microsoft answers `invalid_client` (expired or revoked), the next one is
+    /// tried once, so a secret can be rotated without downtime.
     pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let secrets = usable_secrets(&self.settings.client_secrets, now);
+        let (first, fallback) = match secrets.as_slice() {
+            [] => return Err(MicrosoftError::NoUsableSecret),
+            [first, rest @ ..] => (*first, rest.first().copied()),
+        };
+        match (self.redeem_with(code, code_verifier, first).await, fallback) {
+            (Err(MicrosoftError::Refused { error, .. }), Some(next)) if error == "invalid_client" => {
+                self.secret_failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::warn!(
+                    refused = %first.hint(),
+                    next = %next.hint(),
+                    "Microsoft refused the client secret (expired or revoked?); trying the next one"
+                );
+                self.redeem_with(code, code_verifier, next).await
+            }
+            (result, _) => result,
+        }
+    }
+
+    async fn redeem_with(
+        &self,
+        code: &str,
+        code_verifier: &str,
+        secret: &ClientSecret,
+    ) -> Result<String, MicrosoftError> {
         let settings = &self.settings;
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -162,11 +201,11 @@ impl MicrosoftClient {
         ];
         let mut request = self.http.post(settings.endpoint("oauth2/v2.0/token"));
         match settings.client_auth {
-            ClientAuthMethod::ClientSecretPost => form.push(("client_secret", settings.client_secret.as_str())),
+            ClientAuthMethod::ClientSecretPost => form.push(("client_secret", secret.value.expose())),
             ClientAuthMethod::ClientSecretBasic => {
                 // RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined and base64-encoded.
                 let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
-                request = request.basic_auth(encode(&settings.client_id), Some(encode(&settings.client_secret)));
+                request = request.basic_auth(encode(&settings.client_id), Some(encode(secret.value.expose())));
             }
         }
         let response =

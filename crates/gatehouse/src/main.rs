@@ -115,9 +115,30 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     if let Some(redirect_url) = &config.third_party.redirect_url {
         tracing::info!("Redirect URL for the Azure app registration: {redirect_url}");
     }
+    tokio::spawn(warn_about_expiring_secrets(config.clone()));
     app.run_until_stopped(shutdown_signal()).await.context("the server failed")?;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// At start-up and then daily: a warning for every Microsoft client secret that expires within 30 days.
+async fn warn_about_expiring_secrets(config: Config) {
+    const WINDOW_SECS: i64 = 30 * 86_400;
+    let secrets = config.third_party.providers.microsoft.client_secrets();
+    let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
+    loop {
+        daily.tick().await;
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        for secret in gatehouse_core::config::expiring_secrets(&secrets, now, WINDOW_SECS) {
+            let days_left = (secret.expires_at.unwrap_or(now) - now) / 86_400;
+            tracing::warn!(
+                secret = %secret.hint(),
+                days_left,
+                "a Microsoft client secret expires soon (or has expired): create a new one in Azure, add it first in \
+                 third_party.providers.microsoft.secrets, then remove the old one"
+            );
+        }
+    }
 }
 
 async fn shutdown_signal() {

@@ -319,6 +319,33 @@ async fn client_secret_basic_works(backend: Backend) {
     assert!(record.code_verifier_present, "PKCE is always used");
 }
 
+async fn a_refused_secret_fails_over_to_the_next(backend: Backend) {
+    let setup = Setup::start(backend, |config| {
+        let microsoft = &mut config.third_party.providers.microsoft;
+        microsoft.secret = Some(gatehouse_core::config::Secret::new("secret-not-yet-in-azure"));
+        microsoft.secrets = vec![
+            gatehouse_core::config::ClientSecretConfig {
+                value: gatehouse_core::config::Secret::new("long-expired-secret"),
+                expires_at: Some("2020-01-01".into()),
+            },
+            gatehouse_core::config::ClientSecretConfig {
+                value: gatehouse_core::config::Secret::new(CLIENT_SECRET),
+                expires_at: Some("2099-12-31".into()),
+            },
+        ];
+    })
+    .await;
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "the next usable secret was used: {landing}");
+    assert_eq!(setup.entra.token_requests(), 2, "one refusal, one retry; the expired secret is never sent");
+    let microsoft = setup.server.state.third_party().microsoft().unwrap();
+    assert_eq!(microsoft.secret_failovers(), 1);
+
+    setup.entra.expire_secret(CLIENT_SECRET);
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "server_error", "no usable secret left");
+}
+
 async fn bad_id_tokens_are_refused(backend: Backend) {
     let setup = Setup::start(backend, |_| {}).await;
     let wrong_issuer = serde_json::Map::from_iter([(
@@ -653,6 +680,7 @@ both_backends!(
     provider_errors_are_passed_through,
     token_endpoint_failures_never_leak,
     client_secret_basic_works,
+    a_refused_secret_fails_over_to_the_next,
     bad_id_tokens_are_refused,
     keys_are_cached_and_rollover_is_followed,
     a_key_with_a_fixed_issuer_signs_only_for_it,
