@@ -98,6 +98,12 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes every session that expired at or before `now`; returns how many.
+    pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        Ok(result.rows_affected())
+    }
+
     /// Deletes a session; `false` if there was none.
     pub async fn delete_session(&self, id: Uuid) -> Result<bool> {
         let result =

@@ -197,7 +197,55 @@ async fn migrations_are_idempotent_and_data_survives_reconnecting(backend: Backe
     reopened.ping().await.unwrap();
 }
 
+async fn expired_rows_are_swept(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let new = user(Some("a@example.com"));
+    store.create_user(&new).await.unwrap();
+    let old = session(new.id, 1_000);
+    let live = session(new.id, 10_000_000);
+    // The live one first: issuing a session also clears the user's sessions that expired before it.
+    store.create_session(&live, 5).await.unwrap();
+    store.create_session(&old, 5).await.unwrap();
+    let token = |value: &str, expires_at| gatehouse_store::NewToken {
+        id: Uuid::new_v4(),
+        user_id: new.id,
+        value_hash: value.into(),
+        identity_id: None,
+        code_verifier_hash: None,
+        is_flow: false,
+        user_created: false,
+        created_at: 0,
+        expires_at,
+    };
+    store.insert_token(&token("old", 2_000)).await.unwrap();
+    store.insert_token(&token("new", 20_000_000)).await.unwrap();
+    let flow = |expires_at| gatehouse_store::FlowRecord {
+        id: Uuid::new_v4(),
+        data: "{}".into(),
+        version: 0,
+        csrf_token: "c".into(),
+        expires_at,
+        created_at: 0,
+    };
+    let (old_flow, live_flow) = (flow(3_000), flow(30_000_000));
+    store.insert_flow(&old_flow).await.unwrap();
+    store.insert_flow(&live_flow).await.unwrap();
+    let now = 5_000_000;
+    assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 1);
+    assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 1);
+    assert_eq!(store.delete_expired_flows(now).await.unwrap(), 1);
+    assert!(store.find_live_session(live.id, now).await.unwrap().is_some());
+    assert!(store.take_token("new").await.unwrap().is_some() && store.take_token("old").await.unwrap().is_none());
+    assert!(
+        store.find_flow(live_flow.id).await.unwrap().is_some() && store.find_flow(old_flow.id).await.unwrap().is_none()
+    );
+    assert!(store.update_flow(live_flow.id, 0, "{\"x\":1}", "d", now).await.unwrap());
+    assert!(!store.update_flow(live_flow.id, 0, "{}", "e", now).await.unwrap(), "a stale version is refused");
+}
+
 both_backends!(
+    expired_rows_are_swept,
     users_round_trip_with_their_primary_email,
     email_addresses_are_unique_case_insensitively,
     deleting_a_user_removes_everything_of_theirs,

@@ -116,6 +116,7 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
         tracing::info!("Redirect URL for the Azure app registration: {redirect_url}");
     }
     tokio::spawn(warn_about_expiring_secrets(config.clone()));
+    tokio::spawn(gatehouse_api::services::maintenance::run(app.state().store().clone()));
     app.run_until_stopped(shutdown_signal()).await.context("the server failed")?;
     tracing::info!("stopped");
     Ok(())

@@ -2,6 +2,7 @@
 
 pub mod audit;
 pub mod keys;
+pub mod maintenance;
 pub mod rate_limit;
 pub mod session;
 pub mod thirdparty;
