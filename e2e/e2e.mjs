@@ -212,6 +212,11 @@ await scenario("1. hanko-auth signs in with Microsoft", async () => {
   const user = await page.evaluate(() => window.hanko.getCurrentUser());
   expect(user.emails?.[0]?.address === "megan@contoso.com", `getCurrentUser: ${JSON.stringify(user)}`);
   expect(payload.sub === user.id, "the JWT names the user");
+  const standalone = await page.evaluate(async () => ({
+    session: await window.sdk.validateSession(),
+    user: await window.sdk.getCurrentUser(),
+  }));
+  expect(standalone.session.is_valid && standalone.user.id === user.id, `SDK 3.0.0 on its own: ${JSON.stringify(standalone)}`);
   firstUserId = user.id;
   await context.close();
 });
