@@ -325,6 +325,8 @@ pub struct MicrosoftProviderConfig {
     /// More client secrets, newest first, each with an optional expiry: add the new secret in Azure and here,
     /// and remove the old one later, without downtime.
     pub secrets: Vec<ClientSecretConfig>,
+    /// A certificate credential (`private_key_jwt`); when set, it authenticates Gatehouse instead of a secret.
+    pub certificate: Option<CertificateConfig>,
     /// Off by default: linking a Microsoft account to an existing user by email is how nOAuth takes accounts over.
     pub allow_linking: bool,
     pub prompt: Option<String>,
@@ -342,6 +344,21 @@ pub struct MicrosoftProviderConfig {
 pub struct ClientSecretConfig {
     pub value: Secret,
     pub expires_at: Option<String>,
+}
+
+/// A certificate credential: the private key (PEM, kept secret) and the certificate uploaded to Azure (PEM).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateConfig {
+    pub private_key: Secret,
+    pub certificate: String,
+    /// The client assertion's algorithm: `PS256` (Microsoft's recommendation) or `RS256`.
+    #[serde(default = "default_assertion_algorithm")]
+    pub algorithm: String,
+}
+
+fn default_assertion_algorithm() -> String {
+    "PS256".into()
 }
 
 /// A client secret ready for use: its value and, when known, when it expires (unix seconds).
@@ -412,6 +429,7 @@ impl Default for MicrosoftProviderConfig {
             client_id: None,
             secret: None,
             secrets: Vec::new(),
+            certificate: None,
             allow_linking: false,
             prompt: None,
             tenant: "common".into(),
@@ -599,12 +617,26 @@ impl ThirdPartyConfig {
             if microsoft.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
                 issue("third_party.providers.microsoft.client_id", "required when the provider is enabled".into());
             }
-            if microsoft.client_secrets().is_empty() {
-                issue("third_party.providers.microsoft.secret", "required when the provider is enabled".into());
+            if microsoft.client_secrets().is_empty() && microsoft.certificate.is_none() {
+                issue(
+                    "third_party.providers.microsoft.secret",
+                    "required when the provider is enabled (or configure a certificate)".into(),
+                );
             }
         }
         if let Err(message) = crate::microsoft::claims::TenantMode::parse(&microsoft.tenant).map(drop) {
             issue("third_party.providers.microsoft.tenant", message.to_string());
+        }
+        if let Some(certificate) = &microsoft.certificate {
+            if !certificate.private_key.expose().contains("PRIVATE KEY-----") {
+                issue("third_party.providers.microsoft.certificate.private_key", "must be a PEM private key".into());
+            }
+            if !certificate.certificate.contains("-----BEGIN CERTIFICATE-----") {
+                issue("third_party.providers.microsoft.certificate.certificate", "must be a PEM certificate".into());
+            }
+            if !matches!(certificate.algorithm.as_str(), "PS256" | "RS256") {
+                issue("third_party.providers.microsoft.certificate.algorithm", "must be PS256 or RS256".into());
+            }
         }
         for secret in &microsoft.secrets {
             if secret.value.expose().is_empty() {

@@ -1,5 +1,6 @@
 //! Gatehouse's cryptography: secrets sealed at rest, signing keys, session JWTs. Pure computation, no I/O.
 
+pub mod certificate;
 pub mod random;
 pub mod sealing;
 pub mod signing;

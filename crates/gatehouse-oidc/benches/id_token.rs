@@ -26,12 +26,14 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
             client_id: "client".into(),
             client_secrets: vec!["secret".into()],
             redirect_uris: vec![CALLBACK.into()],
+            certificates: Vec::new(),
         })
         .await;
         fake.set_default_user(FakeUser::new("megan@contoso.com").with_xms_edov(true));
         let client = MicrosoftClient::new(MicrosoftSettings {
             client_id: "client".into(),
             client_secrets: vec![ClientSecret { value: Secret::new("secret"), expires_at: None }],
+            certificate: None,
             client_auth: ClientAuthMethod::ClientSecretPost,
             redirect_url: CALLBACK.into(),
             cloud_instance: fake.base_url(),

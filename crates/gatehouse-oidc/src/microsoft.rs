@@ -12,6 +12,8 @@ use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
 use url::Url;
 
+use gatehouse_crypto::certificate::ClientAssertionKey;
+
 use crate::jwks::{JwksCache, JwksError};
 
 /// Allowed clock difference between Microsoft and us when checking `exp`, `nbf` and `iat`.
@@ -23,6 +25,8 @@ pub struct MicrosoftSettings {
     pub client_id: String,
     /// Newest first; see [`usable_secrets`].
     pub client_secrets: Vec<ClientSecret>,
+    /// When present, Gatehouse authenticates with a client assertion instead of a secret.
+    pub certificate: Option<std::sync::Arc<ClientAssertionKey>>,
     pub client_auth: ClientAuthMethod,
     pub redirect_url: String,
     pub cloud_instance: String,
@@ -35,15 +39,36 @@ pub struct MicrosoftSettings {
 }
 
 impl MicrosoftSettings {
-    /// `None` when the provider is disabled or incomplete (configuration validation reports why).
-    pub fn from_config(third_party: &ThirdPartyConfig) -> Option<Self> {
+    /// `Ok(None)` when the provider is disabled or incomplete (configuration validation reports why); an error
+    /// when its certificate cannot be used.
+    pub fn from_config(third_party: &ThirdPartyConfig) -> Result<Option<Self>, String> {
         let microsoft: &MicrosoftProviderConfig = &third_party.providers.microsoft;
         if !microsoft.enabled {
-            return None;
+            return Ok(None);
         }
+        let certificate = match &microsoft.certificate {
+            Some(certificate) => Some(std::sync::Arc::new(
+                ClientAssertionKey::from_pem(
+                    certificate.private_key.expose(),
+                    &certificate.certificate,
+                    &certificate.algorithm,
+                )
+                .map_err(|e| format!("third_party.providers.microsoft.certificate: {e}"))?,
+            )),
+            None => None,
+        };
+        Ok(Self::assemble(third_party, microsoft, certificate))
+    }
+
+    fn assemble(
+        third_party: &ThirdPartyConfig,
+        microsoft: &MicrosoftProviderConfig,
+        certificate: Option<std::sync::Arc<ClientAssertionKey>>,
+    ) -> Option<Self> {
         Some(Self {
             client_id: microsoft.client_id.clone()?,
-            client_secrets: Some(microsoft.client_secrets()).filter(|secrets| !secrets.is_empty())?,
+            client_secrets: Some(microsoft.client_secrets()).filter(|s| !s.is_empty() || certificate.is_some())?,
+            certificate,
             client_auth: microsoft.client_auth_method,
             redirect_url: third_party.redirect_url.clone()?,
             cloud_instance: microsoft.cloud_instance.trim_end_matches('/').to_owned(),
@@ -92,6 +117,13 @@ impl MicrosoftError {
             _ => ThirdPartyErrorCode::InvalidRequest,
         }
     }
+}
+
+/// How one token request authenticates Gatehouse.
+#[derive(Clone, Copy)]
+enum Credential<'a> {
+    Secret(&'a ClientSecret),
+    Assertion(&'a str),
 }
 
 #[derive(Deserialize)]
@@ -165,12 +197,18 @@ impl MicrosoftClient {
     /// tried once, so a secret can be rotated without downtime.
     pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        if let Some(certificate) = &self.settings.certificate {
+            let assertion = certificate
+                .assertion(&self.settings.client_id, &self.settings.endpoint("oauth2/v2.0/token"), now)
+                .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
+            return self.redeem_with(code, code_verifier, Credential::Assertion(&assertion)).await;
+        }
         let secrets = usable_secrets(&self.settings.client_secrets, now);
         let (first, fallback) = match secrets.as_slice() {
             [] => return Err(MicrosoftError::NoUsableSecret),
             [first, rest @ ..] => (*first, rest.first().copied()),
         };
-        match (self.redeem_with(code, code_verifier, first).await, fallback) {
+        match (self.redeem_with(code, code_verifier, Credential::Secret(first)).await, fallback) {
             (Err(MicrosoftError::Refused { error, .. }), Some(next)) if error == "invalid_client" => {
                 self.secret_failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(
@@ -178,7 +216,7 @@ impl MicrosoftClient {
                     next = %next.hint(),
                     "Microsoft refused the client secret (expired or revoked?); trying the next one"
                 );
-                self.redeem_with(code, code_verifier, next).await
+                self.redeem_with(code, code_verifier, Credential::Secret(next)).await
             }
             (result, _) => result,
         }
@@ -188,7 +226,7 @@ impl MicrosoftClient {
         &self,
         code: &str,
         code_verifier: &str,
-        secret: &ClientSecret,
+        credential: Credential<'_>,
     ) -> Result<String, MicrosoftError> {
         let settings = &self.settings;
         let mut form = vec![
@@ -200,9 +238,15 @@ impl MicrosoftClient {
             ("scope", "openid profile email"),
         ];
         let mut request = self.http.post(settings.endpoint("oauth2/v2.0/token"));
-        match settings.client_auth {
-            ClientAuthMethod::ClientSecretPost => form.push(("client_secret", secret.value.expose())),
-            ClientAuthMethod::ClientSecretBasic => {
+        match (credential, settings.client_auth) {
+            (Credential::Assertion(assertion), _) => {
+                form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
+                form.push(("client_assertion", assertion));
+            }
+            (Credential::Secret(secret), ClientAuthMethod::ClientSecretPost) => {
+                form.push(("client_secret", secret.value.expose()));
+            }
+            (Credential::Secret(secret), ClientAuthMethod::ClientSecretBasic) => {
                 // RFC 6749 §2.3.1: both parts are form-urlencoded before they are joined and base64-encoded.
                 let encode = |s: &str| url::form_urlencoded::byte_serialize(s.as_bytes()).collect::<String>();
                 request = request.basic_auth(encode(&settings.client_id), Some(encode(secret.value.expose())));

@@ -68,6 +68,28 @@ pub struct FakeEntraOptions {
     pub client_secrets: Vec<String>,
     /// Registered redirect URIs, matched exactly. Empty accepts any absolute URI.
     pub redirect_uris: Vec<String>,
+    /// Uploaded certificates: client assertions signed with their keys authenticate the client.
+    pub certificates: Vec<FakeCertificate>,
+}
+
+/// A certificate uploaded to the app registration, as the fake needs it: its SHA-256 thumbprint (`x5t#S256`)
+/// and its public key.
+#[derive(Clone, Debug)]
+pub struct FakeCertificate {
+    pub thumbprint_sha256: String,
+    n: String,
+    e: String,
+}
+
+impl FakeCertificate {
+    /// Registers the certificate of `private_key_pem` under `thumbprint_sha256` (the fake keeps only the public
+    /// half).
+    pub fn new(thumbprint_sha256: &str, private_key_pem: &str) -> Self {
+        let key = EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).expect("an RSA private key in PEM");
+        let jwk = serde_json::to_value(Jwk::from_encoding_key(&key, Algorithm::PS256).expect("jwk")).expect("jwk json");
+        let field = |name: &str| jwk[name].as_str().unwrap_or_default().to_owned();
+        Self { thumbprint_sha256: thumbprint_sha256.to_owned(), n: field("n"), e: field("e") }
+    }
 }
 
 impl Default for FakeEntraOptions {
@@ -76,6 +98,7 @@ impl Default for FakeEntraOptions {
             client_id: "c0ffee00-1111-4222-8333-444455556666".into(),
             client_secrets: vec!["fake~client.secret_0123456789".into()],
             redirect_uris: Vec::new(),
+            certificates: Vec::new(),
         }
     }
 }
@@ -190,6 +213,8 @@ pub enum ClientAuth {
     Basic,
     /// `client_secret_post`: `client_secret` in the form body.
     Post,
+    /// `private_key_jwt`: a client assertion signed with a registered certificate's key.
+    Assertion,
     /// Both at once, which RFC 6749 §2.3 forbids (refused).
     Both,
     /// No secret at all (refused).
@@ -260,6 +285,7 @@ impl FakeEntra {
             next_tweaks: Vec::new(),
             next_signing_kid: None,
             expired_secrets: HashSet::new(),
+            used_assertion_ids: HashSet::new(),
             last_token_request: None,
             last_authorize_query: None,
         };
@@ -458,6 +484,8 @@ struct FakeState {
     next_tweaks: Vec<IdTokenTweak>,
     next_signing_kid: Option<String>,
     expired_secrets: HashSet<String>,
+    /// `jti`s of client assertions already accepted: an assertion works once.
+    used_assertion_ids: HashSet<String>,
     last_token_request: Option<TokenRequestRecord>,
     last_authorize_query: Option<HashMap<String, String>>,
 }
@@ -518,6 +546,7 @@ impl Inner {
 
     /// Checks a token request and redeems its code. `Ok` is the token response body.
     fn redeem(&self, tenant: &str, params: &Params, credentials: Credentials) -> Result<Value, OAuthError> {
+        let audience = format!("{}/{tenant}/oauth2/v2.0/token", self.base_url);
         let Some(tenant) = Tenant::parse(tenant) else {
             return Err(OAuthError::bad_request("invalid_request", 90002, format!("Tenant '{tenant}' not found.")));
         };
@@ -532,7 +561,7 @@ impl Inner {
                 ));
             }
         }
-        let client_id = self.authenticate(credentials)?;
+        let client_id = self.authenticate(credentials, &audience)?;
 
         let Some(code) = params.get("code") else { return Err(OAuthError::missing("code")) };
         let mut state = self.lock();
@@ -607,8 +636,45 @@ impl Inner {
         Ok(body)
     }
 
-    /// Checks the client's credentials; returns its id.
-    fn authenticate(&self, credentials: Credentials) -> Result<String, OAuthError> {
+    /// Checks a client assertion as Microsoft does: signed (PS256 or RS256) by a registered certificate named by
+    /// `x5t#S256`, for this token endpoint, by and about this client, short-lived, and used once.
+    fn verify_assertion(&self, assertion: &str, client_id: &str, audience: &str) -> Result<(), OAuthError> {
+        let refuse = |code: u32, message: &str| OAuthError::invalid_client(code, message.to_owned());
+        let header =
+            jsonwebtoken::decode_header(assertion).map_err(|_| refuse(700024, "Malformed client assertion."))?;
+        if !matches!(header.alg, Algorithm::PS256 | Algorithm::RS256) {
+            return Err(refuse(700027, "Client assertion contains an unsupported algorithm."));
+        }
+        let thumbprint = header.x5t_s256.unwrap_or_default();
+        let Some(certificate) = self.options.certificates.iter().find(|c| c.thumbprint_sha256 == thumbprint) else {
+            return Err(refuse(
+                700027,
+                "The certificate with identifier used to sign the client assertion is not registered on application.",
+            ));
+        };
+        let key = jsonwebtoken::DecodingKey::from_rsa_components(&certificate.n, &certificate.e)
+            .map_err(|_| refuse(700027, "Unusable registered certificate."))?;
+        let mut validation = jsonwebtoken::Validation::new(header.alg);
+        validation.set_audience(&[audience]);
+        validation.set_issuer(&[client_id]);
+        validation.sub = Some(client_id.to_owned());
+        validation.set_required_spec_claims(&["exp", "aud", "iss", "sub", "nbf"]);
+        let claims = jsonwebtoken::decode::<Value>(assertion, &key, &validation)
+            .map_err(|e| refuse(700027, &format!("Client assertion failed signature or claim validation: {e}")))?
+            .claims;
+        let lifetime = claims["exp"].as_i64().unwrap_or(0) - claims["nbf"].as_i64().unwrap_or(0);
+        if lifetime > 600 {
+            return Err(refuse(700024, "Client assertion is valid for more than 10 minutes."));
+        }
+        let Some(jti) = claims["jti"].as_str() else { return Err(refuse(700024, "Client assertion has no jti.")) };
+        if !self.lock().used_assertion_ids.insert(jti.to_owned()) {
+            return Err(refuse(700024, "Client assertion was already used (jti replay)."));
+        }
+        Ok(())
+    }
+
+    /// Checks the client's credentials; returns its id. `audience` is the token endpoint the request came to.
+    fn authenticate(&self, credentials: Credentials, audience: &str) -> Result<String, OAuthError> {
         let Credentials { client_id, secret, method } = credentials;
         let Some(client_id) = client_id else { return Err(OAuthError::missing("client_id")) };
         if client_id != self.options.client_id {
@@ -627,6 +693,11 @@ impl Inner {
                 ));
             }
             ClientAuth::None => None,
+            ClientAuth::Assertion => {
+                let assertion = secret.ok_or_else(|| OAuthError::missing("client_assertion"))?;
+                self.verify_assertion(&assertion, &client_id, audience)?;
+                return Ok(client_id);
+            }
             ClientAuth::Basic | ClientAuth::Post => secret,
         };
         let Some(secret) = secret else {
@@ -908,6 +979,15 @@ impl Credentials {
             Some(value) => parse_basic(value)?,
             None => None,
         };
+        if let Some(kind) = params.get("client_assertion_type") {
+            if kind != "urn:ietf:params:oauth:client-assertion-type:jwt-bearer" {
+                return Err(OAuthError::bad_request("invalid_request", 700023, "Invalid client_assertion_type."));
+            }
+            let method =
+                if basic.is_some() || body_secret.is_some() { ClientAuth::Both } else { ClientAuth::Assertion };
+            let assertion = params.get("client_assertion").map(str::to_owned);
+            return Ok(Self { client_id: body_id, secret: assertion, method });
+        }
         Ok(match (basic, body_secret) {
             (Some((id, secret)), body_secret) => {
                 if body_id.as_ref().is_some_and(|body_id| *body_id != id) {
@@ -1295,12 +1375,52 @@ mod tests {
             client_id: CLIENT_ID.into(),
             client_secrets: vec!["older-secret".into(), SECRET.into()],
             redirect_uris: vec![REDIRECT.into()],
+            certificates: Vec::new(),
         })
         .await
     }
 
     fn client() -> Client {
         Client::builder().redirect(Policy::none()).build().expect("client")
+    }
+
+    #[tokio::test]
+    async fn client_assertions_are_checked_and_work_once() {
+        use gatehouse_crypto::certificate::{ClientAssertionKey, generate_self_signed};
+        let uploaded = generate_self_signed("test", 30, time::OffsetDateTime::now_utc()).expect("certificate");
+        let fake = FakeEntra::start(FakeEntraOptions {
+            client_id: CLIENT_ID.into(),
+            client_secrets: Vec::new(),
+            redirect_uris: vec![REDIRECT.into()],
+            certificates: vec![FakeCertificate::new(&uploaded.thumbprint_sha256, &uploaded.private_key_pem)],
+        })
+        .await;
+        let key = ClientAssertionKey::from_pem(&uploaded.private_key_pem, &uploaded.certificate_pem, "PS256").unwrap();
+        let redeem = |assertion: String| {
+            let fake = fake.clone();
+            async move {
+                let (verifier, challenge) = pkce();
+                let params = redirect_params(&authorize(&fake, &authorize_query(&challenge, &[])).await);
+                let form = [
+                    ("grant_type", "authorization_code"),
+                    ("code", params["code"].as_str()),
+                    ("redirect_uri", REDIRECT),
+                    ("client_id", CLIENT_ID),
+                    ("code_verifier", verifier.as_str()),
+                    ("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"),
+                    ("client_assertion", assertion.as_str()),
+                ];
+                client().post(fake.token_endpoint("common")).form(&form).send().await.expect("token").status()
+            }
+        };
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let assertion = key.assertion(CLIENT_ID, &fake.token_endpoint("common"), now).unwrap();
+        assert_eq!(redeem(assertion.clone()).await, StatusCode::OK);
+        assert_eq!(redeem(assertion).await, StatusCode::UNAUTHORIZED, "a replayed assertion (same jti)");
+        let elsewhere = key.assertion(CLIENT_ID, &fake.token_endpoint("organizations"), now).unwrap();
+        assert_eq!(redeem(elsewhere).await, StatusCode::UNAUTHORIZED, "an assertion for another token endpoint");
+        let expired = key.assertion(CLIENT_ID, &fake.token_endpoint("common"), now - 3600).unwrap();
+        assert_eq!(redeem(expired).await, StatusCode::UNAUTHORIZED, "an expired assertion");
     }
 
     /// A fresh PKCE pair (verifier, challenge).

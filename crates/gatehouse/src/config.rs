@@ -84,7 +84,8 @@ pub fn apply_dev_secret(config: &mut Config, path: Option<&Path>, dir: &Path) ->
     Ok(outcome)
 }
 
-fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
+/// Creates `file` readable by its owner only; never overwrites.
+pub fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
     use std::io::Write;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);

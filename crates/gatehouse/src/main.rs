@@ -37,6 +37,26 @@ enum Command {
     /// Session signing keys.
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Credentials for identity providers.
+    #[command(subcommand)]
+    Credentials(CredentialsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CredentialsCommand {
+    /// Make a key pair and a self-signed certificate for `private_key_jwt`: the key goes to a file (mode 0600),
+    /// the certificate is printed, to upload to the app registration under "Certificates & secrets".
+    NewCertificate {
+        /// The provider the certificate is for.
+        #[arg(long, default_value = "microsoft", value_parser = ["microsoft"])]
+        provider: String,
+        /// Days until the certificate expires.
+        #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
+        days: u32,
+        /// Where to write the private key; an existing file is never overwritten.
+        #[arg(long, default_value = "gatehouse-microsoft-key.pem")]
+        key_out: PathBuf,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,6 +86,9 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Config(ConfigCommand::Check(args)) => check(args),
             Command::Keys(KeysCommand::Rotate(args)) => rotate(args).await,
+            Command::Credentials(CredentialsCommand::NewCertificate { provider, days, key_out }) => {
+                new_certificate(&provider, days, &key_out)
+            }
         }
     });
     match result {
@@ -193,6 +216,29 @@ fn check(args: ConfigArg) -> anyhow::Result<()> {
     } else {
         Err(config::LoadError::Invalid(issues).into())
     }
+}
+
+fn new_certificate(provider: &str, days: u32, key_out: &std::path::Path) -> anyhow::Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    let generated =
+        gatehouse_crypto::certificate::generate_self_signed(&format!("Gatehouse {provider} sign-in"), days, now)?;
+    config::write_private(key_out, &generated.private_key_pem)
+        .with_context(|| format!("cannot create {} (it must not exist yet)", key_out.display()))?;
+    println!("Private key written to {} (keep it secret; it is shown nowhere else).", key_out.display());
+    println!("SHA-256 thumbprint (x5t#S256): {}", generated.thumbprint_sha256);
+    println!("Upload this certificate in the app registration, Certificates & secrets > Certificates:\n");
+    print!("{}", generated.certificate_pem);
+    println!(
+        "\nThen configure it (the key inline, or through GATEHOUSE_THIRD_PARTY__PROVIDERS__MICROSOFT__CERTIFICATE__PRIVATE_KEY):"
+    );
+    println!("third_party:\n  providers:\n    {provider}:\n      certificate:\n        algorithm: PS256");
+    println!("        private_key: |\n          <the contents of {}>", key_out.display());
+    println!("        certificate: |\n{}", indent(&generated.certificate_pem, 10));
+    Ok(())
+}
+
+fn indent(text: &str, spaces: usize) -> String {
+    text.lines().map(|line| format!("{}{line}", " ".repeat(spaces))).collect::<Vec<_>>().join("\n")
 }
 
 async fn rotate(args: ConfigArg) -> anyhow::Result<()> {

@@ -162,6 +162,27 @@ fn serve_restart_and_rotate_keep_keys() {
 }
 
 #[test]
+fn new_certificate_writes_a_private_key_and_prints_the_certificate() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(dir.path(), &["credentials", "new-certificate", "--provider", "microsoft", "--days", "30"])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("-----BEGIN CERTIFICATE-----") && stdout.contains("x5t#S256"), "{stdout}");
+    assert!(!stdout.contains("PRIVATE KEY"), "the key is never printed");
+    let key_file = dir.path().join("gatehouse-microsoft-key.pem");
+    assert!(std::fs::read_to_string(&key_file).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o077, 0);
+    }
+    let again = gatehouse(dir.path(), &["credentials", "new-certificate"]).output().unwrap();
+    assert!(!again.status.success(), "an existing key file is never overwritten");
+}
+
+#[test]
 fn no_config_starts_in_development_mode() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = gatehouse(dir.path(), &[]);

@@ -130,7 +130,7 @@ pub struct ThirdParty {
 impl ThirdParty {
     pub fn new(config: &Config, sealer: Arc<Sealer>) -> Result<Self, String> {
         let third_party = &config.third_party;
-        let microsoft = match MicrosoftSettings::from_config(third_party) {
+        let microsoft = match MicrosoftSettings::from_config(third_party)? {
             Some(settings) => Some(Arc::new(MicrosoftClient::new(settings).map_err(|e| e.to_string())?)),
             None => None,
         };

@@ -7,7 +7,7 @@ use gatehouse_core::config::{ClientAuthMethod, Config};
 use gatehouse_store::AuditLogFilter;
 use gatehouse_testkit::{
     Backend, TestServer, both_backends,
-    fake_entra::{FAKE_ORG_TENANT, FakeEntra, FakeEntraOptions, FakeUser, IdTokenTweak},
+    fake_entra::{ClientAuth, FAKE_ORG_TENANT, FakeCertificate, FakeEntra, FakeEntraOptions, FakeUser, IdTokenTweak},
 };
 use serde_json::{Value, json};
 use url::Url;
@@ -26,10 +26,20 @@ pub struct Setup {
 
 impl Setup {
     pub async fn start(backend: Backend, configure: impl FnOnce(&mut Config)) -> Self {
+        Self::start_with_certificates(backend, Vec::new(), configure).await
+    }
+
+    /// The fake Entra ID also knows these uploaded certificates.
+    pub async fn start_with_certificates(
+        backend: Backend,
+        certificates: Vec<FakeCertificate>,
+        configure: impl FnOnce(&mut Config),
+    ) -> Self {
         let entra = FakeEntra::start(FakeEntraOptions {
             client_id: CLIENT_ID.into(),
             client_secrets: vec![CLIENT_SECRET.into()],
             redirect_uris: vec![CALLBACK.into()],
+            certificates,
         })
         .await;
         let base = entra.base_url();
@@ -344,6 +354,42 @@ async fn a_refused_secret_fails_over_to_the_next(backend: Backend) {
     setup.entra.expire_secret(CLIENT_SECRET);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "server_error", "no usable secret left");
+}
+
+async fn a_certificate_authenticates_instead_of_a_secret(backend: Backend) {
+    use gatehouse_crypto::certificate::generate_self_signed;
+    let now = time::OffsetDateTime::now_utc();
+    let uploaded = generate_self_signed("Gatehouse", 365, now).unwrap();
+    let registered = vec![FakeCertificate::new(&uploaded.thumbprint_sha256, &uploaded.private_key_pem)];
+    for algorithm in ["PS256", "RS256"] {
+        let setup = Setup::start_with_certificates(backend, registered.clone(), |config| {
+            let microsoft = &mut config.third_party.providers.microsoft;
+            microsoft.secret = None;
+            microsoft.certificate = Some(gatehouse_core::config::CertificateConfig {
+                private_key: gatehouse_core::config::Secret::new(uploaded.private_key_pem.clone()),
+                certificate: uploaded.certificate_pem.clone(),
+                algorithm: algorithm.into(),
+            });
+        })
+        .await;
+        let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+        assert!(query(&landing, "hanko_token").is_some(), "{algorithm}: {landing}");
+        assert_eq!(setup.entra.last_token_request().unwrap().client_auth, ClientAuth::Assertion);
+    }
+
+    let unknown = generate_self_signed("Not uploaded", 365, now).unwrap();
+    let setup = Setup::start_with_certificates(backend, registered, |config| {
+        let microsoft = &mut config.third_party.providers.microsoft;
+        microsoft.secret = None;
+        microsoft.certificate = Some(gatehouse_core::config::CertificateConfig {
+            private_key: gatehouse_core::config::Secret::new(unknown.private_key_pem.clone()),
+            certificate: unknown.certificate_pem.clone(),
+            algorithm: "PS256".into(),
+        });
+    })
+    .await;
+    let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+    assert_eq!(error_of(&landing).0, "server_error", "a certificate Azure does not know is refused");
 }
 
 async fn bad_id_tokens_are_refused(backend: Backend) {
@@ -681,6 +727,7 @@ both_backends!(
     token_endpoint_failures_never_leak,
     client_secret_basic_works,
     a_refused_secret_fails_over_to_the_next,
+    a_certificate_authenticates_instead_of_a_secret,
     bad_id_tokens_are_refused,
     keys_are_cached_and_rollover_is_followed,
     a_key_with_a_fixed_issuer_signs_only_for_it,

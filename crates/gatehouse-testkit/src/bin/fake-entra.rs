@@ -93,6 +93,7 @@ async fn main() -> ExitCode {
         client_id: args.client_id.clone(),
         client_secrets: vec![args.client_secret.clone()],
         redirect_uris: Vec::new(),
+        certificates: Vec::new(),
     };
     let fake = match FakeEntra::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, args.port)), options).await {
         Ok(fake) => fake,
