@@ -14,11 +14,3 @@ pub fn bytes<const N: usize>() -> [u8; N] {
 pub fn token() -> String {
     URL_SAFE_NO_PAD.encode(bytes::<32>())
 }
-
-/// SHA-256 of `data`, for storing tokens by hash instead of by value.
-pub fn sha256(data: &[u8]) -> [u8; 32] {
-    let digest = aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, data);
-    let mut out = [0u8; 32];
-    out.copy_from_slice(digest.as_ref());
-    out
-}

@@ -78,7 +78,7 @@ impl Sealer {
             .iter()
             .map(|secret| {
                 let prk = salt.extract(secret.as_ref().as_bytes());
-                let fingerprint_hash = crate::random::sha256(secret.as_ref().as_bytes());
+                let fingerprint_hash = crate::digest::sha256(secret.as_ref().as_bytes());
                 let mut fingerprint = [0u8; FINGERPRINT_LEN];
                 fingerprint.copy_from_slice(&fingerprint_hash[..FINGERPRINT_LEN]);
                 let keys = Purpose::ALL

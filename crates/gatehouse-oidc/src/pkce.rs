@@ -1,7 +1,5 @@
 //! PKCE (RFC 7636), always S256.
 
-use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-
 /// A fresh verifier: 32 random bytes, base64url (43 characters).
 pub fn new_verifier() -> String {
     gatehouse_crypto::random::token()
@@ -9,7 +7,7 @@ pub fn new_verifier() -> String {
 
 /// `BASE64URL(SHA256(verifier))`.
 pub fn challenge(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(gatehouse_crypto::random::sha256(verifier.as_bytes()))
+    gatehouse_crypto::digest::sha256_base64url(verifier.as_bytes())
 }
 
 /// RFC 7636 §4.1: 43 to 128 characters of `[A-Za-z0-9-._~]`.

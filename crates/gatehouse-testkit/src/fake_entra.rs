@@ -1041,7 +1041,7 @@ fn form_decode(input: &str) -> Option<String> {
 }
 
 fn s256(verifier: &str) -> String {
-    URL_SAFE_NO_PAD.encode(random::sha256(verifier.as_bytes()))
+    gatehouse_crypto::digest::sha256_base64url(verifier.as_bytes())
 }
 
 fn unix_now() -> i64 {

@@ -18,7 +18,7 @@ use crate::{
     extract::session_token,
     services::{
         session::Authenticated,
-        thirdparty::{MICROSOFT, StartRequest, constant_time_eq, hash},
+        thirdparty::{MICROSOFT, StartRequest, hash},
     },
 };
 
@@ -261,7 +261,7 @@ pub async fn run(
     if record.expires_at <= now {
         return FlowError::FlowExpired.standalone();
     }
-    if !constant_time_eq(record.csrf_token.as_bytes(), csrf.as_bytes()) {
+    if !gatehouse_crypto::digest::constant_time_eq(record.csrf_token.as_bytes(), csrf.as_bytes()) {
         return FlowError::OperationNotPermitted.standalone();
     }
     let Ok(data) = serde_json::from_str::<FlowData>(&record.data) else {
@@ -410,7 +410,7 @@ async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) 
     };
     if let Some(expected) = &token.code_verifier_hash {
         let presented = text(input_data, "code_verifier").map(hash).unwrap_or_default();
-        if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+        if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
             return Err(FlowError::FormDataInvalid);
         }
     }

@@ -16,7 +16,7 @@ use crate::{
     extract::{AppJson, cookie},
     services::{
         audit::RequestMeta,
-        thirdparty::{CallbackParams, Finished, STATE_COOKIE, StartRequest, constant_time_eq, hash},
+        thirdparty::{CallbackParams, Finished, STATE_COOKIE, StartRequest, hash},
     },
 };
 
@@ -130,7 +130,7 @@ pub async fn token(
     }
     if let Some(expected) = &token.code_verifier_hash {
         let presented = body.code_verifier.as_deref().map(hash).unwrap_or_default();
-        if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+        if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
             return Err(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
         }
     }

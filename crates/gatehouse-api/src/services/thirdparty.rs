@@ -313,7 +313,7 @@ impl ThirdParty {
         };
         if let Some(expected) = &state.browser_binding {
             let presented = browser_binding.unwrap_or_default();
-            if !constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
+            if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
                 return Err(invalid("the sign-in was started in another browser"));
             }
         }
@@ -392,12 +392,7 @@ impl ThirdParty {
 
 /// How tokens and verifiers are stored: SHA-256, base64url. The values themselves are never stored.
 pub fn hash(value: &str) -> String {
-    use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-    URL_SAFE_NO_PAD.encode(random::sha256(value.as_bytes()))
-}
-
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    gatehouse_crypto::digest::sha256_base64url(value.as_bytes())
 }
 
 fn profile(user: &ProviderUser) -> ProviderProfile {
