@@ -81,38 +81,34 @@ impl Store {
     }
 }
 
+/// Reads the identity and the email owner in one statement: under PostgreSQL's read committed, two statements
+/// could straddle a concurrent sign-up's commit and see its email without its identity (a false `user_conflict`).
 async fn find(tx: &mut Transaction<'static, Any>, profile: &ProviderProfile) -> Result<Found> {
-    let identity = sqlx::query(
-        "SELECT i.id, i.user_id, e.address FROM identities i LEFT JOIN emails e ON e.id = i.email_id
-         WHERE i.provider_id = $1 AND i.provider_user_id = $2 AND i.user_id IS NOT NULL",
+    let row = sqlx::query(
+        "SELECT i.id AS identity_id, i.user_id AS identity_user_id, ie.address AS identity_address,
+                e.id AS email_id, e.user_id AS email_user_id
+         FROM (SELECT 1 AS one) AS anchor
+         LEFT JOIN identities i
+                ON i.provider_id = $1 AND i.provider_user_id = $2 AND i.user_id IS NOT NULL
+         LEFT JOIN emails ie ON ie.id = i.email_id
+         LEFT JOIN emails e ON lower(e.address) = $3",
     )
     .bind(&profile.provider_id)
     .bind(&profile.provider_user_id)
-    .fetch_optional(&mut **tx)
-    .await?
-    .map(|row| -> Result<_> {
-        Ok((
-            parse_uuid(&row.try_get::<String, _>("id")?)?,
-            ExistingIdentity {
-                user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
-                email_address: row.try_get("address")?,
-            },
-        ))
-    })
-    .transpose()?;
-    let email = match &profile.email {
-        Some(email) => sqlx::query("SELECT id, user_id FROM emails WHERE lower(address) = $1")
-            .bind(email.address.as_str())
-            .fetch_optional(&mut **tx)
-            .await?
-            .map(|row| -> Result<_> {
-                let user_id = row.try_get::<Option<String>, _>("user_id")?.as_deref().map(parse_uuid).transpose()?;
-                Ok((parse_uuid(&row.try_get::<String, _>("id")?)?, EmailOwner { user_id }))
-            })
-            .transpose()?,
-        None => None,
+    .bind(profile.email.as_ref().map(|email| email.address.as_str().to_owned()))
+    .fetch_one(&mut **tx)
+    .await?;
+    let uuid = |column: &str| -> Result<Option<Uuid>> {
+        row.try_get::<Option<String>, _>(column)?.as_deref().map(parse_uuid).transpose()
     };
-    Ok(Found { identity, email })
+    let identity = match (uuid("identity_id")?, uuid("identity_user_id")?) {
+        (Some(id), Some(user_id)) => {
+            Some((id, ExistingIdentity { user_id, email_address: row.try_get("identity_address")? }))
+        }
+        _ => None,
+    };
+    let email = uuid("email_id")?.map(|id| Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")? })));
+    Ok(Found { identity, email: email.transpose()? })
 }
 
 async fn apply(
