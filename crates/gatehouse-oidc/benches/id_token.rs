@@ -37,7 +37,6 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
             client_auth: ClientAuthMethod::ClientSecretPost,
             redirect_url: CALLBACK.into(),
             cloud_instance: fake.base_url(),
-            tenant: "common".into(),
             tenant_mode: TenantMode::Common,
             allowed_tenants: vec![],
             prompt: None,

@@ -30,7 +30,6 @@ pub struct MicrosoftSettings {
     pub client_auth: ClientAuthMethod,
     pub redirect_url: String,
     pub cloud_instance: String,
-    pub tenant: String,
     pub tenant_mode: TenantMode,
     pub allowed_tenants: Vec<String>,
     pub prompt: Option<String>,
@@ -72,7 +71,6 @@ impl MicrosoftSettings {
             client_auth: microsoft.client_auth_method,
             redirect_url: third_party.redirect_url.clone()?,
             cloud_instance: microsoft.cloud_instance.trim_end_matches('/').to_owned(),
-            tenant: TenantMode::parse(&microsoft.tenant).ok()?.authority_segment().to_owned(),
             tenant_mode: TenantMode::parse(&microsoft.tenant).ok()?,
             allowed_tenants: microsoft.allowed_tenants.clone(),
             prompt: microsoft.prompt.clone(),
@@ -81,8 +79,13 @@ impl MicrosoftSettings {
         })
     }
 
+    /// The tenant segment of Microsoft's URLs (`common`, `organizations`, a GUID, …), from the tenant mode.
+    pub fn tenant(&self) -> &str {
+        self.tenant_mode.authority_segment()
+    }
+
     fn endpoint(&self, path: &str) -> String {
-        format!("{}/{}/{path}", self.cloud_instance, self.tenant)
+        format!("{}/{}/{path}", self.cloud_instance, self.tenant())
     }
 }
 

@@ -24,7 +24,7 @@ impl Store {
     pub async fn find_flow(&self, id: Uuid) -> Result<Option<FlowRecord>> {
         let row = sqlx::query("SELECT data, version, csrf_token, expires_at, created_at FROM flows WHERE id = $1")
             .bind(id.to_string())
-            .fetch_optional(&self.writer)
+            .fetch_optional(&self.reader)
             .await?;
         row.map(|row| {
             Ok(FlowRecord {

@@ -190,7 +190,7 @@ impl ThirdParty {
         let state = ThirdPartyState {
             id: Uuid::new_v4(),
             provider: MICROSOFT.to_owned(),
-            tenant: client.settings().tenant.clone(),
+            tenant: client.settings().tenant().to_owned(),
             redirect_to: target.as_url().to_string(),
             nonce: random::token(),
             code_verifier,
@@ -331,7 +331,7 @@ impl ThirdParty {
             .as_ref()
             .filter(|_| state.provider == MICROSOFT)
             .ok_or_else(|| invalid("microsoft provider is disabled"))?;
-        if state.tenant != client.settings().tenant {
+        if state.tenant != client.settings().tenant() {
             return Err(invalid("the provider's tenant setting changed during the sign-in"));
         }
         let code = params
