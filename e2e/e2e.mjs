@@ -3,6 +3,7 @@
 // Usage: node e2e.mjs   (expects target/debug/gatehouse and target/debug/fake-entra; scripts/test builds them)
 // Prints one line per scenario and "N passed, N failed"; screenshots of each step go to e2e/artifacts/.
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from "node:fs";
 import http from "node:http";
 import net from "node:net";
@@ -97,6 +98,8 @@ writeFileSync(
     address: "127.0.0.1:${apiPort}"
     cors:
       allow_origins: ["${PAGE}"]
+  admin:
+    enabled: false
 database:
   url: "sqlite://${path.join(work, "gatehouse.db")}"
 secret_keys: ["e2e-secret-key-0123456789abcdef"]
@@ -142,6 +145,13 @@ async function newPage() {
   const page = await context.newPage();
   openPages.push(page);
   page.__log = [];
+  page.__problems = [];
+  // The console asks confirm() before destructive actions, and warns before leaving unsaved edits: say yes.
+  page.on("dialog", (dialog) => dialog.accept().catch(() => {}));
+  page.on("pageerror", (error) => page.__problems.push(`page error: ${error.message}`));
+  page.on("console", (message) => {
+    if (message.type() === "error" && /Content Security Policy|Refused to/i.test(message.text())) page.__problems.push(message.text());
+  });
   page.on("requestfinished", async (request) => {
     const response = await request.response();
     page.__log.push(`${request.method()} ${request.url().replace(API, "")} ${response?.status()} ${request.postData() ?? ""}`.slice(0, 300));
@@ -362,13 +372,333 @@ await scenario("6. Gatehouse's own login page signs in and out", async () => {
 await scenario("7. with no configuration, the login page explains how to set up Microsoft", async () => {
   const port = await freePort();
   const dev = mkdtempSync(path.join(os.tmpdir(), "gatehouse-dev-"));
-  await start(GATEHOUSE, [], "listening on", { cwd: dev, env: { GATEHOUSE_SERVER__PUBLIC__ADDRESS: `127.0.0.1:${port}` } });
+  // The admin listener gets a free port too, so that this development-mode server never fights over 8001.
+  const env = { GATEHOUSE_SERVER__PUBLIC__ADDRESS: `127.0.0.1:${port}`, GATEHOUSE_SERVER__ADMIN__ADDRESS: `127.0.0.1:${await freePort()}` };
+  await start(GATEHOUSE, [], "listening on", { cwd: dev, env });
   const { page } = await newPage();
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.getByText("No sign-in method is configured yet").waitFor();
   await page.getByText("fake-entra").waitFor();
   expect((await page.getByRole("button", { name: "Sign in with Microsoft" }).count()) === 0, "no provider button");
   await shot(page, "s7-no-provider");
+});
+
+// --- the admin console -------------------------------------------------------------------------------------------
+// A Gatehouse of its own (own database, admin listener on its own port) whose configuration file has Microsoft
+// configured but turned off; the console turns it on and off while the server keeps running.
+const ADMIN_KEY = `e2e-admin-${randomBytes(24).toString("hex")}`;
+let consoleStack;
+async function startConsoleStack() {
+  if (consoleStack) return consoleStack;
+  const [publicPort, adminPort] = [await freePort(), await freePort()];
+  const api = `http://127.0.0.1:${publicPort}`;
+  const admin = `http://127.0.0.1:${adminPort}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "gatehouse-console-"));
+  writeFileSync(
+    path.join(dir, "gatehouse.yaml"),
+    `server:
+  public:
+    address: "127.0.0.1:${publicPort}"
+    cors:
+      allow_origins: ["${PAGE}"]
+  admin:
+    address: "127.0.0.1:${adminPort}"
+    api_keys: ["${ADMIN_KEY}"]
+database:
+  url: "sqlite://${path.join(dir, "gatehouse.db")}"
+secret_keys: ["e2e-console-secret-key-0123456789abcdef"]
+session:
+  enable_auth_token_header: true
+  cookie:
+    secure: false
+rate_limiter:
+  enabled: false
+third_party:
+  redirect_url: "${api}/thirdparty/callback"
+  error_redirect_url: "${PAGE}/legacy.html"
+  allowed_redirect_urls: ["${PAGE}**", "${api}**"]
+  providers:
+    microsoft:
+      enabled: false
+      client_id: gatehouse-dev-client
+      secret: gatehouse-dev-secret
+      cloud_instance: "http://127.0.0.1:${entraPort}"
+`,
+  );
+  await start(GATEHOUSE, ["serve", "--config", path.join(dir, "gatehouse.yaml")], "listening on");
+  await waitFor(`${api}/health/ready`);
+  await waitFor(`${admin}/`);
+  consoleStack = { api, admin };
+  return consoleStack;
+}
+
+/** The admin API from the test itself, to check what the console did. */
+async function adminApi(route, init = {}) {
+  const { admin } = await startConsoleStack();
+  const response = await fetch(`${admin}${route}`, {
+    ...init,
+    headers: { authorization: `Bearer ${ADMIN_KEY}`, "content-type": "application/json", ...init.headers },
+  });
+  const text = await response.text();
+  return { status: response.status, body: text ? JSON.parse(text) : null, headers: response.headers };
+}
+
+/** Opens the console and signs in with the admin key. */
+async function openConsole(page) {
+  const { admin } = await startConsoleStack();
+  await page.goto(`${admin}/`);
+  await page.getByLabel("Admin key").fill(ADMIN_KEY);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await page.getByRole("tab", { name: "Identity providers" }).waitFor();
+  await page.getByLabel("Client ID").waitFor();
+}
+
+function expectNoProblems(page) {
+  expect(page.__problems.length === 0, `no script errors or CSP violations: ${page.__problems.join("\n")}`);
+}
+
+/** Reloads `url` until `check(page)` holds: the settings reach each instance by polling. */
+async function eventually(page, url, check, what) {
+  const deadline = Date.now() + 20_000;
+  while (Date.now() < deadline) {
+    await page.goto(url);
+    if (await check()) return;
+    await page.waitForTimeout(1000);
+  }
+  throw new Error(`never happened: ${what}`);
+}
+
+/** Gatehouse's own login page has settled: it shows either the provider buttons or the set-up explanation. */
+async function loginPageShowsMicrosoft(page) {
+  const button = page.getByRole("button", { name: "Sign in with Microsoft" });
+  const none = page.getByText("No sign-in method is configured yet");
+  await button.or(none).first().waitFor();
+  return (await button.count()) > 0;
+}
+
+/** The <hanko-auth> test page against the console's Gatehouse has settled on its first screen. */
+async function hankoShowsMicrosoft(page) {
+  await page.waitForFunction(() => window.__ready === true);
+  await page.waitForLoadState("networkidle");
+  const button = page.getByRole("button", { name: "Continue with Microsoft" });
+  // The element renders its whole first screen ("Sign in" with its methods) from one flow state.
+  await button.or(page.getByRole("heading", { name: "Sign in" })).first().waitFor();
+  await page.waitForLoadState("networkidle");
+  return (await button.count()) > 0;
+}
+
+let consoleUserJwt;
+
+await scenario("8a. the console asks for an admin key and refuses a wrong one", async () => {
+  const { admin } = await startConsoleStack();
+  const { page } = await newPage();
+  const response = await page.goto(`${admin}/`);
+  const csp = response.headers()["content-security-policy"] ?? "";
+  expect(csp.includes("default-src 'none'") && csp.includes("script-src 'self'"), `the console is served with a strict CSP: ${csp}`);
+  const keyInput = page.getByLabel("Admin key");
+  await keyInput.waitFor();
+  expect((await keyInput.getAttribute("type")) === "password", "the key is a password input");
+  await keyInput.fill("not-the-admin-key-0123456789abcdef0123");
+  await page.getByRole("button", { name: "Continue" }).click();
+  await page.getByText("This key was refused").waitFor();
+  expect((await page.getByRole("tab").count()) === 0 || !(await page.getByRole("tab", { name: "Users" }).isVisible()), "nothing behind the key is shown");
+  await shot(page, "s8a-1-refused");
+  await keyInput.fill(ADMIN_KEY);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await page.getByRole("tab", { name: "Identity providers", selected: true }).waitFor();
+  await page.getByText("Add this URL as a Web redirect URI in your Microsoft Entra app registration").waitFor();
+  const stored = await page.evaluate(() => ({ session: JSON.stringify(sessionStorage), local: JSON.stringify(localStorage) }));
+  expect(stored.session.includes(ADMIN_KEY) && !stored.local.includes(ADMIN_KEY), `the key is in sessionStorage only: ${JSON.stringify(stored)}`);
+  await shot(page, "s8a-2-signed-in");
+  // A key that stops working mid-session (revoked, rotated) sends the console back to the key prompt.
+  await page.evaluate(() => sessionStorage.setItem("gatehouse_admin_key", "revoked-key-0123456789abcdef0123456789"));
+  await page.getByRole("tab", { name: "Audit log" }).click();
+  await page.getByText("The admin key is no longer accepted").waitFor();
+  await keyInput.fill(ADMIN_KEY);
+  await page.getByRole("button", { name: "Continue" }).click();
+  await page.getByRole("tab", { name: "Audit log", selected: true }).waitFor();
+  await page.getByRole("button", { name: "Sign out" }).click();
+  await keyInput.waitFor();
+  expect(!(await page.evaluate(() => JSON.stringify(sessionStorage))).includes(ADMIN_KEY), "sign out forgets the key");
+  expectNoProblems(page);
+});
+
+await scenario("8b. the console turns Microsoft on and off without a restart", async () => {
+  const { api } = await startConsoleStack();
+  const login = (await newPage()).page;
+  await login.goto(`${api}/`);
+  expect(!(await loginPageShowsMicrosoft(login)), "Microsoft starts disabled (configuration file)");
+
+  const { page } = await newPage();
+  await openConsole(page);
+  const enabled = page.getByRole("switch", { name: "Enabled" });
+  expect(!(await enabled.isChecked()), "the Enabled switch starts off");
+  expect((await page.getByLabel("Redirect URL", { exact: true }).inputValue()) === `${api}/thirdparty/callback`, "the redirect URL is shown");
+  await enabled.check();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Saved. Every Gatehouse instance applies it within a few seconds.").waitFor();
+  await page.getByText(/^On: people can sign in with Microsoft\./).first().waitFor();
+  await shot(page, "s8b-1-enabled");
+
+  await eventually(login, `${api}/`, () => loginPageShowsMicrosoft(login), "the login page shows the Microsoft button");
+  await shot(login, "s8b-2-login-page-enabled");
+  const hanko = await newPage();
+  const hankoUrl = `${PAGE}/#api=${encodeURIComponent(api)}`;
+  await eventually(hanko.page, hankoUrl, () => hankoShowsMicrosoft(hanko.page), "<hanko-auth> shows the Microsoft button");
+  // Sign in for real, so the Users view has someone to show.
+  await signInWithMicrosoft(hanko.page, "s8b-3-hanko");
+  consoleUserJwt = await sessionCookie(hanko.context);
+  expect(consoleUserJwt, "the sign-in made a session");
+  await hanko.context.close();
+
+  await enabled.uncheck();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Off: the Microsoft button is not shown on sign-in pages.").waitFor();
+  await page.getByText("Saved. Every Gatehouse instance applies it within a few seconds.").waitFor();
+  await shot(page, "s8b-4-disabled");
+  await eventually(login, `${api}/`, async () => !(await loginPageShowsMicrosoft(login)), "the Microsoft button disappears from the login page");
+  const again = await newPage();
+  await eventually(again.page, hankoUrl, async () => !(await hankoShowsMicrosoft(again.page)), "the Microsoft button disappears from <hanko-auth>");
+  await shot(again.page, "s8b-5-hanko-disabled");
+  const saved = await adminApi("/identity-providers");
+  expect(saved.body.providers.microsoft.enabled === false, `saved as disabled: ${JSON.stringify(saved.body.providers.microsoft)}`);
+  expectNoProblems(page);
+});
+
+await scenario("8c. a bad redirect pattern is shown next to its field and nothing is saved", async () => {
+  const before = await adminApi("/identity-providers");
+  const { page } = await newPage();
+  await openConsole(page);
+  const rows = page.locator("#patterns > li");
+  const count = await rows.count();
+  await page.getByRole("button", { name: "Add URL" }).click();
+  expect((await rows.count()) === count + 1, "Add URL adds a row");
+  const bad = page.getByLabel(`Allowed redirect URL ${count + 1}`, { exact: true });
+  await bad.fill("not a url");
+  await page.getByRole("button", { name: "Save" }).click();
+  const error = rows.nth(count).locator(".field-error");
+  await error.waitFor();
+  expect((await error.textContent()).trim().length > 0, "the row shows the server's message");
+  expect((await bad.getAttribute("aria-invalid")) === "true", "the bad input is marked invalid");
+  for (let i = 0; i < count; i++) {
+    expect(!(await rows.nth(i).locator(".field-error").isVisible()), `row ${i + 1} shows no error`);
+  }
+  await page.getByText(/Not saved/).waitFor();
+  await shot(page, "s8c-1-bad-pattern");
+  const after = await adminApi("/identity-providers");
+  expect(
+    JSON.stringify(after.body.allowed_redirect_urls) === JSON.stringify(before.body.allowed_redirect_urls) && after.body.version === before.body.version,
+    `nothing was saved: ${JSON.stringify(after.body.allowed_redirect_urls)} version ${after.body.version}`,
+  );
+  // Without the bad row the form is as saved again, and the error goes away.
+  await page.getByRole("button", { name: `Remove allowed redirect URL ${count + 1}` }).click();
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("There are no changes to save.").waitFor();
+  expect((await page.locator("#settings-form .field-error:visible").count()) === 0, "no errors remain");
+
+  // Someone else saves in the meantime: this page's save is refused (409) and offers to reload.
+  const current = await adminApi("/identity-providers");
+  const put = (change) => adminApi("/identity-providers", { method: "PUT", body: JSON.stringify(change) });
+  expect((await put({ version: current.body.version, providers: { microsoft: { prompt: "select_account" } } })).status === 200, "the other save");
+  await page.getByLabel("Prompt").selectOption("login");
+  await page.getByRole("button", { name: "Save" }).click();
+  await page.getByText("Someone else changed these settings; reload to see them").waitFor();
+  await shot(page, "s8c-2-conflict");
+  await page.getByRole("button", { name: "Reload" }).click();
+  await page.getByText("Reloaded the saved settings.").waitFor();
+  const prompt = await page.getByLabel("Prompt").inputValue();
+  expect(prompt === "select_account", `the reload shows the other save: ${prompt}`);
+  await put({ providers: { microsoft: { prompt: null } } });
+  expectNoProblems(page);
+});
+
+function isoDate(daysFromNow) {
+  const date = new Date(Date.now() + daysFromNow * 86_400_000);
+  const pad = (n) => String(n).padStart(2, "0");
+  return `${date.getFullYear()}-${pad(date.getMonth() + 1)}-${pad(date.getDate())}`;
+}
+
+await scenario("8d. a secret expiring in 10 days is flagged, then removed; certificates are generated", async () => {
+  const { page } = await newPage();
+  await openConsole(page);
+  const secrets = page.locator("#secrets-table tbody tr");
+  const configRow = secrets.filter({ hasText: "Configuration file" }).first();
+  await configRow.waitFor();
+  expect(await configRow.getByRole("button", { name: "Remove" }).isDisabled(), "a secret from the configuration file cannot be removed here");
+  const value = `e2e-secret-${randomBytes(12).toString("hex")}`;
+  const hint = `…${value.slice(-4)}`;
+  await page.getByLabel("Secret value").fill(value);
+  await page.getByLabel("Expires").fill(isoDate(10));
+  await page.getByRole("button", { name: "Add secret" }).click();
+  const row = secrets.filter({ hasText: hint });
+  await row.waitFor();
+  const badge = (await row.locator(".badge").textContent()) ?? "";
+  expect(/Expires in (9|10|11) days/.test(badge), `the new secret is flagged as expiring soon: "${badge}"`);
+  expect(!(await page.content()).includes(value), "the secret's value is not shown anywhere");
+  await shot(page, "s8d-1-secret-added");
+  await row.getByRole("button", { name: "Remove" }).click();
+  await row.waitFor({ state: "detached" });
+  const listed = (await adminApi("/identity-providers")).body.providers.microsoft.secrets;
+  expect(!listed.some((secret) => secret.hint === hint), `the secret is gone: ${JSON.stringify(listed)}`);
+
+  // A generated certificate: its PEM is shown to upload in Azure, and it is listed until removed.
+  await page.getByLabel("Valid for (days)").fill("30");
+  await page.getByRole("button", { name: "Generate" }).click();
+  await page.getByText("App registrations → your app → Certificates & secrets → Certificates → Upload certificate").waitFor();
+  expect((await page.getByLabel("Generated certificate (PEM)").inputValue()).startsWith("-----BEGIN CERTIFICATE-----"), "the certificate PEM is shown");
+  const certRows = page.locator("#certs-table tbody tr");
+  await certRows.first().waitFor();
+  await shot(page, "s8d-2-certificate");
+  const added = certRows.filter({ hasText: "Console" }).first();
+  await added.getByRole("button", { name: "Remove" }).click();
+  await added.waitFor({ state: "detached" });
+  const certificates = (await adminApi("/identity-providers")).body.providers.microsoft.certificates;
+  expect(!certificates.some((cert) => cert.source === "console"), `the certificate is gone: ${JSON.stringify(certificates)}`);
+  expectNoProblems(page);
+});
+
+await scenario("8e. the Users view shows a Microsoft user and revokes a session", async () => {
+  const { api } = await startConsoleStack();
+  if (!consoleUserJwt) {
+    // 8b did not sign anyone in: turn Microsoft on through the API and sign in here.
+    const current = await adminApi("/identity-providers");
+    await adminApi("/identity-providers", { method: "PUT", body: JSON.stringify({ version: current.body.version, providers: { microsoft: { enabled: true } } }) });
+    const hanko = await newPage();
+    await eventually(hanko.page, `${PAGE}/#api=${encodeURIComponent(api)}`, () => hankoShowsMicrosoft(hanko.page), "<hanko-auth> shows Microsoft");
+    await signInWithMicrosoft(hanko.page, "s8e-0-hanko");
+    consoleUserJwt = await sessionCookie(hanko.context);
+    await hanko.context.close();
+  }
+  const validate = async () =>
+    (await (await fetch(`${api}/sessions/validate`, { headers: { authorization: `Bearer ${consoleUserJwt}` } })).json()).is_valid;
+  expect(await validate(), "the user's session is valid before the revoke");
+  const { page } = await newPage();
+  await openConsole(page);
+  await page.getByRole("tab", { name: "Users" }).click();
+  await page.getByLabel("Email contains").fill("megan");
+  await page.getByRole("button", { name: "Search" }).click();
+  const user = page.getByRole("button", { name: "megan@contoso.com" });
+  await user.waitFor();
+  await shot(page, "s8e-1-users");
+  await user.click();
+  await page.getByRole("heading", { name: "megan@contoso.com" }).waitFor();
+  const identities = page.locator("#user-identities tbody tr");
+  await identities.filter({ hasText: "Microsoft" }).first().waitFor();
+  const sessions = page.locator("#user-sessions tbody tr");
+  await sessions.first().waitFor();
+  const before = await sessions.count();
+  await shot(page, "s8e-2-user");
+  await sessions.first().getByRole("button", { name: /^Revoke/ }).click();
+  await page.getByText("Session revoked.").waitFor();
+  await page.waitForFunction((n) => document.querySelectorAll("#user-sessions tbody tr").length === n - 1 || document.querySelector("#user-sessions").hidden, before);
+  expect(!(await validate()), "the revoked session is no longer valid");
+  await shot(page, "s8e-3-revoked");
+
+  await page.getByRole("tab", { name: "Audit log" }).click();
+  const auditRows = page.locator("#audit-table tbody tr");
+  await auditRows.first().waitFor();
+  await shot(page, "s8e-4-audit");
+  expectNoProblems(page);
 });
 
 await browser.close();

@@ -32,8 +32,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The whole public API as a router. Pure: no sockets, so tests can also drive it in-process.
 pub fn app(state: AppState) -> Router {
-    let request_id = HeaderName::from_static("x-request-id");
-    Router::new()
+    let router = Router::new()
         .route("/", get(login_page::page))
         .route("/assets/login.js", get(login_page::script))
         .route("/assets/login.css", get(login_page::stylesheet))
@@ -50,28 +49,35 @@ pub fn app(state: AppState) -> Router {
         .route("/login", post(flow::login))
         .route("/registration", post(flow::registration))
         .route("/profile", post(flow::profile))
-        .fallback(|| async { ApiError::not_found() })
-        .layer(
-            ServiceBuilder::new()
-                .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
-                .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
-                .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-                    // The path only: query strings carry codes, states and tokens that must never reach a log.
-                    tracing::info_span!(
-                        "request",
-                        method = %request.method(),
-                        path = %request.uri().path(),
-                        request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
-                    )
-                }))
-                .layer(PropagateRequestIdLayer::new(request_id))
-                .layer(cors(&state))
-                .layer(map_response(render_plain_errors))
-                .layer(CatchPanicLayer::new())
-                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-                .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
-        )
-        .with_state(state)
+        .fallback(|| async { ApiError::not_found() });
+    let cors = cors(&state);
+    with_layers(router.with_state(state), Some(cors))
+}
+
+/// The layers every request of either listener passes through: request ids, tracing without query strings,
+/// CORS (public listener only), Hanko's error shape for every error, panics caught, bodies limited.
+pub fn with_layers(router: Router, cors: Option<CorsLayer>) -> Router {
+    let request_id = HeaderName::from_static("x-request-id");
+    router.layer(
+        ServiceBuilder::new()
+            .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
+            .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+                // The path only: query strings carry codes, states and tokens that must never reach a log.
+                tracing::info_span!(
+                    "request",
+                    method = %request.method(),
+                    path = %request.uri().path(),
+                    request_id = request.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or(""),
+                )
+            }))
+            .layer(PropagateRequestIdLayer::new(request_id))
+            .option_layer(cors)
+            .layer(map_response(render_plain_errors))
+            .layer(CatchPanicLayer::new())
+            .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
+            .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
+    )
 }
 
 /// Hanko's CORS: exact origins from the allow-list, credentials, the session headers exposed.

@@ -1,10 +1,12 @@
-//! The one error type of the HTTP layer. It always renders Hanko's `{"code": <status>, "message": <text>}`.
+//! The one error type of the HTTP layer. It always renders Hanko's `{"code": <status>, "message": <text>}`; a
+//! validation error adds `errors: [{"field", "message"}]` so a form can show each message next to its field.
 
 use axum::{
     Json,
     http::{HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use gatehouse_core::settings::FieldIssue;
 use serde_json::json;
 
 #[derive(Debug, thiserror::Error)]
@@ -12,11 +14,25 @@ use serde_json::json;
 pub struct ApiError {
     status: StatusCode,
     message: String,
+    fields: Vec<FieldIssue>,
 }
 
 impl ApiError {
     pub fn new(status: StatusCode, message: impl Into<String>) -> Self {
-        Self { status, message: message.into() }
+        Self { status, message: message.into(), fields: Vec::new() }
+    }
+
+    /// 422 naming every invalid field.
+    pub fn invalid_fields(fields: Vec<FieldIssue>) -> Self {
+        let message = match fields.as_slice() {
+            [only] => only.to_string(),
+            _ => format!("{} fields are invalid", fields.len()),
+        };
+        Self { status: StatusCode::UNPROCESSABLE_ENTITY, message, fields }
+    }
+
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        Self::invalid_fields(vec![FieldIssue::new(field, message)])
     }
 
     /// An error with the status's standard text, e.g. `401 Unauthorized`.
@@ -51,8 +67,12 @@ impl From<gatehouse_store::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut response =
-            (self.status, Json(json!({ "code": self.status.as_u16(), "message": self.message }))).into_response();
+        let mut body = json!({ "code": self.status.as_u16(), "message": self.message });
+        if !self.fields.is_empty() {
+            body["errors"] =
+                self.fields.iter().map(|issue| json!({ "field": issue.field, "message": issue.message })).collect();
+        }
+        let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
     }

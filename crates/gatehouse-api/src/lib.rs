@@ -14,5 +14,6 @@ mod state;
 
 pub use app::app;
 pub use error::ApiError;
+pub use routes::admin::{AdminApiDoc, admin_app};
 pub use server::{Application, StartError};
 pub use state::{AppState, StateError};

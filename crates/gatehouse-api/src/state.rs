@@ -1,14 +1,16 @@
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
-use gatehouse_core::config::Config;
+use gatehouse_core::{config::Config, settings::ProviderSettings};
 use gatehouse_crypto::sealing::Sealer;
 use gatehouse_store::Store;
 
 use crate::services::{
+    admin_keys::ConfiguredKeys,
     audit::AuditLog,
     keys::{KeyRing, KeyRingError},
     rate_limit::{RateDecision, RateLimiter},
     session::SessionService,
+    settings::{self, SettingsError, VersionedSettings},
     thirdparty::ThirdParty,
 };
 
@@ -20,6 +22,8 @@ pub enum StateError {
     Sealing(#[from] gatehouse_crypto::sealing::SealError),
     #[error("third_party: {0}")]
     ThirdParty(String),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
 }
 
 /// Everything a handler may reach. Cheap to clone; there is no global state anywhere else.
@@ -32,27 +36,74 @@ pub struct AppState {
 struct Inner {
     config: Arc<Config>,
     store: Store,
+    sealer: Arc<Sealer>,
     keys: KeyRing,
-    third_party: ThirdParty,
+    /// The third-party machinery of the settings in force, replaced whole when saved settings change.
+    live: RwLock<Live>,
     token_limiter: Option<RateLimiter>,
+    admin_keys: ConfiguredKeys,
+}
+
+#[derive(Debug)]
+struct Live {
+    version: i64,
+    third_party: Arc<ThirdParty>,
 }
 
 impl AppState {
-    /// Prepares the state: derives the sealing keys and makes sure a session signing key exists.
+    /// Prepares the state: derives the sealing keys, makes sure a session signing key exists, and applies the
+    /// identity-provider settings saved in the database over the configuration file's.
     pub async fn new(config: Arc<Config>, store: Store) -> Result<Self, StateError> {
         let sealer = Arc::new(Sealer::new(&config.all_secret_keys().iter().map(|k| k.expose()).collect::<Vec<_>>())?);
         let keys = KeyRing::new(store.clone(), sealer.clone(), &config.session);
         keys.ensure_signing_key().await?;
-        let third_party = ThirdParty::new(&config, sealer).map_err(StateError::ThirdParty)?;
+        let saved = settings::load(&store, &sealer).await?;
+        let third_party = Arc::new(build_third_party(&config, &saved.settings, &sealer)?);
         let limits = &config.rate_limiter;
         let token_limiter = limits
             .enabled
             .then(|| RateLimiter::new(limits.token_limits.tokens, limits.token_limits.interval.as_duration()));
-        Ok(Self { inner: Arc::new(Inner { config, store, keys, third_party, token_limiter }) })
+        let admin_keys = ConfiguredKeys::new(&config.server.admin.api_keys);
+        let live = RwLock::new(Live { version: saved.version, third_party });
+        Ok(Self { inner: Arc::new(Inner { config, store, sealer, keys, live, token_limiter, admin_keys }) })
     }
 
-    pub fn third_party(&self) -> &ThirdParty {
-        &self.inner.third_party
+    /// The third-party machinery in force now. Callers keep the `Arc` for one request, so a change of settings
+    /// never switches configurations in the middle of one.
+    pub fn third_party(&self) -> Arc<ThirdParty> {
+        self.inner.live.read().unwrap_or_else(|poisoned| poisoned.into_inner()).third_party.clone()
+    }
+
+    /// The version of the saved settings in force (0: none saved).
+    pub fn settings_version(&self) -> i64 {
+        self.inner.live.read().unwrap_or_else(|poisoned| poisoned.into_inner()).version
+    }
+
+    /// Applies saved settings if they are newer than those in force. `true` when something changed.
+    pub async fn refresh_settings(&self) -> Result<bool, StateError> {
+        let version = self.store().settings_version(settings::IDENTITY_PROVIDERS).await.map_err(SettingsError::from)?;
+        if version == self.settings_version() {
+            return Ok(false);
+        }
+        let saved = settings::load(self.store(), self.sealer()).await?;
+        self.apply_settings(&saved)?;
+        Ok(true)
+    }
+
+    /// Whether `settings` can be put in force (everything built, certificates read), without doing so.
+    pub fn check_settings(&self, settings: &ProviderSettings) -> Result<(), StateError> {
+        build_third_party(self.config(), settings, self.sealer()).map(drop)
+    }
+
+    /// Puts `saved` in force (unless newer ones already are).
+    pub fn apply_settings(&self, saved: &VersionedSettings) -> Result<(), StateError> {
+        let third_party = Arc::new(build_third_party(self.config(), &saved.settings, self.sealer())?);
+        let mut live = self.inner.live.write().unwrap_or_else(|poisoned| poisoned.into_inner());
+        if saved.version >= live.version {
+            *live = Live { version: saved.version, third_party };
+            tracing::info!(version = saved.version, "identity-provider settings applied");
+        }
+        Ok(())
     }
 
     /// Counts one token exchange for `client`; `None` when rate limiting is off.
@@ -68,8 +119,16 @@ impl AppState {
         &self.inner.store
     }
 
+    pub fn sealer(&self) -> &Arc<Sealer> {
+        &self.inner.sealer
+    }
+
     pub fn keys(&self) -> &KeyRing {
         &self.inner.keys
+    }
+
+    pub fn admin_keys(&self) -> &ConfiguredKeys {
+        &self.inner.admin_keys
     }
 
     pub fn sessions(&self) -> SessionService<'_> {
@@ -79,4 +138,15 @@ impl AppState {
     pub fn audit(&self) -> AuditLog<'_> {
         AuditLog::new(self.store())
     }
+}
+
+/// The third-party machinery for the file's configuration with `saved` laid over it.
+fn build_third_party(
+    config: &Config,
+    saved: &ProviderSettings,
+    sealer: &Arc<Sealer>,
+) -> Result<ThirdParty, StateError> {
+    let mut effective = config.clone();
+    effective.third_party = saved.apply(&config.third_party);
+    ThirdParty::new(&effective, sealer.clone()).map_err(StateError::ThirdParty)
 }

@@ -22,6 +22,13 @@ impl Secret {
     pub fn expose(&self) -> &str {
         &self.0
     }
+
+    /// The last four characters: enough for a person to recognise a secret (Azure shows as much), useless to
+    /// anyone else.
+    pub fn hint(&self) -> String {
+        let tail: Vec<char> = self.0.chars().rev().take(4).collect();
+        format!("…{}", tail.into_iter().rev().collect::<String>())
+    }
 }
 
 impl fmt::Debug for Secret {
@@ -97,11 +104,47 @@ pub struct Config {
     pub log: LogConfig,
 }
 
-#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ServerConfig {
     pub public: PublicServerConfig,
+    pub admin: AdminServerConfig,
+    /// How often an instance checks the database for identity-provider settings saved by the admin API (on any
+    /// instance); a change applies within this time everywhere.
+    pub settings_poll_interval: GoDuration,
 }
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            public: PublicServerConfig::default(),
+            admin: AdminServerConfig::default(),
+            settings_poll_interval: GoDuration::from_secs(2),
+        }
+    }
+}
+
+/// The admin API and console: a listener of its own, meant for a private network or loopback only.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AdminServerConfig {
+    pub enabled: bool,
+    pub address: String,
+    /// Admin API keys, each either the key itself or, better, its hash as printed by `gatehouse admin-key
+    /// hash` (`sha256:…`). Keys created with `gatehouse admin-key new` live in the database instead.
+    pub api_keys: Vec<Secret>,
+}
+
+impl Default for AdminServerConfig {
+    fn default() -> Self {
+        Self { enabled: true, address: "127.0.0.1:8001".into(), api_keys: Vec::new() }
+    }
+}
+
+/// The prefix of an admin key's hash in `server.admin.api_keys`.
+pub const ADMIN_KEY_HASH_PREFIX: &str = "sha256:";
+/// Plain admin keys in the configuration must be at least this long; generated keys are longer.
+pub const MIN_ADMIN_KEY_LEN: usize = 32;
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -325,8 +368,10 @@ pub struct MicrosoftProviderConfig {
     /// More client secrets, newest first, each with an optional expiry: add the new secret in Azure and here,
     /// and remove the old one later, without downtime.
     pub secrets: Vec<ClientSecretConfig>,
-    /// A certificate credential (`private_key_jwt`); when set, it authenticates Gatehouse instead of a secret.
+    /// A certificate credential (`private_key_jwt`). Certificates are tried before secrets.
     pub certificate: Option<CertificateConfig>,
+    /// More certificates, newest first, for rotation like `secrets`.
+    pub certificates: Vec<CertificateConfig>,
     /// Off by default: linking a Microsoft account to an existing user by email is how nOAuth takes accounts over.
     pub allow_linking: bool,
     pub prompt: Option<String>,
@@ -357,6 +402,23 @@ pub struct CertificateConfig {
     pub algorithm: String,
 }
 
+impl CertificateConfig {
+    /// What is wrong with this certificate credential, by field.
+    pub fn issues(&self) -> Vec<(&'static str, &'static str)> {
+        let mut issues = Vec::new();
+        if !self.private_key.expose().contains("PRIVATE KEY-----") {
+            issues.push(("third_party.providers.microsoft.certificate.private_key", "must be a PEM private key"));
+        }
+        if !self.certificate.contains("-----BEGIN CERTIFICATE-----") {
+            issues.push(("third_party.providers.microsoft.certificate.certificate", "must be a PEM certificate"));
+        }
+        if !matches!(self.algorithm.as_str(), "PS256" | "RS256") {
+            issues.push(("third_party.providers.microsoft.certificate.algorithm", "must be PS256 or RS256"));
+        }
+        issues
+    }
+}
+
 fn default_assertion_algorithm() -> String {
     "PS256".into()
 }
@@ -369,11 +431,9 @@ pub struct ClientSecret {
 }
 
 impl ClientSecret {
-    /// The secret's last four characters: enough for a person to recognise it in logs, useless to anyone else.
+    /// See [`Secret::hint`].
     pub fn hint(&self) -> String {
-        let value = self.value.expose();
-        let tail: String = value.chars().rev().take(4).collect::<Vec<_>>().into_iter().rev().collect();
-        format!("…{tail}")
+        self.value.hint()
     }
 }
 
@@ -388,6 +448,14 @@ pub fn parse_expiry(text: &str) -> Result<i64, String> {
         .map_err(|_| format!("{text:?} is not a date (2027-05-31) or an RFC 3339 time"))
 }
 
+/// An expiry (unix seconds) as RFC 3339, the form [`parse_expiry`] reads back.
+pub fn format_expiry(at: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(at)
+        .ok()
+        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
+}
+
 impl MicrosoftProviderConfig {
     /// Every configured secret, newest first: `secret`, then `secrets`. Expiries that do not parse are reported
     /// by validation.
@@ -398,6 +466,13 @@ impl MicrosoftProviderConfig {
             expires_at: secret.expires_at.as_deref().and_then(|at| parse_expiry(at).ok()),
         });
         first.chain(more).filter(|secret| !secret.value.expose().is_empty()).collect()
+    }
+}
+
+impl MicrosoftProviderConfig {
+    /// Every configured certificate, newest first: `certificate`, then `certificates`.
+    pub fn client_certificates(&self) -> Vec<&CertificateConfig> {
+        self.certificate.iter().chain(&self.certificates).collect()
     }
 }
 
@@ -430,6 +505,7 @@ impl Default for MicrosoftProviderConfig {
             secret: None,
             secrets: Vec::new(),
             certificate: None,
+            certificates: Vec::new(),
             allow_linking: false,
             prompt: None,
             tenant: "common".into(),
@@ -503,6 +579,18 @@ impl Config {
         let mut issues = Vec::new();
         let mut issue = |key: &'static str, message: String| issues.push(ConfigIssue { key, message });
 
+        let admin = &self.server.admin;
+        if admin.enabled && admin.address.parse::<SocketAddr>().is_err() {
+            issue("server.admin.address", format!("{:?} is not an address like 127.0.0.1:8001", admin.address));
+        }
+        for key in &admin.api_keys {
+            if let Err(message) = check_admin_key(key.expose()) {
+                issue("server.admin.api_keys", message);
+            }
+        }
+        if self.server.settings_poll_interval.as_duration().is_zero() {
+            issue("server.settings_poll_interval", "must be more than 0".into());
+        }
         if self.server.public.address.parse::<SocketAddr>().is_err() {
             issue(
                 "server.public.address",
@@ -574,7 +662,7 @@ impl ThirdPartyConfig {
         self.providers.microsoft.enabled
     }
 
-    fn validate(&self) -> Vec<ConfigIssue> {
+    pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut issue = |key: &'static str, message: String| issues.push(ConfigIssue { key, message });
         let urls = [
@@ -617,7 +705,7 @@ impl ThirdPartyConfig {
             if microsoft.client_id.as_deref().is_none_or(|id| id.trim().is_empty()) {
                 issue("third_party.providers.microsoft.client_id", "required when the provider is enabled".into());
             }
-            if microsoft.client_secrets().is_empty() && microsoft.certificate.is_none() {
+            if microsoft.client_secrets().is_empty() && microsoft.client_certificates().is_empty() {
                 issue(
                     "third_party.providers.microsoft.secret",
                     "required when the provider is enabled (or configure a certificate)".into(),
@@ -627,15 +715,9 @@ impl ThirdPartyConfig {
         if let Err(message) = crate::microsoft::claims::TenantMode::parse(&microsoft.tenant).map(drop) {
             issue("third_party.providers.microsoft.tenant", message.to_string());
         }
-        if let Some(certificate) = &microsoft.certificate {
-            if !certificate.private_key.expose().contains("PRIVATE KEY-----") {
-                issue("third_party.providers.microsoft.certificate.private_key", "must be a PEM private key".into());
-            }
-            if !certificate.certificate.contains("-----BEGIN CERTIFICATE-----") {
-                issue("third_party.providers.microsoft.certificate.certificate", "must be a PEM certificate".into());
-            }
-            if !matches!(certificate.algorithm.as_str(), "PS256" | "RS256") {
-                issue("third_party.providers.microsoft.certificate.algorithm", "must be PS256 or RS256".into());
+        for certificate in microsoft.client_certificates() {
+            for (key, message) in certificate.issues() {
+                issue(key, message.to_owned());
             }
         }
         for secret in &microsoft.secrets {
@@ -653,13 +735,24 @@ impl ThirdPartyConfig {
     }
 }
 
-fn check_absolute_url(value: &str) -> Result<(), String> {
+pub(crate) fn check_absolute_url(value: &str) -> Result<(), String> {
     if value.ends_with('/') {
         return Err(format!("{value:?} must not end with a slash"));
     }
     match url::Url::parse(value) {
         Ok(url) if matches!(url.scheme(), "http" | "https") && url.host_str().is_some() => Ok(()),
         _ => Err(format!("{value:?} is not an absolute http(s) URL")),
+    }
+}
+
+fn check_admin_key(key: &str) -> Result<(), String> {
+    match key.strip_prefix(ADMIN_KEY_HASH_PREFIX) {
+        Some(hash) if hash.len() == 43 && hash.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') => {
+            Ok(())
+        }
+        Some(_) => Err("a hash must be sha256: followed by 43 base64url characters (gatehouse admin-key hash)".into()),
+        None if key.chars().count() >= MIN_ADMIN_KEY_LEN => Ok(()),
+        None => Err(format!("a key must be at least {MIN_ADMIN_KEY_LEN} characters (gatehouse admin-key new)")),
     }
 }
 

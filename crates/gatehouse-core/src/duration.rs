@@ -20,6 +20,10 @@ impl GoDuration {
         Self(Duration::from_secs(secs))
     }
 
+    pub const fn from_millis(millis: u64) -> Self {
+        Self(Duration::from_millis(millis))
+    }
+
     pub fn as_secs(self) -> u64 {
         self.0.as_secs()
     }

@@ -8,3 +8,4 @@ pub mod linking;
 pub mod microsoft;
 pub mod redirect;
 pub mod session;
+pub mod settings;

@@ -56,6 +56,10 @@ pub enum PatternError {
     InvalidPort,
     #[error("in the host, '**' may only be followed by literal text, as in '**.example.com'")]
     DoubleStarInHost,
+    #[error(
+        "the host needs at least two labels without wildcards (like *.example.com): a host such as *.* or *.com would allow sites anyone can register"
+    )]
+    BroadHost,
     #[error("the pattern is too complex (too many nested '{{' or too large once compiled)")]
     TooComplex,
 }
@@ -275,7 +279,13 @@ impl HostRule {
             return Err(PatternError::DoubleStarInHost);
         }
         // (d) A glob on the host alone, so that `*` cannot cross a label.
-        Ok(Self::Glob(Glob::new(host, &['.'])?))
+        let glob = Glob::new(host, &['.'])?;
+        // (e) Gatehouse's own rule: a wildcard host must still name a domain, or it admits sites an attacker can
+        // register (`*.*`, `*.com`, `app.*`).
+        if host.split('.').filter(|label| !label.contains(HOST_WILDCARDS)).count() < 2 {
+            return Err(PatternError::BroadHost);
+        }
+        Ok(Self::Glob(glob))
     }
 
     fn exact(host: &str) -> Result<Self, PatternError> {
@@ -684,6 +694,10 @@ mod tests {
             ("port zero", "http://localhost:0".into(), PatternError::InvalidPort),
             ("text after an IPv6 literal", "http://[::1]x".into(), PatternError::InvalidHost),
             ("double star then star", "https://**.*.example.com".into(), PatternError::DoubleStarInHost),
+            ("any two-label host", "https://*.*".into(), PatternError::BroadHost),
+            ("any one-label host", "https://*".into(), PatternError::BroadHost),
+            ("any .com host", "https://*.com/**".into(), PatternError::BroadHost),
+            ("any top-level domain", "https://app.*".into(), PatternError::BroadHost),
             ("double star then class", "https://foo.**.[ab].com".into(), PatternError::DoubleStarInHost),
             ("nested too deep", format!("https://a.com/{}x{}", "{".repeat(9), "}".repeat(9)), PatternError::TooComplex),
         ];
@@ -748,7 +762,12 @@ mod tests {
             ("range, other", "https://app[0-9].example.com", "https://appx.example.com", false),
             ("negated range", "https://app[!0-9].example.com", "https://app7.example.com", false),
             ("negated range, other", "https://app[!0-9].example.com", "https://appx.example.com", true),
-            ("negated class never matches a dot", "https://app[!x]example.com", "https://app.example.com", false),
+            (
+                "negated class never matches a dot",
+                "https://app[!x]example.example.com",
+                "https://app.example.example.com",
+                false,
+            ),
             ("negated class never matches a slash", "https://example.com/a[!x]b", "https://example.com/a/b", false),
             ("list with dash", "https://example.com/[a-]", "https://example.com/-", true),
             ("question mark in the path", "https://app.example.com/p?ge", "https://app.example.com/page", true),
@@ -784,8 +803,6 @@ mod tests {
             ("port prefix is exact", "http://localhost:80*/**", "http://localhost:8080/x", false),
             ("wildcard port", "http://localhost:*/**", "http://localhost:1234/x", true),
             ("trailing dot in the target host", "https://*.example.com**", "https://a.example.com./x", true),
-            ("star host is one label", "https://*", "https://localhost", true),
-            ("star host is one label, other", "https://*", "https://evil.com", false),
         ];
         for (label, pattern, url, expected) in rows {
             assert_eq!(allows(pattern, url), expected, "{label}: {pattern} vs {url}");

@@ -20,6 +20,10 @@ pub enum CertificateError {
     PrivateKey,
     #[error("the assertion algorithm must be PS256 or RS256")]
     Algorithm,
+    #[error("the private key does not belong to the certificate")]
+    KeyMismatch,
+    #[error("the certificate's validity could not be read")]
+    Validity,
     #[error("could not make the certificate: {0}")]
     Generate(String),
     #[error("could not sign the client assertion: {0}")]
@@ -28,13 +32,90 @@ pub enum CertificateError {
 
 /// The DER bytes of the first `CERTIFICATE` block of a PEM text.
 fn certificate_der(pem: &str) -> Result<Vec<u8>, CertificateError> {
-    let body = pem
-        .split("-----BEGIN CERTIFICATE-----")
-        .nth(1)
-        .and_then(|rest| rest.split("-----END CERTIFICATE-----").next())
-        .ok_or(CertificateError::CertificatePem)?;
-    let base64: String = body.chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD.decode(base64).map_err(|_| CertificateError::CertificatePem)
+    pem_block(pem, "CERTIFICATE").ok_or(CertificateError::CertificatePem)
+}
+
+/// The DER of the first PEM block labelled `label`.
+fn pem_block(pem: &str, label: &str) -> Option<Vec<u8>> {
+    let body =
+        pem.split(&format!("-----BEGIN {label}-----")).nth(1)?.split(&format!("-----END {label}-----")).next()?;
+    STANDARD.decode(body.chars().filter(|c| !c.is_whitespace()).collect::<String>()).ok()
+}
+
+/// One DER element: its tag, its contents, and what follows it.
+fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
+    let (&tag, rest) = input.split_first()?;
+    let (&first, rest) = rest.split_first()?;
+    let (length, rest) = if first < 0x80 {
+        (usize::from(first), rest)
+    } else {
+        let width = usize::from(first & 0x7f);
+        if width == 0 || width > 4 || rest.len() < width {
+            return None;
+        }
+        (rest[..width].iter().fold(0usize, |length, byte| length << 8 | usize::from(*byte)), &rest[width..])
+    };
+    (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
+}
+
+/// A certificate's validity period (unix seconds) and its RSA public key (`RSAPublicKey` DER).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CertificateInfo {
+    pub not_before: i64,
+    pub not_after: i64,
+    public_key: Vec<u8>,
+}
+
+const SEQUENCE: u8 = 0x30;
+
+/// Reads the fields Gatehouse needs from an X.509 certificate (RFC 5280 §4.1): just enough DER, no more.
+pub fn certificate_info(certificate_pem: &str) -> Result<CertificateInfo, CertificateError> {
+    let der = certificate_der(certificate_pem)?;
+    let read = || -> Option<CertificateInfo> {
+        let (SEQUENCE, certificate, _) = der_element(&der)? else { return None };
+        let (SEQUENCE, tbs, _) = der_element(certificate)? else { return None };
+        let (tag, _, mut rest) = der_element(tbs)?;
+        if tag == 0xa0 {
+            rest = der_element(rest)?.2; // version was explicit; skip the serial number too
+        }
+        let (_, _, rest) = der_element(rest)?; // signature algorithm
+        let (_, _, rest) = der_element(rest)?; // issuer
+        let (SEQUENCE, validity, rest) = der_element(rest)? else { return None };
+        let (_, _, rest) = der_element(rest)?; // subject
+        let (SEQUENCE, spki, _) = der_element(rest)? else { return None };
+        let (not_before_tag, not_before, validity) = der_element(validity)?;
+        let (not_after_tag, not_after, _) = der_element(validity)?;
+        let (_, _, key) = der_element(spki)?; // algorithm
+        let (0x03, bits, _) = der_element(key)? else { return None };
+        Some(CertificateInfo {
+            not_before: der_time(not_before_tag, not_before)?,
+            not_after: der_time(not_after_tag, not_after)?,
+            public_key: bits.get(1..)?.to_vec(),
+        })
+    };
+    read().ok_or(CertificateError::Validity)
+}
+
+/// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as unix seconds.
+fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+    let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
+    let full = match (tag, text.len()) {
+        (0x17, 12) => format!("{}{text}", if text[..2].parse::<u8>().ok()? < 50 { "20" } else { "19" }),
+        (0x18, 14) => text.to_owned(),
+        _ => return None,
+    };
+    let format = time::macros::format_description!("[year][month][day][hour][minute][second]");
+    Some(time::PrimitiveDateTime::parse(&full, format).ok()?.assume_utc().unix_timestamp())
+}
+
+/// The RSA public key (`RSAPublicKey` DER) of a PEM private key, PKCS#8 or PKCS#1.
+fn rsa_public_key(private_key_pem: &str) -> Option<Vec<u8>> {
+    use aws_lc_rs::{rsa::KeyPair, signature::KeyPair as _};
+    let pair = match pem_block(private_key_pem, "PRIVATE KEY") {
+        Some(pkcs8) => KeyPair::from_pkcs8(&pkcs8).ok()?,
+        None => KeyPair::from_der(&pem_block(private_key_pem, "RSA PRIVATE KEY")?).ok()?,
+    };
+    Some(pair.public_key().as_ref().to_vec())
 }
 
 /// `x5t#S256`: base64url of the SHA-256 of the certificate's DER.
@@ -47,6 +128,7 @@ pub struct ClientAssertionKey {
     key: EncodingKey,
     thumbprint: String,
     algorithm: Algorithm,
+    not_after: i64,
 }
 
 impl std::fmt::Debug for ClientAssertionKey {
@@ -70,7 +152,8 @@ struct AssertionClaims<'a> {
 pub const ASSERTION_LIFETIME_SECS: i64 = 5 * 60;
 
 impl ClientAssertionKey {
-    /// `algorithm` is `PS256` (Microsoft's recommendation) or `RS256`.
+    /// `algorithm` is `PS256` (Microsoft's recommendation) or `RS256`. The key must belong to the certificate:
+    /// a mismatch would only show up as Microsoft refusing every sign-in.
     pub fn from_pem(private_key_pem: &str, certificate_pem: &str, algorithm: &str) -> Result<Self, CertificateError> {
         let algorithm = match algorithm {
             "PS256" => Algorithm::PS256,
@@ -78,11 +161,20 @@ impl ClientAssertionKey {
             _ => return Err(CertificateError::Algorithm),
         };
         let key = EncodingKey::from_rsa_pem(private_key_pem.as_bytes()).map_err(|_| CertificateError::PrivateKey)?;
-        Ok(Self { key, thumbprint: thumbprint_sha256(certificate_pem)?, algorithm })
+        let info = certificate_info(certificate_pem)?;
+        if rsa_public_key(private_key_pem).ok_or(CertificateError::PrivateKey)? != info.public_key {
+            return Err(CertificateError::KeyMismatch);
+        }
+        Ok(Self { key, thumbprint: thumbprint_sha256(certificate_pem)?, algorithm, not_after: info.not_after })
     }
 
     pub fn thumbprint(&self) -> &str {
         &self.thumbprint
+    }
+
+    /// When the certificate expires (unix seconds).
+    pub fn not_after(&self) -> i64 {
+        self.not_after
     }
 
     /// A client assertion for `audience` (the token endpoint URL), issued at `now` (unix seconds).
@@ -160,6 +252,25 @@ mod tests {
         let claims = jsonwebtoken::decode::<serde_json::Value>(&token, &public, &validation).unwrap().claims;
         assert_eq!(claims["sub"], "client");
         assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), ASSERTION_LIFETIME_SECS);
+    }
+
+    #[test]
+    fn validity_is_read_and_a_foreign_key_is_refused() {
+        let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
+        let one = generate_self_signed("one", 30, now).unwrap();
+        let info = certificate_info(&one.certificate_pem).unwrap();
+        assert_eq!(info.not_after, (now + time::Duration::days(30)).unix_timestamp());
+        assert_eq!(info.not_before, (now - time::Duration::minutes(5)).unix_timestamp());
+        let key = ClientAssertionKey::from_pem(&one.private_key_pem, &one.certificate_pem, "RS256").unwrap();
+        assert_eq!(key.not_after(), info.not_after);
+        let two = generate_self_signed("two", 30, now).unwrap();
+        assert_eq!(
+            ClientAssertionKey::from_pem(&two.private_key_pem, &one.certificate_pem, "PS256").unwrap_err(),
+            CertificateError::KeyMismatch
+        );
+        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2524607999));
+        assert_eq!(der_time(0x18, b"20500101000000Z"), Some(2524608000));
+        assert_eq!(der_time(0x17, b"4912312359Z"), None);
     }
 
     #[test]

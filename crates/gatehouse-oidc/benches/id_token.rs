@@ -33,7 +33,7 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
         let client = MicrosoftClient::new(MicrosoftSettings {
             client_id: "client".into(),
             client_secrets: vec![ClientSecret { value: Secret::new("secret"), expires_at: None }],
-            certificate: None,
+            certificates: Vec::new(),
             client_auth: ClientAuthMethod::ClientSecretPost,
             redirect_url: CALLBACK.into(),
             cloud_instance: fake.base_url(),

@@ -25,8 +25,8 @@ pub struct MicrosoftSettings {
     pub client_id: String,
     /// Newest first; see [`usable_secrets`].
     pub client_secrets: Vec<ClientSecret>,
-    /// When present, Gatehouse authenticates with a client assertion instead of a secret.
-    pub certificate: Option<std::sync::Arc<ClientAssertionKey>>,
+    /// Newest first; certificates are tried before secrets.
+    pub certificates: Vec<std::sync::Arc<ClientAssertionKey>>,
     pub client_auth: ClientAuthMethod,
     pub redirect_url: String,
     pub cloud_instance: String,
@@ -45,29 +45,31 @@ impl MicrosoftSettings {
         if !microsoft.enabled {
             return Ok(None);
         }
-        let certificate = match &microsoft.certificate {
-            Some(certificate) => Some(std::sync::Arc::new(
+        let certificates = microsoft
+            .client_certificates()
+            .into_iter()
+            .map(|certificate| {
                 ClientAssertionKey::from_pem(
                     certificate.private_key.expose(),
                     &certificate.certificate,
                     &certificate.algorithm,
                 )
-                .map_err(|e| format!("third_party.providers.microsoft.certificate: {e}"))?,
-            )),
-            None => None,
-        };
-        Ok(Self::assemble(third_party, microsoft, certificate))
+                .map(std::sync::Arc::new)
+                .map_err(|e| format!("third_party.providers.microsoft.certificate: {e}"))
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self::assemble(third_party, microsoft, certificates))
     }
 
     fn assemble(
         third_party: &ThirdPartyConfig,
         microsoft: &MicrosoftProviderConfig,
-        certificate: Option<std::sync::Arc<ClientAssertionKey>>,
+        certificates: Vec<std::sync::Arc<ClientAssertionKey>>,
     ) -> Option<Self> {
         Some(Self {
             client_id: microsoft.client_id.clone()?,
-            client_secrets: Some(microsoft.client_secrets()).filter(|s| !s.is_empty() || certificate.is_some())?,
-            certificate,
+            client_secrets: Some(microsoft.client_secrets()).filter(|s| !s.is_empty() || !certificates.is_empty())?,
+            certificates,
             client_auth: microsoft.client_auth_method,
             redirect_url: third_party.redirect_url.clone()?,
             cloud_instance: microsoft.cloud_instance.trim_end_matches('/').to_owned(),
@@ -96,8 +98,8 @@ pub enum MicrosoftError {
     Unreachable(String),
     #[error("Microsoft refused the code redemption: {error} (HTTP {status})")]
     Refused { status: u16, error: String },
-    #[error("every configured client secret has expired")]
-    NoUsableSecret,
+    #[error("every configured client secret and certificate has expired")]
+    NoUsableCredential,
     #[error("Microsoft's token response has no id_token")]
     NoIdToken,
     #[error("the ID token is not acceptable: {0}")]
@@ -111,7 +113,7 @@ impl MicrosoftError {
     /// user's side of the flow is `invalid_request`.
     pub fn code(&self) -> ThirdPartyErrorCode {
         match self {
-            Self::Unreachable(_) | Self::NoUsableSecret | Self::Keys(JwksError::Fetch(_)) => {
+            Self::Unreachable(_) | Self::NoUsableCredential | Self::Keys(JwksError::Fetch(_)) => {
                 ThirdPartyErrorCode::ServerError
             }
             Self::Refused { status, error } if *status >= 500 || error == "invalid_client" => {
@@ -126,7 +128,17 @@ impl MicrosoftError {
 #[derive(Clone, Copy)]
 enum Credential<'a> {
     Secret(&'a ClientSecret),
-    Assertion(&'a str),
+    Certificate(&'a ClientAssertionKey),
+}
+
+impl Credential<'_> {
+    /// How logs name it: a secret's last characters, a certificate's thumbprint.
+    fn describe(&self) -> String {
+        match self {
+            Self::Secret(secret) => format!("secret {}", secret.hint()),
+            Self::Certificate(key) => format!("certificate {}", key.thumbprint()),
+        }
+    }
 }
 
 #[derive(Deserialize)]
@@ -145,7 +157,7 @@ pub struct MicrosoftClient {
     settings: MicrosoftSettings,
     http: reqwest::Client,
     jwks: JwksCache,
-    secret_failovers: std::sync::atomic::AtomicU64,
+    credential_failovers: std::sync::atomic::AtomicU64,
 }
 
 impl MicrosoftClient {
@@ -158,7 +170,7 @@ impl MicrosoftClient {
             .build()
             .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
         let jwks = JwksCache::new(http.clone(), settings.endpoint("discovery/v2.0/keys"));
-        Ok(Self { settings, http, jwks, secret_failovers: Default::default() })
+        Ok(Self { settings, http, jwks, credential_failovers: Default::default() })
     }
 
     pub fn settings(&self) -> &MicrosoftSettings {
@@ -169,9 +181,9 @@ impl MicrosoftClient {
         &self.jwks
     }
 
-    /// How often Microsoft refused a client secret and the next one was tried.
-    pub fn secret_failovers(&self) -> u64 {
-        self.secret_failovers.load(std::sync::atomic::Ordering::Relaxed)
+    /// How often Microsoft refused a credential and the next one was tried.
+    pub fn credential_failovers(&self) -> u64 {
+        self.credential_failovers.load(std::sync::atomic::Ordering::Relaxed)
     }
 
     /// Where to send the browser: `{cloud_instance}/{tenant}/oauth2/v2.0/authorize` with PKCE S256 and a nonce.
@@ -196,30 +208,29 @@ impl MicrosoftClient {
     }
 
     /// Redeems an authorization code and returns the raw ID token. No response body ever reaches the browser.
-    /// With the newest usable secret; if Microsoft answers `invalid_client` (expired or revoked), the next one is
-    /// tried once, so a secret can be rotated without downtime.
+    /// With the newest usable credential (certificates first, then secrets; expired ones are skipped); if
+    /// Microsoft answers `invalid_client` (expired, revoked, or not uploaded yet), the next one is tried once, so
+    /// credentials can be rotated without downtime.
     pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
         let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        if let Some(certificate) = &self.settings.certificate {
-            let assertion = certificate
-                .assertion(&self.settings.client_id, &self.settings.endpoint("oauth2/v2.0/token"), now)
-                .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
-            return self.redeem_with(code, code_verifier, Credential::Assertion(&assertion)).await;
-        }
-        let secrets = usable_secrets(&self.settings.client_secrets, now);
-        let (first, fallback) = match secrets.as_slice() {
-            [] => return Err(MicrosoftError::NoUsableSecret),
+        let certificates = self.settings.certificates.iter().filter(|key| key.not_after() > now);
+        let credentials: Vec<Credential<'_>> = certificates
+            .map(|key| Credential::Certificate(key))
+            .chain(usable_secrets(&self.settings.client_secrets, now).into_iter().map(Credential::Secret))
+            .collect();
+        let (first, fallback) = match credentials.as_slice() {
+            [] => return Err(MicrosoftError::NoUsableCredential),
             [first, rest @ ..] => (*first, rest.first().copied()),
         };
-        match (self.redeem_with(code, code_verifier, Credential::Secret(first)).await, fallback) {
+        match (self.redeem_with(code, code_verifier, first, now).await, fallback) {
             (Err(MicrosoftError::Refused { error, .. }), Some(next)) if error == "invalid_client" => {
-                self.secret_failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                self.credential_failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 tracing::warn!(
-                    refused = %first.hint(),
-                    next = %next.hint(),
-                    "Microsoft refused the client secret (expired or revoked?); trying the next one"
+                    refused = %first.describe(),
+                    next = %next.describe(),
+                    "Microsoft refused the credential (expired, revoked or not uploaded?); trying the next one"
                 );
-                self.redeem_with(code, code_verifier, Credential::Secret(next)).await
+                self.redeem_with(code, code_verifier, next, now).await
             }
             (result, _) => result,
         }
@@ -230,8 +241,11 @@ impl MicrosoftClient {
         code: &str,
         code_verifier: &str,
         credential: Credential<'_>,
+        now: i64,
     ) -> Result<String, MicrosoftError> {
         let settings = &self.settings;
+        let token_endpoint = settings.endpoint("oauth2/v2.0/token");
+        let assertion: String;
         let mut form = vec![
             ("grant_type", "authorization_code"),
             ("code", code),
@@ -240,11 +254,14 @@ impl MicrosoftClient {
             ("code_verifier", code_verifier),
             ("scope", "openid profile email"),
         ];
-        let mut request = self.http.post(settings.endpoint("oauth2/v2.0/token"));
+        let mut request = self.http.post(&token_endpoint);
         match (credential, settings.client_auth) {
-            (Credential::Assertion(assertion), _) => {
+            (Credential::Certificate(key), _) => {
+                assertion = key
+                    .assertion(&settings.client_id, &token_endpoint, now)
+                    .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
                 form.push(("client_assertion_type", "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"));
-                form.push(("client_assertion", assertion));
+                form.push(("client_assertion", &assertion));
             }
             (Credential::Secret(secret), ClientAuthMethod::ClientSecretPost) => {
                 form.push(("client_secret", secret.value.expose()));

@@ -2,6 +2,9 @@ use sqlx::Row;
 
 use crate::{AuditLogEntry, AuditLogFilter, Result, Store, parse_uuid};
 
+const AUDIT_FILTER: &str = "($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_user_id = $2)
+                            AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)";
+
 impl Store {
     pub async fn insert_audit_log(&self, entry: &AuditLogEntry) -> Result<()> {
         sqlx::query(
@@ -26,19 +29,18 @@ impl Store {
 
     /// Audit log rows matching every given filter, newest first.
     pub async fn list_audit_logs(&self, filter: &AuditLogFilter) -> Result<Vec<AuditLogEntry>> {
-        sqlx::query(
+        sqlx::query(sqlx::AssertSqlSafe(format!(
             "SELECT id, type, error, meta_http_request_id, meta_source_ip, meta_user_agent, actor_user_id, actor_email,
                     details, created_at
-             FROM audit_logs
-             WHERE ($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_user_id = $2)
-               AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)
-             ORDER BY created_at DESC, id DESC LIMIT $5",
-        )
+             FROM audit_logs WHERE {AUDIT_FILTER}
+             ORDER BY created_at DESC, id DESC LIMIT $5 OFFSET $6"
+        )))
         .bind(&filter.kind)
         .bind(filter.actor_user_id.map(|id| id.to_string()))
         .bind(filter.since)
         .bind(filter.until)
         .bind(i64::from(filter.limit.clamp(1, 1000)))
+        .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
         .fetch_all(&self.reader)
         .await?
         .into_iter()
@@ -61,5 +63,18 @@ impl Store {
             })
         })
         .collect()
+    }
+
+    /// How many audit log rows match the filter (its limit and offset aside).
+    pub async fn count_audit_logs(&self, filter: &AuditLogFilter) -> Result<i64> {
+        let row =
+            sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM audit_logs WHERE {AUDIT_FILTER}")))
+                .bind(&filter.kind)
+                .bind(filter.actor_user_id.map(|id| id.to_string()))
+                .bind(filter.since)
+                .bind(filter.until)
+                .fetch_one(&self.reader)
+                .await?;
+        Ok(row.try_get("n")?)
     }
 }

@@ -6,11 +6,13 @@
 //! (which SQLite would answer with `SQLITE_BUSY`); reads use a pool of their own and, with WAL, never wait.
 
 mod accounts;
+mod admin_keys;
 mod audit;
 mod flows;
 mod keys;
 pub mod model;
 mod sessions;
+mod settings;
 mod tokens;
 mod users;
 

@@ -113,6 +113,7 @@ pub struct AuditLogFilter {
     pub since: Option<i64>,
     pub until: Option<i64>,
     pub limit: u32,
+    pub offset: u64,
 }
 
 /// A one-time token as stored: its value only as a hash.
@@ -193,4 +194,32 @@ pub struct FlowRecord {
     pub csrf_token: String,
     pub expires_at: i64,
     pub created_at: i64,
+}
+
+/// A user as listed by the admin API.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UserSummary {
+    pub id: Uuid,
+    pub primary_email: Option<String>,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+/// A versioned settings document (see `settings` in the schema).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct StoredSettings {
+    pub version: i64,
+    pub data: String,
+    pub updated_at: i64,
+}
+
+/// An admin API key; only the hash of the key is stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub key_hash: String,
+    pub created_at: i64,
+    pub last_used_at: Option<i64>,
+    pub revoked_at: Option<i64>,
 }

@@ -110,4 +110,23 @@ impl Store {
             sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.writer).await?;
         Ok(result.rows_affected() > 0)
     }
+
+    /// Deletes one session of `user_id`; `false` if that user has no such session.
+    pub async fn delete_user_session(&self, user_id: Uuid, id: Uuid) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+            .bind(id.to_string())
+            .bind(user_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+
+    /// Deletes every session of `user_id`; returns how many.
+    pub async fn delete_user_sessions(&self, user_id: Uuid) -> Result<u64> {
+        let result = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+            .bind(user_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected())
+    }
 }

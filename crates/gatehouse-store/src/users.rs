@@ -1,7 +1,10 @@
 use sqlx::Row;
 use uuid::Uuid;
 
-use crate::{EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, conflict, flag, parse_uuid};
+use crate::{
+    EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, UserSummary, conflict, flag,
+    parse_uuid,
+};
 
 impl Store {
     /// Creates a user and, if given, their primary email, in one transaction.
@@ -124,4 +127,65 @@ impl Store {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM users").fetch_one(&self.reader).await?;
         row.try_get::<i64, _>("n").map_err(StoreError::from)
     }
+
+    /// One page of users, newest first, optionally only those with an email address containing `email_part`
+    /// (case-insensitive), and how many match in all.
+    pub async fn search_users(
+        &self,
+        email_part: Option<&str>,
+        limit: u32,
+        offset: u64,
+    ) -> Result<(Vec<UserSummary>, i64)> {
+        let pattern = email_part.map(|part| format!("%{}%", escape_like(&part.to_lowercase())));
+        const MATCHES: &str = "($1 IS NULL OR EXISTS (SELECT 1 FROM emails x WHERE x.user_id = u.id
+                                                     AND lower(x.address) LIKE $1 ESCAPE '\\'))";
+        let users = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT u.id, u.created_at, u.updated_at, e.address
+             FROM users u LEFT JOIN primary_emails p ON p.user_id = u.id LEFT JOIN emails e ON e.id = p.email_id
+             WHERE {MATCHES} ORDER BY u.created_at DESC, u.id DESC LIMIT $2 OFFSET $3"
+        )))
+        .bind(&pattern)
+        .bind(i64::from(limit.clamp(1, 1000)))
+        .bind(i64::try_from(offset).unwrap_or(i64::MAX))
+        .fetch_all(&self.reader)
+        .await?
+        .into_iter()
+        .map(|row| {
+            Ok(UserSummary {
+                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                primary_email: row.try_get("address")?,
+                created_at: row.try_get("created_at")?,
+                updated_at: row.try_get("updated_at")?,
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+        let total = sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM users u WHERE {MATCHES}")))
+            .bind(&pattern)
+            .fetch_one(&self.reader)
+            .await?
+            .try_get::<i64, _>("n")?;
+        Ok((users, total))
+    }
+
+    /// Removes one identity of `user_id`: the provider account can no longer sign in as this user.
+    pub async fn unlink_identity(&self, user_id: Uuid, identity_id: Uuid) -> Result<bool> {
+        let result = sqlx::query("DELETE FROM identities WHERE id = $1 AND user_id = $2")
+            .bind(identity_id.to_string())
+            .bind(user_id.to_string())
+            .execute(&self.writer)
+            .await?;
+        Ok(result.rows_affected() > 0)
+    }
+}
+
+/// Escapes `%`, `_` and the escape character itself, so user input matches literally inside a LIKE pattern.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }

@@ -183,6 +183,83 @@ async fn audit_logs_filter(backend: Backend) {
     assert_eq!(rows[0].details.as_deref(), Some("{\"flow\":\"x\"}"));
     let window = AuditLogFilter { since: Some(1_000), until: Some(3_000), limit: 1, ..Default::default() };
     assert_eq!(store.list_audit_logs(&window).await.unwrap()[0].created_at, 2_000);
+    assert_eq!(store.count_audit_logs(&window).await.unwrap(), 2, "the count ignores the page size");
+    let second_page = AuditLogFilter { offset: 1, ..window };
+    assert_eq!(store.list_audit_logs(&second_page).await.unwrap()[0].created_at, 1_000);
+}
+
+async fn settings_are_versioned_and_saves_never_overwrite_each_other(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    assert_eq!(store.settings_version("idp").await.unwrap(), 0);
+    assert!(store.load_settings("idp").await.unwrap().is_none());
+    assert_eq!(store.save_settings("idp", 0, "{\"a\":1}", 10).await.unwrap(), Some(1));
+    assert_eq!(store.save_settings("idp", 0, "{\"lost\":1}", 11).await.unwrap(), None, "both read version 0");
+    assert_eq!(store.save_settings("idp", 1, "{\"a\":2}", 12).await.unwrap(), Some(2));
+    assert_eq!(store.save_settings("idp", 1, "{\"lost\":2}", 13).await.unwrap(), None, "a stale version");
+    let saved = store.load_settings("idp").await.unwrap().unwrap();
+    assert_eq!((saved.version, saved.data.as_str(), saved.updated_at), (2, "{\"a\":2}", 12));
+    assert_eq!(store.settings_version("other").await.unwrap(), 0, "documents are separate");
+}
+
+async fn admin_keys_are_stored_as_hashes_and_revoked(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let key = |name: &str, hash: &str| gatehouse_store::AdminKeyRecord {
+        id: Uuid::new_v4(),
+        name: name.into(),
+        key_hash: hash.into(),
+        created_at: 1_000,
+        last_used_at: None,
+        revoked_at: None,
+    };
+    let (ops, ci) = (key("ops", "sha256:one"), key("ci", "sha256:two"));
+    store.insert_admin_key(&ops).await.unwrap();
+    store.insert_admin_key(&ci).await.unwrap();
+    assert!(matches!(store.insert_admin_key(&key("dup", "sha256:one")).await, Err(StoreError::Conflict(_))));
+    store.touch_admin_key(ops.id, 5_000).await.unwrap();
+    assert!(store.revoke_admin_key(ci.id, 6_000).await.unwrap());
+    assert!(!store.revoke_admin_key(ci.id, 7_000).await.unwrap(), "already revoked");
+    let active = store.active_admin_keys().await.unwrap();
+    assert_eq!(active.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["ops"]);
+    assert_eq!(active[0].last_used_at, Some(5_000));
+    let all = store.list_admin_keys().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all.iter().find(|k| k.id == ci.id).unwrap().revoked_at, Some(6_000));
+}
+
+async fn users_are_searched_and_their_sessions_and_identities_removed(backend: Backend) {
+    let db = TestDb::new(backend).await;
+    let store = db.store().await;
+    let mut alice = user(Some("Alice_Smith@Example.com"));
+    alice.created_at = 2_000;
+    let bob = user(Some("bob%x@example.org"));
+    store.create_user(&alice).await.unwrap();
+    store.create_user(&bob).await.unwrap();
+    store.create_user(&user(None)).await.unwrap();
+    let (all, total) = store.search_users(None, 2, 0).await.unwrap();
+    assert_eq!((all.len(), total), (2, 3));
+    assert_eq!(all[0].primary_email.as_deref(), Some("alice_smith@example.com"), "newest first");
+    let search = |part: &'static str| {
+        let store = store.clone();
+        async move { store.search_users(Some(part), 10, 0).await.unwrap().1 }
+    };
+    assert_eq!(search("ALICE_").await, 1, "case-insensitive");
+    assert_eq!(search("e_s").await, 1, "an underscore is literal");
+    assert_eq!(search("%").await, 1, "a percent sign is literal");
+    assert_eq!(search("example").await, 2);
+    assert_eq!(search("nobody").await, 0);
+    assert_eq!(store.search_users(None, 10, 2).await.unwrap().0.len(), 1, "offset");
+
+    let (first, second) = (session(alice.id, 10_000), session(alice.id, 20_000));
+    store.create_session(&first, 5).await.unwrap();
+    store.create_session(&second, 5).await.unwrap();
+    store.create_session(&session(bob.id, 10_000), 5).await.unwrap();
+    assert!(!store.delete_user_session(bob.id, first.id).await.unwrap(), "only the owner's sessions");
+    assert!(store.delete_user_session(alice.id, first.id).await.unwrap());
+    assert_eq!(store.delete_user_sessions(alice.id).await.unwrap(), 1);
+    assert_eq!(store.list_sessions(bob.id, 0).await.unwrap().len(), 1, "other users keep theirs");
+    assert!(!store.unlink_identity(alice.id, Uuid::new_v4()).await.unwrap());
 }
 
 async fn migrations_are_idempotent_and_data_survives_reconnecting(backend: Backend) {
@@ -254,4 +331,7 @@ both_backends!(
     signing_keys_rotate_and_retire,
     audit_logs_filter,
     migrations_are_idempotent_and_data_survives_reconnecting,
+    settings_are_versioned_and_saves_never_overwrite_each_other,
+    admin_keys_are_stored_as_hashes_and_revoked,
+    users_are_searched_and_their_sessions_and_identities_removed,
 );

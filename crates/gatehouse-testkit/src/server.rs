@@ -13,12 +13,18 @@ use uuid::Uuid;
 use crate::{Backend, TestDb};
 
 pub const TEST_SECRET_KEY: &str = "test-secret-key-0123456789";
+/// The admin API key every test server accepts (from `server.admin.api_keys`).
+pub const TEST_ADMIN_KEY: &str = "test-admin-key-0123456789abcdefghijklmnop";
 
-/// A valid configuration for tests on `db`: a fixed secret key, port 0, cookies without `Secure` (plain http).
+/// A valid configuration for tests on `db`: a fixed secret key and admin key, port 0 for both listeners, cookies
+/// without `Secure` (plain http), and saved settings polled every 100 ms.
 pub fn test_config(db: &TestDb) -> Config {
     let mut config = Config { secret_keys: vec![Secret::new(TEST_SECRET_KEY)], ..Config::default() };
     config.database.url = DatabaseUrl::new(db.url());
     config.server.public.address = "127.0.0.1:0".into();
+    config.server.admin.address = "127.0.0.1:0".into();
+    config.server.admin.api_keys = vec![Secret::new(TEST_ADMIN_KEY)];
+    config.server.settings_poll_interval = gatehouse_core::duration::GoDuration::from_millis(100);
     config.session.cookie.secure = false;
     config
 }
@@ -27,6 +33,8 @@ pub fn test_config(db: &TestDb) -> Config {
 #[derive(Debug)]
 pub struct TestServer {
     pub base_url: String,
+    /// The admin listener, when the admin API is on.
+    pub admin_url: Option<String>,
     pub state: AppState,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
@@ -54,6 +62,7 @@ impl TestServer {
         store.migrate().await.expect("migrate");
         let app = Application::build(Arc::new(config), store).await.expect("start Gatehouse");
         let base_url = format!("http://{}", app.local_addr());
+        let admin_url = app.admin_addr().map(|address| format!("http://{address}"));
         let state = app.state().clone();
         let (shutdown, stopped) = oneshot::channel::<()>();
         let task = tokio::spawn(async move {
@@ -64,11 +73,17 @@ impl TestServer {
             .expect("server ran");
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { base_url, state, client, shutdown: Some(shutdown), task: Some(task), db: None }
+        Self { base_url, admin_url, state, client, shutdown: Some(shutdown), task: Some(task), db: None }
     }
 
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base_url)
+    }
+
+    /// A request to the admin API, authenticated with [`TEST_ADMIN_KEY`].
+    pub fn admin(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let base = self.admin_url.as_deref().expect("the admin API is on");
+        self.client.request(method, format!("{base}{path}")).bearer_auth(TEST_ADMIN_KEY)
     }
 
     /// Stops the server and waits until it has.

@@ -7,7 +7,10 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
-use gatehouse_api::{AppState, Application};
+use gatehouse_api::{
+    AppState, Application,
+    services::{admin_keys, identity_providers},
+};
 use gatehouse_core::config::Config;
 use gatehouse_store::Store;
 
@@ -40,23 +43,49 @@ enum Command {
     /// Credentials for identity providers.
     #[command(subcommand)]
     Credentials(CredentialsCommand),
+    /// Keys for the admin API and console.
+    #[command(subcommand)]
+    AdminKey(AdminKeyCommand),
 }
 
 #[derive(Debug, Subcommand)]
 enum CredentialsCommand {
-    /// Make a key pair and a self-signed certificate for `private_key_jwt`: the key goes to a file (mode 0600),
-    /// the certificate is printed, to upload to the app registration under "Certificates & secrets".
+    /// Make a key pair and a self-signed certificate for `private_key_jwt`. The key is stored in the database,
+    /// encrypted under secret_keys, and used from now on (before any secret); the certificate is printed, to
+    /// upload to the app registration under "Certificates & secrets".
     NewCertificate {
+        #[command(flatten)]
+        config: ConfigArg,
         /// The provider the certificate is for.
         #[arg(long, default_value = "microsoft", value_parser = ["microsoft"])]
         provider: String,
         /// Days until the certificate expires.
         #[arg(long, default_value_t = 365, value_parser = clap::value_parser!(u32).range(1..=3650))]
         days: u32,
-        /// Where to write the private key; an existing file is never overwritten.
-        #[arg(long, default_value = "gatehouse-microsoft-key.pem")]
-        key_out: PathBuf,
     },
+}
+
+#[derive(Debug, Subcommand)]
+enum AdminKeyCommand {
+    /// Create an admin key. It is printed once; only its hash is stored.
+    New {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// What the key is for (shown in the audit log), e.g. "ops laptop" or "terraform".
+        #[arg(long)]
+        name: String,
+    },
+    /// List admin keys in the database (never the keys themselves).
+    List(ConfigArg),
+    /// Revoke an admin key by id; every instance refuses it from the next request on.
+    Revoke {
+        #[command(flatten)]
+        config: ConfigArg,
+        /// The key's id, as `list` shows it.
+        id: uuid::Uuid,
+    },
+    /// Print the hash of a key read from standard input, for server.admin.api_keys.
+    Hash,
 }
 
 #[derive(Debug, Subcommand)]
@@ -86,9 +115,10 @@ fn main() -> ExitCode {
             Command::Migrate(args) => migrate(args).await,
             Command::Config(ConfigCommand::Check(args)) => check(args),
             Command::Keys(KeysCommand::Rotate(args)) => rotate(args).await,
-            Command::Credentials(CredentialsCommand::NewCertificate { provider, days, key_out }) => {
-                new_certificate(&provider, days, &key_out)
+            Command::Credentials(CredentialsCommand::NewCertificate { config, provider, days }) => {
+                new_certificate(config, &provider, days).await
             }
+            Command::AdminKey(command) => admin_key(command).await,
         }
     });
     match result {
@@ -129,40 +159,78 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
     let store = open_store(&config).await?;
+    if !matches!(dev, config::DevSecret::NotNeeded) {
+        create_development_admin_key(&config, &store).await?;
+    }
     let app = Application::build(Arc::new(config.clone()), store).await?;
     let base = format!("http://{}", app.local_addr());
     tracing::info!("Gatehouse is listening on {base}");
+    if let Some(admin) = app.admin_addr() {
+        tracing::info!("Admin API and console on http://{admin}");
+    }
     for path in ["/.well-known/jwks.json", "/sessions/validate", "/me", "/logout", "/health/ready"] {
         tracing::info!("  {base}{path}");
     }
     if let Some(redirect_url) = &config.third_party.redirect_url {
         tracing::info!("Redirect URL for the Azure app registration: {redirect_url}");
     }
-    tokio::spawn(warn_about_expiring_secrets(config.clone()));
+    tokio::spawn(identity_providers::warn_about_expiring_credentials(app.state().clone()));
     tokio::spawn(gatehouse_api::services::maintenance::run(app.state().store().clone()));
     app.run_until_stopped(shutdown_signal()).await.context("the server failed")?;
     tracing::info!("stopped");
     Ok(())
 }
 
-/// At start-up and then daily: a warning for every Microsoft client secret that expires within 30 days.
-async fn warn_about_expiring_secrets(config: Config) {
-    const WINDOW_SECS: i64 = 30 * 86_400;
-    let secrets = config.third_party.providers.microsoft.client_secrets();
-    let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
-    loop {
-        daily.tick().await;
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
-        for secret in gatehouse_core::config::expiring_secrets(&secrets, now, WINDOW_SECS) {
-            let days_left = (secret.expires_at.unwrap_or(now) - now) / 86_400;
-            tracing::warn!(
-                secret = %secret.hint(),
-                days_left,
-                "a Microsoft client secret expires soon (or has expired): create a new one in Azure, add it first in \
-                 third_party.providers.microsoft.secrets, then remove the old one"
-            );
+/// In development mode only (no secret_keys configured): an admin key, so the console can be tried at once.
+/// Printed once; later starts find it in the database and print nothing.
+async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow::Result<()> {
+    let admin = &config.server.admin;
+    if !admin.enabled || !admin.api_keys.is_empty() || !store.active_admin_keys().await?.is_empty() {
+        return Ok(());
+    }
+    let (key, record) = admin_keys::generate("development");
+    store.insert_admin_key(&record).await?;
+    eprintln!("DEVELOPMENT MODE: admin key for the console at http://{} (shown only now): {key}", admin.address);
+    Ok(())
+}
+
+async fn admin_store(args: &ConfigArg) -> anyhow::Result<Store> {
+    let (config, _) = load(args)?;
+    open_store(&config).await
+}
+
+async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {
+    let when = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), gatehouse_api::clock::rfc3339_ms);
+    match command {
+        AdminKeyCommand::New { config, name } => {
+            let (key, record) = admin_keys::generate(&name);
+            admin_store(&config).await?.insert_admin_key(&record).await?;
+            println!("admin key {} ({name}); it is shown only now:\n{key}", record.id);
+        }
+        AdminKeyCommand::List(config) => {
+            for key in admin_store(&config).await?.list_admin_keys().await? {
+                println!(
+                    "{}  {:<24}  created {}  last used {}  revoked {}",
+                    key.id,
+                    key.name,
+                    when(Some(key.created_at)),
+                    when(key.last_used_at),
+                    when(key.revoked_at)
+                );
+            }
+        }
+        AdminKeyCommand::Revoke { config, id } => {
+            let revoked = admin_store(&config).await?.revoke_admin_key(id, gatehouse_api::clock::now_ms()).await?;
+            anyhow::ensure!(revoked, "no active admin key {id}");
+            println!("admin key {id} revoked");
+        }
+        AdminKeyCommand::Hash => {
+            let mut key = String::new();
+            std::io::stdin().read_line(&mut key).context("cannot read the key from standard input")?;
+            println!("{}", admin_keys::hash(key.trim()));
         }
     }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -218,27 +286,27 @@ fn check(args: ConfigArg) -> anyhow::Result<()> {
     }
 }
 
-fn new_certificate(provider: &str, days: u32, key_out: &std::path::Path) -> anyhow::Result<()> {
-    let now = time::OffsetDateTime::now_utc();
-    let generated =
-        gatehouse_crypto::certificate::generate_self_signed(&format!("Gatehouse {provider} sign-in"), days, now)?;
-    config::write_private(key_out, &generated.private_key_pem)
-        .with_context(|| format!("cannot create {} (it must not exist yet)", key_out.display()))?;
-    println!("Private key written to {} (keep it secret; it is shown nowhere else).", key_out.display());
-    println!("SHA-256 thumbprint (x5t#S256): {}", generated.thumbprint_sha256);
-    println!("Upload this certificate in the app registration, Certificates & secrets > Certificates:\n");
-    print!("{}", generated.certificate_pem);
-    println!(
-        "\nThen configure it (the key inline, or through GATEHOUSE_THIRD_PARTY__PROVIDERS__MICROSOFT__CERTIFICATE__PRIVATE_KEY):"
-    );
-    println!("third_party:\n  providers:\n    {provider}:\n      certificate:\n        algorithm: PS256");
-    println!("        private_key: |\n          <the contents of {}>", key_out.display());
-    println!("        certificate: |\n{}", indent(&generated.certificate_pem, 10));
+async fn new_certificate(args: ConfigArg, provider: &str, days: u32) -> anyhow::Result<()> {
+    let (config, dev) = load(&args)?;
+    telemetry::init(&config.log);
+    warn_dev_secret(&dev);
+    let store = open_store(&config).await?;
+    let state = AppState::new(Arc::new(config), store).await?;
+    let actor = admin_keys::AdminActor { key_id: "cli".into(), name: "gatehouse credentials new-certificate".into() };
+    let new = identity_providers::NewCertificate::Generate { days, algorithm: "PS256".into() };
+    let meta = gatehouse_api::services::audit::RequestMeta::default();
+    let (saved, id) = identity_providers::IdentityProviders::new(&state)
+        .add_certificate(&actor, &meta, new)
+        .await
+        .map_err(|error| anyhow::anyhow!("cannot add the certificate: {error}"))?;
+    let certificate = saved.settings.microsoft_certificates.iter().find(|certificate| certificate.id == id);
+    let pem = certificate.map(|certificate| certificate.certificate.as_str()).unwrap_or_default();
+    println!("New {provider} certificate {id}: its private key is stored in the database, encrypted, and is used");
+    println!("from now on (a running Gatehouse picks it up within seconds). Upload this certificate to the app");
+    println!("registration now (Certificates & secrets > Certificates > Upload certificate):\n");
+    print!("{pem}");
+    println!("\nSHA-256 thumbprint (x5t#S256): {}", gatehouse_crypto::certificate::thumbprint_sha256(pem)?);
     Ok(())
-}
-
-fn indent(text: &str, spaces: usize) -> String {
-    text.lines().map(|line| format!("{}{line}", " ".repeat(spaces))).collect::<Vec<_>>().join("\n")
 }
 
 async fn rotate(args: ConfigArg) -> anyhow::Result<()> {

@@ -11,6 +11,9 @@ use std::{
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
+/// The configured admin key, and its hash as `gatehouse admin-key hash` prints it (the form the config holds).
+const ADMIN_KEY: &str = "cli-test-admin-key-0123456789abcdefgh";
+const ADMIN_KEY_HASH: &str = "sha256:eaXTP5EPy4eD6PzIkT6dp-6fdwpsRtytVYfe-KuX3I4";
 
 fn gatehouse(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
@@ -26,7 +29,7 @@ fn gatehouse(dir: &Path, args: &[&str]) -> Command {
 fn write_config(dir: &Path, extra: &str) -> String {
     let db = dir.join("gatehouse.db");
     let text = format!(
-        "server:\n  public:\n    address: \"127.0.0.1:0\"\ndatabase:\n  url: \"sqlite://{}\"\nsecret_keys: [\"cli-test-secret-0123456789\"]\n{extra}",
+        "server:\n  public:\n    address: \"127.0.0.1:0\"\n  admin:\n    address: \"127.0.0.1:0\"\n    api_keys: [\"{ADMIN_KEY_HASH}\"]\ndatabase:\n  url: \"sqlite://{}\"\nsecret_keys: [\"cli-test-secret-0123456789\"]\n{extra}",
         db.display()
     );
     let path = dir.join("gatehouse.yaml");
@@ -38,10 +41,12 @@ fn write_config(dir: &Path, extra: &str) -> String {
 struct Running {
     child: Option<Child>,
     base: String,
+    admin: Option<String>,
     startup_log: Vec<String>,
 }
 
 impl Running {
+    /// Starts and waits for the start-up log to name the listeners (the admin one, then the public paths).
     fn start(mut command: Command) -> Self {
         let mut child = command.stderr(Stdio::piped()).stdout(Stdio::null()).spawn().unwrap();
         let stderr = child.stderr.take().unwrap();
@@ -51,14 +56,16 @@ impl Running {
                 let _ = sender.send(line);
             }
         });
-        let mut seen = Vec::new();
+        let (mut seen, mut base, mut admin) = (Vec::new(), None, None);
         loop {
             match receiver.recv_timeout(Duration::from_secs(30)) {
                 Ok(line) => {
-                    if let Some(base) = line.split("listening on ").nth(1) {
-                        let base = base.trim().to_owned();
+                    let after = |marker: &str| line.split(marker).nth(1).map(|rest| rest.trim().to_owned());
+                    base = base.or_else(|| after("listening on "));
+                    admin = admin.or_else(|| after("Admin API and console on "));
+                    if let (Some(base), true) = (&base, line.ends_with("/health/ready")) {
                         std::thread::spawn(move || while receiver.recv().is_ok() {});
-                        return Self { child: Some(child), base, startup_log: seen };
+                        return Self { child: Some(child), base: base.clone(), admin, startup_log: seen };
                     }
                     seen.push(line);
                 }
@@ -69,6 +76,27 @@ impl Running {
                 }
             }
         }
+    }
+
+    /// The status of `GET path` on the admin listener with `key`.
+    fn admin_status(&self, path: &str, key: &str) -> u16 {
+        let url = format!("{}{path}", self.admin.as_deref().expect("the admin API is on"));
+        let output = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-H", &format!("authorization: Bearer {key}"), &url])
+            .output()
+            .expect("curl");
+        String::from_utf8_lossy(&output.stdout).parse().unwrap()
+    }
+
+    /// `GET path` on the admin listener with the configured admin key.
+    fn admin_get(&self, path: &str) -> Value {
+        let url = format!("{}{path}", self.admin.as_deref().expect("the admin API is on"));
+        let output = Command::new("curl")
+            .args(["-sf", "-H", &format!("authorization: Bearer {ADMIN_KEY}"), &url])
+            .output()
+            .expect("curl");
+        assert!(output.status.success(), "GET {url} failed");
+        serde_json::from_slice(&output.stdout).unwrap()
     }
 
     fn get(&self, path: &str) -> Value {
@@ -162,34 +190,90 @@ fn serve_restart_and_rotate_keep_keys() {
 }
 
 #[test]
-fn new_certificate_writes_a_private_key_and_prints_the_certificate() {
+fn new_certificate_stores_the_key_and_prints_the_certificate() {
     let dir = tempfile::tempdir().unwrap();
-    let output = gatehouse(dir.path(), &["credentials", "new-certificate", "--provider", "microsoft", "--days", "30"])
-        .output()
-        .unwrap();
+    let config = write_config(dir.path(), "");
+    let output = gatehouse(
+        dir.path(),
+        &["credentials", "new-certificate", "--config", &config, "--provider", "microsoft", "--days", "30"],
+    )
+    .output()
+    .unwrap();
     let stdout = String::from_utf8_lossy(&output.stdout);
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("-----BEGIN CERTIFICATE-----") && stdout.contains("x5t#S256"), "{stdout}");
     assert!(!stdout.contains("PRIVATE KEY"), "the key is never printed");
-    let key_file = dir.path().join("gatehouse-microsoft-key.pem");
-    assert!(std::fs::read_to_string(&key_file).unwrap().starts_with("-----BEGIN PRIVATE KEY-----"));
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        assert_eq!(std::fs::metadata(&key_file).unwrap().permissions().mode() & 0o077, 0);
-    }
-    let again = gatehouse(dir.path(), &["credentials", "new-certificate"]).output().unwrap();
-    assert!(!again.status.success(), "an existing key file is never overwritten");
+    let database = std::fs::read(dir.path().join("gatehouse.db")).unwrap();
+    let text = String::from_utf8_lossy(&database);
+    assert!(text.contains("sealed_private_key") && !text.contains("PRIVATE KEY"), "stored, and only encrypted");
+
+    let server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
+    let settings = server.admin_get("/identity-providers");
+    let certificates = settings["providers"]["microsoft"]["certificates"].as_array().unwrap().clone();
+    assert_eq!(certificates.len(), 1, "{settings}");
+    assert_eq!(certificates[0]["source"], "console");
+    assert!(stdout.contains(certificates[0]["thumbprint"].as_str().unwrap()));
+    let days = certificates[0]["expires_in_seconds"].as_i64().unwrap() / 86_400;
+    assert!((29..=30).contains(&days), "{days}");
+    server.stop();
+}
+
+#[test]
+fn admin_keys_are_created_listed_hashed_and_revoked() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    let run = |args: &[&str]| {
+        let output = gatehouse(dir.path(), args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+        String::from_utf8(output.stdout).unwrap()
+    };
+    let created = run(&["admin-key", "new", "--config", &config, "--name", "terraform"]);
+    let key = created.lines().last().unwrap().trim().to_owned();
+    assert!(key.starts_with("gha_"), "{created}");
+    let id = created.split_whitespace().nth(2).unwrap().to_owned();
+    let listed = run(&["admin-key", "list", "--config", &config]);
+    assert!(listed.contains(&id) && listed.contains("terraform") && !listed.contains(&key), "{listed}");
+
+    let server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
+    assert_eq!(server.admin_status("/users", &key), 200, "a key from the database works");
+    assert_eq!(server.admin_status("/users", ADMIN_KEY), 200, "a key from the configuration works");
+    run(&["admin-key", "revoke", "--config", &config, &id]);
+    assert_eq!(server.admin_status("/users", &key), 401, "revoked: refused from the next request on");
+    server.stop();
+    assert!(run(&["admin-key", "list", "--config", &config]).contains("revoked 20"));
+
+    let mut hash =
+        gatehouse(dir.path(), &["admin-key", "hash"]).stdin(Stdio::piped()).stdout(Stdio::piped()).spawn().unwrap();
+    use std::io::Write;
+    hash.stdin.take().unwrap().write_all(format!("{ADMIN_KEY}\n").as_bytes()).unwrap();
+    let printed = String::from_utf8(hash.wait_with_output().unwrap().stdout).unwrap();
+    assert_eq!(printed.trim(), ADMIN_KEY_HASH);
+}
+
+#[test]
+fn serve_refuses_an_admin_api_without_a_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    std::fs::write(&config, std::fs::read_to_string(&config).unwrap().replace(ADMIN_KEY_HASH, "")).unwrap();
+    let output = gatehouse(dir.path(), &["serve", "--config", &config]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("admin-key new"), "the message says what to do: {stderr}");
 }
 
 #[test]
 fn no_config_starts_in_development_mode() {
     let dir = tempfile::tempdir().unwrap();
     let mut command = gatehouse(dir.path(), &[]);
-    command.env("GATEHOUSE_SERVER__PUBLIC__ADDRESS", "127.0.0.1:0");
+    command
+        .env("GATEHOUSE_SERVER__PUBLIC__ADDRESS", "127.0.0.1:0")
+        .env("GATEHOUSE_SERVER__ADMIN__ADDRESS", "127.0.0.1:0");
     let server = Running::start(command);
     let log = server.startup_log.join("\n");
     assert!(log.contains("DEVELOPMENT MODE") && log.contains("gatehouse.secret"), "{log}");
+    let key =
+        log.split("(shown only now): ").nth(1).expect("a development admin key is printed").lines().next().unwrap();
+    assert_eq!(server.admin_status("/identity-providers", key.trim()), 200);
     assert_eq!(server.get("/health/ready")["ready"], true);
     assert_eq!(server.get("/sessions/validate")["is_valid"], false);
     server.stop();

@@ -19,14 +19,7 @@ pub async fn jwks(State(state): State<AppState>) -> Response {
 /// Hanko's legacy (v2) public configuration, for older SDKs.
 pub async fn config(State(state): State<AppState>) -> Json<serde_json::Value> {
     let config = state.config();
-    let providers: Vec<&str> = config
-        .third_party
-        .providers
-        .microsoft
-        .enabled
-        .then_some(provider_display_name("microsoft"))
-        .into_iter()
-        .collect();
+    let providers: Vec<&str> = state.third_party().enabled_providers().into_iter().map(provider_display_name).collect();
     Json(json!({
         "password": { "enabled": false, "min_password_length": 8 },
         "emails": {

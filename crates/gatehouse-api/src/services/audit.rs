@@ -3,7 +3,7 @@
 use gatehouse_store::{AuditLogEntry, Store};
 use uuid::Uuid;
 
-use crate::clock;
+use crate::{clock, services::admin_keys::AdminActor};
 
 /// Where a request came from, for the audit log.
 #[derive(Clone, Debug, Default)]
@@ -25,6 +25,31 @@ impl<'a> AuditLog<'a> {
 
     /// Writes one row. A failure is logged, not returned: losing an audit row must not fail the user's request.
     pub async fn record(&self, kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>, meta: &RequestMeta) {
+        self.write(kind, actor_user_id, error, None, meta).await;
+    }
+
+    /// Writes the row of an admin API change: which key made it (`details.admin_key`) and what changed, never a
+    /// secret. `user_id` is the user the change was about, so the user filter finds it.
+    pub async fn record_admin(
+        &self,
+        kind: &str,
+        actor: &AdminActor,
+        user_id: Option<Uuid>,
+        mut details: serde_json::Value,
+        meta: &RequestMeta,
+    ) {
+        details["admin_key"] = serde_json::json!({ "id": actor.key_id, "name": actor.name });
+        self.write(kind, user_id, None, Some(details.to_string()), meta).await;
+    }
+
+    async fn write(
+        &self,
+        kind: &str,
+        actor_user_id: Option<Uuid>,
+        error: Option<&str>,
+        details: Option<String>,
+        meta: &RequestMeta,
+    ) {
         let entry = AuditLogEntry {
             id: Uuid::now_v7(),
             kind: kind.to_owned(),
@@ -34,7 +59,7 @@ impl<'a> AuditLog<'a> {
             user_agent: meta.user_agent.clone(),
             actor_user_id,
             actor_email: None,
-            details: None,
+            details,
             created_at: clock::now_ms(),
         };
         if let Err(error) = self.store.insert_audit_log(&entry).await {

@@ -1,5 +1,6 @@
 //! The public API, driven over HTTP against a real server on port 0, on SQLite and on PostgreSQL.
 
+mod admin;
 mod errors;
 mod flow;
 mod jose;

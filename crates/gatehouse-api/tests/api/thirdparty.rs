@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use url::Url;
 
 pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
-const CLIENT_SECRET: &str = "fake-client-secret-value~42";
+pub const CLIENT_SECRET: &str = "fake-client-secret-value~42";
 const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
 pub const APP: &str = "https://app.example.com";
 const CONSUMERS: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
@@ -127,14 +127,14 @@ impl Browser<'_> {
     }
 
     /// The whole round trip; returns the final app URL.
-    async fn sign_in(&mut self, redirect_to: &str) -> Url {
+    pub async fn sign_in(&mut self, redirect_to: &str) -> Url {
         let authorize = self.start(redirect_to).await;
         let callback = self.at_provider(&authorize).await;
         self.callback(&callback).await
     }
 
     /// `POST /token` with the `hanko_token` of `landing`.
-    async fn exchange(&mut self, landing: &Url) -> reqwest::Response {
+    pub async fn exchange(&mut self, landing: &Url) -> reqwest::Response {
         let token = query(landing, "hanko_token").expect("hanko_token on the landing URL");
         let server = &self.setup.server;
         let response = server.client.post(server.url("/token")).json(&json!({ "value": token })).send().await.unwrap();
@@ -348,8 +348,7 @@ async fn a_refused_secret_fails_over_to_the_next(backend: Backend) {
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert!(query(&landing, "hanko_token").is_some(), "the next usable secret was used: {landing}");
     assert_eq!(setup.entra.token_requests(), 2, "one refusal, one retry; the expired secret is never sent");
-    let microsoft = setup.server.state.third_party().microsoft().unwrap();
-    assert_eq!(microsoft.secret_failovers(), 1);
+    assert_eq!(setup.server.state.third_party().microsoft().unwrap().credential_failovers(), 1);
 
     setup.entra.expire_secret(CLIENT_SECRET);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;

@@ -1,0 +1,170 @@
+//! The admin API and console, served on their own listener (`server.admin.address`). Every API request needs
+//! `Authorization: Bearer <admin key>`; only the console's own files load without one (the page asks for it).
+
+mod identity_providers;
+mod users;
+
+use axum::{
+    Json, Router,
+    extract::{Request, State},
+    http::{HeaderValue, StatusCode, header},
+    middleware::{self, Next},
+    response::{IntoResponse, Response},
+    routing::{delete, get},
+};
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
+
+use crate::{
+    ApiError, AppState, clock,
+    routes::login_page::asset,
+    services::{admin_keys, identity_providers::IdentityProviders},
+};
+
+const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
+                           img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Gatehouse admin API", description = "Identity-provider settings, users and the audit log. \
+        Served on `server.admin.address`; every request needs `Authorization: Bearer <admin key>`."),
+    paths(
+        identity_providers::get,
+        identity_providers::update,
+        identity_providers::add_secret,
+        identity_providers::remove_secret,
+        identity_providers::add_certificate,
+        identity_providers::remove_certificate,
+        users::list,
+        users::show,
+        users::delete,
+        users::revoke_sessions,
+        users::revoke_session,
+        users::unlink_identity,
+        users::audit_logs,
+        metrics,
+    ),
+    modifiers(&AdminKeyAuth),
+    security(("admin_key" = []))
+)]
+pub struct AdminApiDoc;
+
+#[derive(Debug)]
+struct AdminKeyAuth;
+
+impl Modify for AdminKeyAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme("admin_key", SecurityScheme::Http(Http::new(HttpAuthScheme::Bearer)));
+    }
+}
+
+/// The admin router. Pure, like the public one: tests can drive it in-process.
+pub fn admin_app(state: AppState) -> Router {
+    let api = Router::new()
+        .route("/identity-providers", get(identity_providers::get).put(identity_providers::update))
+        .route("/identity-providers/microsoft/secrets", axum::routing::post(identity_providers::add_secret))
+        .route("/identity-providers/microsoft/secrets/{id}", delete(identity_providers::remove_secret))
+        .route("/identity-providers/microsoft/certificates", axum::routing::post(identity_providers::add_certificate))
+        .route("/identity-providers/microsoft/certificates/{id}", delete(identity_providers::remove_certificate))
+        .route("/users", get(users::list))
+        .route("/users/{id}", get(users::show).delete(users::delete))
+        .route("/users/{id}/sessions", delete(users::revoke_sessions))
+        .route("/users/{id}/sessions/{session_id}", delete(users::revoke_session))
+        .route("/users/{id}/identities/{identity_id}", delete(users::unlink_identity))
+        .route("/audit-logs", get(users::audit_logs))
+        .route("/metrics", get(metrics))
+        .route("/openapi.json", get(|| async { Json(AdminApiDoc::openapi()) }))
+        .route_layer(middleware::from_fn_with_state(state.clone(), require_admin_key));
+    let router = Router::new()
+        .route(
+            "/",
+            get(|| async {
+                asset(CONSOLE_CSP, "text/html; charset=utf-8", include_str!("../../../assets/admin/console.html"))
+            }),
+        )
+        .route(
+            "/assets/console.js",
+            get(|| async {
+                asset(CONSOLE_CSP, "text/javascript; charset=utf-8", include_str!("../../../assets/admin/console.js"))
+            }),
+        )
+        .route(
+            "/assets/console.css",
+            get(|| async {
+                asset(CONSOLE_CSP, "text/css; charset=utf-8", include_str!("../../../assets/admin/console.css"))
+            }),
+        )
+        .merge(api)
+        .fallback(|| async { ApiError::not_found() });
+    crate::app::with_layers(router.with_state(state), None)
+}
+
+/// Lets a request through only with a valid admin key, and hands the handlers who it is.
+async fn require_admin_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let presented = request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "))
+        .map(str::trim)
+        .filter(|key| !key.is_empty());
+    let actor = match presented {
+        Some(key) => admin_keys::authenticate(state.store(), state.admin_keys(), key).await,
+        None => Ok(None),
+    };
+    match actor {
+        Ok(Some(actor)) => {
+            request.extensions_mut().insert(actor);
+            let mut response = next.run(request).await;
+            response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            response
+        }
+        Ok(None) => {
+            let mut response = ApiError::unauthorized().into_response();
+            response.headers_mut().insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+            response
+        }
+        Err(error) => ApiError::from(error).into_response(),
+    }
+}
+
+/// Prometheus metrics: seconds until each identity-provider credential expires (negative once expired), and
+/// how often a refused credential made Gatehouse try the next one.
+#[utoipa::path(get, path = "/metrics", tag = "metrics",
+    responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
+pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
+    let saved = IdentityProviders::new(&state).current().await?;
+    let now = clock::now_secs();
+    let mut text = String::from(
+        "# HELP gatehouse_credential_expiry_seconds Seconds until an identity-provider credential expires.\n\
+         # TYPE gatehouse_credential_expiry_seconds gauge\n",
+    );
+    for credential in IdentityProviders::new(&state).credentials(&saved.settings) {
+        if let Some(at) = credential.expires_at {
+            let name = credential.describe();
+            let (kind, label) = name.split_once(' ').unwrap_or(("credential", &name));
+            text.push_str(&format!(
+                "gatehouse_credential_expiry_seconds{{provider=\"microsoft\",kind=\"{kind}\",id=\"{}\",name=\"{}\"}} {}\n",
+                credential.id,
+                label.replace(['"', '\\', '\n'], ""),
+                at - now
+            ));
+        }
+    }
+    let failovers = state.third_party().microsoft().map_or(0, |client| client.credential_failovers());
+    text.push_str(&format!(
+        "# HELP gatehouse_credential_failovers_total Credentials refused by the provider, so that the next was tried.\n\
+         # TYPE gatehouse_credential_failovers_total counter\n\
+         gatehouse_credential_failovers_total{{provider=\"microsoft\"}} {failovers}\n\
+         # HELP gatehouse_settings_version Version of the saved identity-provider settings in force.\n\
+         # TYPE gatehouse_settings_version gauge\n\
+         gatehouse_settings_version {}\n",
+        state.settings_version()
+    ));
+    let mut response = (StatusCode::OK, text).into_response();
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
+    Ok(response)
+}

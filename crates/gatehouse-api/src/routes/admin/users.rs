@@ -1,0 +1,333 @@
+//! `/users` and `/audit-logs`: find a user, see their emails, identities and sessions, and act on them.
+// The code utoipa generates for `params(...)` spells out paths that are already in scope.
+#![allow(unused_qualifications)]
+
+use axum::{
+    Extension, Json,
+    extract::State,
+    http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
+};
+use gatehouse_store::AuditLogFilter;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::{
+    ApiError, AppState,
+    clock::{self, rfc3339_ms},
+    extract::{AppPath, AppQuery},
+    services::{admin_keys::AdminActor, audit::RequestMeta},
+};
+
+const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
+const MAX_PER_PAGE: u32 = 100;
+
+/// Paging, as Hanko's admin API pages: `page` from 1, `per_page` up to 100; the total is in `X-Total-Count`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(default)]
+#[into_params(parameter_in = Query)]
+pub struct Paging {
+    page: u32,
+    per_page: u32,
+}
+
+impl Default for Paging {
+    fn default() -> Self {
+        Self { page: 1, per_page: 20 }
+    }
+}
+
+impl Paging {
+    fn limit(&self) -> Result<u32, ApiError> {
+        if self.page == 0 || !(1..=MAX_PER_PAGE).contains(&self.per_page) {
+            return Err(ApiError::new(StatusCode::BAD_REQUEST, format!("page ≥ 1 and per_page 1 to {MAX_PER_PAGE}")));
+        }
+        Ok(self.per_page)
+    }
+
+    fn offset(&self) -> u64 {
+        u64::from(self.page - 1) * u64::from(self.per_page)
+    }
+}
+
+fn total_count(total: i64) -> HeaderMap {
+    HeaderMap::from_iter([(X_TOTAL_COUNT, HeaderValue::from(total))])
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct UserSearch {
+    /// Part of an email address, case-insensitive.
+    email: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserListItem {
+    id: Uuid,
+    /// The primary email address.
+    email: Option<String>,
+    created_at: String,
+    updated_at: String,
+}
+
+/// List users, newest first, optionally by part of an email address.
+#[utoipa::path(get, path = "/users", tag = "users", params(UserSearch, Paging),
+    responses((status = 200, body = [UserListItem], headers(("X-Total-Count" = i64)))))]
+pub async fn list(
+    State(state): State<AppState>,
+    AppQuery(search): AppQuery<UserSearch>,
+    AppQuery(paging): AppQuery<Paging>,
+) -> Result<(HeaderMap, Json<Vec<UserListItem>>), ApiError> {
+    let email = search.email.as_deref().map(str::trim).filter(|part| !part.is_empty());
+    let (users, total) = state.store().search_users(email, paging.limit()?, paging.offset()).await?;
+    let items = users
+        .into_iter()
+        .map(|user| UserListItem {
+            id: user.id,
+            email: user.primary_email,
+            created_at: rfc3339_ms(user.created_at),
+            updated_at: rfc3339_ms(user.updated_at),
+        })
+        .collect();
+    Ok((total_count(total), Json(items)))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDetails {
+    id: Uuid,
+    created_at: String,
+    updated_at: String,
+    emails: Vec<EmailView>,
+    identities: Vec<IdentityView>,
+    sessions: Vec<SessionView>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct EmailView {
+    id: Uuid,
+    address: String,
+    is_verified: bool,
+    is_primary: bool,
+    created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct IdentityView {
+    id: Uuid,
+    provider: String,
+    /// The provider's subject (`sub`) for this app.
+    provider_user_id: String,
+    /// The Entra tenant (`tid`) the user signed in from.
+    tenant_id: Option<String>,
+    email: Option<String>,
+    linked_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct SessionView {
+    id: Uuid,
+    user_agent: Option<String>,
+    ip_address: Option<String>,
+    created_at: String,
+    expires_at: String,
+    last_used: String,
+}
+
+/// One user with emails, identities and live sessions.
+#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    responses((status = 200, body = UserDetails), (status = 404)))]
+pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<Uuid>) -> Result<Json<UserDetails>, ApiError> {
+    let user = state.store().find_user(id).await?.ok_or_else(ApiError::not_found)?;
+    let sessions = state.store().list_sessions(id, clock::now_ms()).await?;
+    let identities = user
+        .identities
+        .iter()
+        .map(|identity| {
+            let data: serde_json::Value =
+                identity.data.as_deref().and_then(|data| serde_json::from_str(data).ok()).unwrap_or_default();
+            let text = |key: &str| data.get(key).and_then(|value| value.as_str()).map(str::to_owned);
+            IdentityView {
+                id: identity.id,
+                provider: identity.provider_id.clone(),
+                provider_user_id: identity.provider_user_id.clone(),
+                tenant_id: text("tid"),
+                email: text("email"),
+                linked_at: rfc3339_ms(identity.created_at),
+            }
+        })
+        .collect();
+    Ok(Json(UserDetails {
+        id,
+        created_at: rfc3339_ms(user.created_at),
+        updated_at: rfc3339_ms(user.updated_at),
+        emails: user
+            .emails
+            .iter()
+            .map(|email| EmailView {
+                id: email.id,
+                address: email.address.clone(),
+                is_verified: email.verified,
+                is_primary: email.is_primary,
+                created_at: rfc3339_ms(email.created_at),
+            })
+            .collect(),
+        identities,
+        sessions: sessions
+            .into_iter()
+            .map(|session| SessionView {
+                id: session.id,
+                user_agent: session.user_agent,
+                ip_address: session.ip_address,
+                created_at: rfc3339_ms(session.created_at),
+                expires_at: rfc3339_ms(session.expires_at),
+                last_used: rfc3339_ms(session.last_used),
+            })
+            .collect(),
+    }))
+}
+
+/// Delete a user with their emails, identities and sessions.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404)))]
+pub async fn delete(
+    State(state): State<AppState>,
+    Extension(actor): Extension<AdminActor>,
+    meta: RequestMeta,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store().delete_user(id).await? {
+        return Err(ApiError::not_found());
+    }
+    state.audit().record_admin("admin_user_deleted", &actor, Some(id), json!({}), &meta).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke every session of a user: their tokens stop validating at once, on every instance.
+#[utoipa::path(delete, path = "/users/{id}/sessions", tag = "users", params(("id" = Uuid, Path)),
+    responses((status = 204), (status = 404)))]
+pub async fn revoke_sessions(
+    State(state): State<AppState>,
+    Extension(actor): Extension<AdminActor>,
+    meta: RequestMeta,
+    AppPath(id): AppPath<Uuid>,
+) -> Result<StatusCode, ApiError> {
+    state.store().find_user(id).await?.ok_or_else(ApiError::not_found)?;
+    let revoked = state.store().delete_user_sessions(id).await?;
+    state.audit().record_admin("admin_sessions_revoked", &actor, Some(id), json!({ "count": revoked }), &meta).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Revoke one session.
+#[utoipa::path(delete, path = "/users/{id}/sessions/{session_id}", tag = "users",
+    params(("id" = Uuid, Path), ("session_id" = Uuid, Path)), responses((status = 204), (status = 404)))]
+pub async fn revoke_session(
+    State(state): State<AppState>,
+    Extension(actor): Extension<AdminActor>,
+    meta: RequestMeta,
+    AppPath((id, session_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store().delete_user_session(id, session_id).await? {
+        return Err(ApiError::not_found());
+    }
+    let details = json!({ "session_id": session_id });
+    state.audit().record_admin("admin_sessions_revoked", &actor, Some(id), details, &meta).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Unlink an identity: that provider account no longer signs in as this user.
+#[utoipa::path(delete, path = "/users/{id}/identities/{identity_id}", tag = "users",
+    params(("id" = Uuid, Path), ("identity_id" = Uuid, Path)), responses((status = 204), (status = 404)))]
+pub async fn unlink_identity(
+    State(state): State<AppState>,
+    Extension(actor): Extension<AdminActor>,
+    meta: RequestMeta,
+    AppPath((id, identity_id)): AppPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, ApiError> {
+    if !state.store().unlink_identity(id, identity_id).await? {
+        return Err(ApiError::not_found());
+    }
+    let details = json!({ "identity_id": identity_id });
+    state.audit().record_admin("admin_identity_unlinked", &actor, Some(id), details, &meta).await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AuditSearch {
+    /// An audit log type, e.g. `thirdparty_signin_succeeded` or `admin_settings_updated`.
+    r#type: Option<String>,
+    /// The user the entry is about.
+    user_id: Option<Uuid>,
+    /// RFC 3339; entries at or after.
+    from: Option<String>,
+    /// RFC 3339; entries before.
+    to: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AuditLogView {
+    id: Uuid,
+    r#type: String,
+    error: Option<String>,
+    actor_user_id: Option<Uuid>,
+    actor_email: Option<String>,
+    /// For admin changes: `admin_key` (which key) and what changed; never a secret.
+    details: Option<serde_json::Value>,
+    meta: AuditMeta,
+    created_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+struct AuditMeta {
+    http_request_id: Option<String>,
+    source_ip: Option<String>,
+    user_agent: Option<String>,
+}
+
+fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+    text.map(|text| {
+        time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
+            .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+            .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{field} must be an RFC 3339 time")))
+    })
+    .transpose()
+}
+
+/// The audit log, newest first.
+#[utoipa::path(get, path = "/audit-logs", tag = "audit log", params(AuditSearch, Paging),
+    responses((status = 200, body = [AuditLogView], headers(("X-Total-Count" = i64)))))]
+pub async fn audit_logs(
+    State(state): State<AppState>,
+    AppQuery(search): AppQuery<AuditSearch>,
+    AppQuery(paging): AppQuery<Paging>,
+) -> Result<(HeaderMap, Json<Vec<AuditLogView>>), ApiError> {
+    let filter = AuditLogFilter {
+        kind: search.r#type.filter(|kind| !kind.is_empty()),
+        actor_user_id: search.user_id,
+        since: parse_time("from", search.from.as_deref())?,
+        until: parse_time("to", search.to.as_deref())?,
+        limit: paging.limit()?,
+        offset: paging.offset(),
+    };
+    let total = state.store().count_audit_logs(&filter).await?;
+    let entries = state.store().list_audit_logs(&filter).await?;
+    let views = entries
+        .into_iter()
+        .map(|entry| AuditLogView {
+            id: entry.id,
+            r#type: entry.kind,
+            error: entry.error,
+            actor_user_id: entry.actor_user_id,
+            actor_email: entry.actor_email,
+            details: entry.details.as_deref().and_then(|details| serde_json::from_str(details).ok()),
+            meta: AuditMeta {
+                http_request_id: entry.http_request_id,
+                source_ip: entry.source_ip,
+                user_agent: entry.user_agent,
+            },
+            created_at: rfc3339_ms(entry.created_at),
+        })
+        .collect();
+    Ok((total_count(total), Json(views)))
+}

@@ -1,0 +1,376 @@
+//! Changing identity-provider settings through the admin API: read, change, validate as a whole, save under
+//! optimistic concurrency, put in force on this instance at once (the others follow by polling), audit.
+
+use axum::http::StatusCode;
+use gatehouse_core::{
+    config::{Secret, parse_expiry},
+    settings::{FieldIssue, ProviderSettings, SettingsValues, StoredCertificate, StoredSecret},
+};
+use gatehouse_crypto::certificate::{CertificateError, ClientAssertionKey, generate_self_signed};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::{
+    ApiError, AppState, clock,
+    services::{
+        admin_keys::AdminActor,
+        audit::RequestMeta,
+        settings::{self, VersionedSettings},
+    },
+};
+
+/// Saves that lost a race with another admin's save are retried this often before giving up with 409.
+const SAVE_ATTEMPTS: usize = 3;
+/// Generated certificates may live this long at most.
+pub const MAX_CERTIFICATE_DAYS: u32 = 3650;
+
+/// Where a credential is defined.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Source {
+    /// Saved through the admin API: can be removed there.
+    Console,
+    /// In the configuration file: read-only here.
+    Config,
+}
+
+/// A client secret or certificate as the admin API shows it: never the secret part.
+#[derive(Clone, Debug)]
+pub struct CredentialInfo {
+    pub id: String,
+    pub source: Source,
+    pub kind: CredentialKind,
+    /// Unix milliseconds; unknown for credentials from the file.
+    pub created_at: Option<i64>,
+    /// Unix seconds.
+    pub expires_at: Option<i64>,
+}
+
+impl CredentialInfo {
+    /// How messages name it: a secret by its hint, a certificate by its thumbprint's start.
+    pub fn describe(&self) -> String {
+        match &self.kind {
+            CredentialKind::Secret { hint } => format!("secret {hint}"),
+            CredentialKind::Certificate { thumbprint, .. } => {
+                format!("certificate {}", thumbprint.chars().take(8).collect::<String>())
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub enum CredentialKind {
+    Secret { hint: String },
+    Certificate { thumbprint: String, algorithm: String, certificate: String },
+}
+
+/// How a certificate credential is added.
+#[derive(Debug)]
+pub enum NewCertificate {
+    Pem { private_key: Secret, certificate: String, algorithm: String },
+    Generate { days: u32, algorithm: String },
+}
+
+#[derive(Debug)]
+pub struct IdentityProviders<'a> {
+    state: &'a AppState,
+}
+
+impl<'a> IdentityProviders<'a> {
+    pub fn new(state: &'a AppState) -> Self {
+        Self { state }
+    }
+
+    /// The saved settings, read from the database (not from this instance's copy: another may have saved).
+    pub async fn current(&self) -> Result<VersionedSettings, ApiError> {
+        settings::load(self.state.store(), self.state.sealer()).await.map_err(ApiError::internal)
+    }
+
+    /// Saves the values `change` holds. With `expected_version`, refuses (409) if the settings moved on since.
+    pub async fn update(
+        &self,
+        actor: &AdminActor,
+        meta: &RequestMeta,
+        expected_version: Option<i64>,
+        change: SettingsValues,
+    ) -> Result<VersionedSettings, ApiError> {
+        let issues = change.validate();
+        if !issues.is_empty() {
+            return Err(ApiError::invalid_fields(issues));
+        }
+        self.modify(actor, meta, expected_version, "admin_settings_updated", None, |settings| {
+            let changed = settings.values.merge(change.clone());
+            Ok(json!({ "changed": changed }))
+        })
+        .await
+    }
+
+    /// Adds a client secret (newest first, so it is used from now on).
+    pub async fn add_secret(
+        &self,
+        actor: &AdminActor,
+        meta: &RequestMeta,
+        value: Secret,
+        expires_at: Option<&str>,
+    ) -> Result<(VersionedSettings, String), ApiError> {
+        let mut issues = Vec::new();
+        let text = value.expose();
+        if text.is_empty() || text.len() > 1024 || text.trim() != text || text.chars().any(char::is_control) {
+            issues.push(FieldIssue::new("value", "must be the secret's value, as Azure shows it once"));
+        }
+        let expires_at = match expires_at.map(parse_expiry).transpose() {
+            Ok(Some(at)) if at <= clock::now_secs() => {
+                issues.push(FieldIssue::new("expires_at", "must be in the future"));
+                None
+            }
+            Ok(at) => at,
+            Err(message) => {
+                issues.push(FieldIssue::new("expires_at", message));
+                None
+            }
+        };
+        if !issues.is_empty() {
+            return Err(ApiError::invalid_fields(issues));
+        }
+        let id = Uuid::new_v4().to_string();
+        let secret = StoredSecret { id: id.clone(), value, created_at: clock::now_ms(), expires_at };
+        let details = json!({ "id": id, "hint": secret.value.hint(), "expires_at": expires_at });
+        let saved = self
+            .modify(actor, meta, None, "admin_secret_added", None, |settings| {
+                settings.microsoft_secrets.insert(0, secret.clone());
+                Ok(details.clone())
+            })
+            .await?;
+        Ok((saved, id))
+    }
+
+    pub async fn remove_secret(
+        &self,
+        actor: &AdminActor,
+        meta: &RequestMeta,
+        id: &str,
+    ) -> Result<VersionedSettings, ApiError> {
+        self.modify(actor, meta, None, "admin_secret_removed", Some(id), |settings| {
+            let index = settings.microsoft_secrets.iter().position(|secret| secret.id == id).ok_or_else(not_found)?;
+            let removed = settings.microsoft_secrets.remove(index);
+            Ok(json!({ "id": id, "hint": removed.value.hint() }))
+        })
+        .await
+    }
+
+    /// Adds a certificate credential, pasted or generated; it is tried before every secret from now on.
+    pub async fn add_certificate(
+        &self,
+        actor: &AdminActor,
+        meta: &RequestMeta,
+        new: NewCertificate,
+    ) -> Result<(VersionedSettings, String), ApiError> {
+        let now = clock::now_secs();
+        let (private_key, certificate, algorithm, generated) = match new {
+            NewCertificate::Pem { private_key, certificate, algorithm } => (private_key, certificate, algorithm, false),
+            NewCertificate::Generate { days, algorithm } => {
+                if !(1..=MAX_CERTIFICATE_DAYS).contains(&days) {
+                    return Err(ApiError::invalid_field(
+                        "generate.days",
+                        format!("must be 1 to {MAX_CERTIFICATE_DAYS}"),
+                    ));
+                }
+                let at = time::OffsetDateTime::from_unix_timestamp(now).map_err(ApiError::internal)?;
+                let made = generate_self_signed("Gatehouse Microsoft sign-in", days, at).map_err(ApiError::internal)?;
+                (Secret::new(made.private_key_pem), made.certificate_pem, algorithm, true)
+            }
+        };
+        let key = ClientAssertionKey::from_pem(private_key.expose(), &certificate, &algorithm).map_err(|error| {
+            // Name the certificate's own problem too, so that both fields can be fixed at once.
+            let mut issues = vec![FieldIssue::new(certificate_field(&error), error.to_string())];
+            if let (Err(problem), "private_key") =
+                (gatehouse_crypto::certificate::certificate_info(&certificate), certificate_field(&error))
+            {
+                issues.push(FieldIssue::new("certificate", problem.to_string()));
+            }
+            ApiError::invalid_fields(issues)
+        })?;
+        if key.not_after() <= now {
+            return Err(ApiError::invalid_field("certificate", "the certificate has expired"));
+        }
+        let id = Uuid::new_v4().to_string();
+        let stored =
+            StoredCertificate { id: id.clone(), private_key, certificate, algorithm, created_at: clock::now_ms() };
+        let details = json!({
+            "id": id, "thumbprint": key.thumbprint(), "not_after": key.not_after(), "generated": generated,
+        });
+        let saved = self
+            .modify(actor, meta, None, "admin_certificate_added", None, |settings| {
+                settings.microsoft_certificates.insert(0, stored.clone());
+                Ok(details.clone())
+            })
+            .await?;
+        Ok((saved, id))
+    }
+
+    pub async fn remove_certificate(
+        &self,
+        actor: &AdminActor,
+        meta: &RequestMeta,
+        id: &str,
+    ) -> Result<VersionedSettings, ApiError> {
+        self.modify(actor, meta, None, "admin_certificate_removed", Some(id), |settings| {
+            let certificates = &mut settings.microsoft_certificates;
+            let index = certificates.iter().position(|certificate| certificate.id == id).ok_or_else(not_found)?;
+            let removed = certificates.remove(index);
+            let thumbprint = gatehouse_crypto::certificate::thumbprint_sha256(&removed.certificate).ok();
+            Ok(json!({ "id": id, "thumbprint": thumbprint }))
+        })
+        .await
+    }
+
+    /// Every credential in force: saved ones first (newest first), then the file's, in the order they are tried
+    /// (certificates before secrets).
+    pub fn credentials(&self, saved: &ProviderSettings) -> Vec<CredentialInfo> {
+        let file = &self.state.config().third_party.providers.microsoft;
+        let certificate = |id: String, source, created_at, pem: &str, algorithm: &str| {
+            let info = gatehouse_crypto::certificate::certificate_info(pem).ok();
+            CredentialInfo {
+                id,
+                source,
+                created_at,
+                expires_at: info.map(|info| info.not_after),
+                kind: CredentialKind::Certificate {
+                    thumbprint: gatehouse_crypto::certificate::thumbprint_sha256(pem).unwrap_or_default(),
+                    algorithm: algorithm.to_owned(),
+                    certificate: pem.to_owned(),
+                },
+            }
+        };
+        let saved_certificates = saved.microsoft_certificates.iter().map(|stored| {
+            certificate(
+                stored.id.clone(),
+                Source::Console,
+                Some(stored.created_at),
+                &stored.certificate,
+                &stored.algorithm,
+            )
+        });
+        let file_certificates = file.client_certificates().into_iter().enumerate().map(|(index, config)| {
+            certificate(
+                format!("config-certificate-{index}"),
+                Source::Config,
+                None,
+                &config.certificate,
+                &config.algorithm,
+            )
+        });
+        let saved_secrets = saved.microsoft_secrets.iter().map(|stored| CredentialInfo {
+            id: stored.id.clone(),
+            source: Source::Console,
+            created_at: Some(stored.created_at),
+            expires_at: stored.expires_at,
+            kind: CredentialKind::Secret { hint: stored.value.hint() },
+        });
+        let file_secrets = file.client_secrets().into_iter().enumerate().map(|(index, secret)| CredentialInfo {
+            id: format!("config-secret-{index}"),
+            source: Source::Config,
+            created_at: None,
+            expires_at: secret.expires_at,
+            kind: CredentialKind::Secret { hint: secret.hint() },
+        });
+        saved_certificates.chain(file_certificates).chain(saved_secrets).chain(file_secrets).collect()
+    }
+
+    /// Load, change, validate, save, apply, audit; retried when another save won the race, unless the caller
+    /// named the version it read.
+    async fn modify(
+        &self,
+        actor: &AdminActor,
+        meta: &RequestMeta,
+        expected_version: Option<i64>,
+        audit_kind: &str,
+        removing: Option<&str>,
+        change: impl Fn(&mut ProviderSettings) -> Result<serde_json::Value, ApiError>,
+    ) -> Result<VersionedSettings, ApiError> {
+        for _ in 0..SAVE_ATTEMPTS {
+            let mut current = self.current().await?;
+            if let Some(expected) = expected_version
+                && expected != current.version
+            {
+                return Err(stale(current.version));
+            }
+            if let Some(id) = removing
+                && id.starts_with("config-")
+            {
+                return Err(ApiError::new(
+                    StatusCode::CONFLICT,
+                    "this credential is set in the configuration file; remove it there",
+                ));
+            }
+            let details = change(&mut current.settings)?;
+            let issues: Vec<FieldIssue> = current.settings.validate(&self.state.config().third_party);
+            if !issues.is_empty() {
+                return Err(ApiError::invalid_fields(issues));
+            }
+            self.state
+                .check_settings(&current.settings)
+                .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
+            let saved = settings::save(self.state.store(), self.state.sealer(), current.version, &current.settings)
+                .await
+                .map_err(ApiError::internal)?;
+            match saved {
+                Some(version) => {
+                    let saved = VersionedSettings { version, settings: current.settings };
+                    self.state.apply_settings(&saved).map_err(ApiError::internal)?;
+                    self.state.audit().record_admin(audit_kind, actor, None, details, meta).await;
+                    return Ok(saved);
+                }
+                None if expected_version.is_some() => return Err(stale(current.version + 1)),
+                None => continue,
+            }
+        }
+        Err(stale(self.current().await?.version))
+    }
+}
+
+fn stale(version: i64) -> ApiError {
+    ApiError::new(
+        StatusCode::CONFLICT,
+        format!("the settings were changed meanwhile (now version {version}); reload them and try again"),
+    )
+}
+
+fn not_found() -> ApiError {
+    ApiError::new(StatusCode::NOT_FOUND, "no such credential")
+}
+
+fn certificate_field(error: &CertificateError) -> &'static str {
+    match error {
+        CertificateError::PrivateKey | CertificateError::KeyMismatch => "private_key",
+        CertificateError::Algorithm => "algorithm",
+        _ => "certificate",
+    }
+}
+
+/// Credentials expiring within this many days are warned about (log, console badge, metric).
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+
+/// At start-up and then daily: a warning for every credential in force that expires within
+/// [`EXPIRY_WARNING_DAYS`] or has expired.
+pub async fn warn_about_expiring_credentials(state: AppState) {
+    let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
+    loop {
+        daily.tick().await;
+        let saved = match IdentityProviders::new(&state).current().await {
+            Ok(saved) => saved,
+            Err(_) => continue,
+        };
+        let now = clock::now_secs();
+        for credential in IdentityProviders::new(&state).credentials(&saved.settings) {
+            let Some(days_left) = credential.expires_at.map(|at| (at - now) / 86_400) else { continue };
+            if days_left < EXPIRY_WARNING_DAYS {
+                tracing::warn!(
+                    credential = %credential.describe(),
+                    days_left,
+                    "a Microsoft credential expires soon (or has expired): add a new one (admin console, or \
+                     third_party.providers.microsoft in the configuration), then remove the old one"
+                );
+            }
+        }
+    }
+}
