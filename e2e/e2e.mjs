@@ -90,19 +90,31 @@ const [apiPort, pagePort, entraPort, controlPort] = [await freePort(), await fre
 const API = `http://127.0.0.1:${apiPort}`;
 const PAGE = `http://127.0.0.1:${pagePort}`;
 const CONTROL = `http://127.0.0.1:${controlPort}`;
-const work = mkdtempSync(path.join(os.tmpdir(), "gatehouse-e2e-"));
-writeFileSync(
-  path.join(work, "gatehouse.yaml"),
-  `server:
+
+/**
+ * Writes `dir`/gatehouse.yaml and returns its path: a Gatehouse on loopback at `publicPort` with its SQLite database
+ * in `dir`, CORS and redirects open to the test page, and Microsoft against the fake Entra ID, on or off.
+ * `admin` ({ port, key }) turns on the admin listener with that key; without it the admin listener is off.
+ */
+function writeGatehouseConfig(dir, { publicPort, secretKey, microsoftEnabled, admin }) {
+  const api = `http://127.0.0.1:${publicPort}`;
+  const adminSection = admin
+    ? `    address: "127.0.0.1:${admin.port}"
+    api_keys: ["${admin.key}"]`
+    : "    enabled: false";
+  const file = path.join(dir, "gatehouse.yaml");
+  writeFileSync(
+    file,
+    `server:
   public:
-    address: "127.0.0.1:${apiPort}"
+    address: "127.0.0.1:${publicPort}"
     cors:
       allow_origins: ["${PAGE}"]
   admin:
-    enabled: false
+${adminSection}
 database:
-  url: "sqlite://${path.join(work, "gatehouse.db")}"
-secret_keys: ["e2e-secret-key-0123456789abcdef"]
+  url: "sqlite://${path.join(dir, "gatehouse.db")}"
+secret_keys: ["${secretKey}"]
 session:
   enable_auth_token_header: true
   cookie:
@@ -110,19 +122,24 @@ session:
 rate_limiter:
   enabled: false
 third_party:
-  redirect_url: "${API}/thirdparty/callback"
+  redirect_url: "${api}/thirdparty/callback"
   error_redirect_url: "${PAGE}/legacy.html"
-  allowed_redirect_urls: ["${PAGE}**", "${API}**"]
+  allowed_redirect_urls: ["${PAGE}**", "${api}**"]
   providers:
     microsoft:
-      enabled: true
+      enabled: ${microsoftEnabled}
       client_id: gatehouse-dev-client
       secret: gatehouse-dev-secret
       cloud_instance: "http://127.0.0.1:${entraPort}"
 `,
-);
+  );
+  return file;
+}
+
+const work = mkdtempSync(path.join(os.tmpdir(), "gatehouse-e2e-"));
+const config = writeGatehouseConfig(work, { publicPort: apiPort, secretKey: "e2e-secret-key-0123456789abcdef", microsoftEnabled: true });
 await start(FAKE_ENTRA, ["--port", String(entraPort), "--control-port", String(controlPort)], "Control endpoint");
-await start(GATEHOUSE, ["serve", "--config", path.join(work, "gatehouse.yaml")], "listening on");
+await start(GATEHOUSE, ["serve", "--config", config], "listening on");
 await waitFor(`${API}/health/ready`);
 const pages = await servePages(pagePort);
 
@@ -394,38 +411,13 @@ async function startConsoleStack() {
   const api = `http://127.0.0.1:${publicPort}`;
   const admin = `http://127.0.0.1:${adminPort}`;
   const dir = mkdtempSync(path.join(os.tmpdir(), "gatehouse-console-"));
-  writeFileSync(
-    path.join(dir, "gatehouse.yaml"),
-    `server:
-  public:
-    address: "127.0.0.1:${publicPort}"
-    cors:
-      allow_origins: ["${PAGE}"]
-  admin:
-    address: "127.0.0.1:${adminPort}"
-    api_keys: ["${ADMIN_KEY}"]
-database:
-  url: "sqlite://${path.join(dir, "gatehouse.db")}"
-secret_keys: ["e2e-console-secret-key-0123456789abcdef"]
-session:
-  enable_auth_token_header: true
-  cookie:
-    secure: false
-rate_limiter:
-  enabled: false
-third_party:
-  redirect_url: "${api}/thirdparty/callback"
-  error_redirect_url: "${PAGE}/legacy.html"
-  allowed_redirect_urls: ["${PAGE}**", "${api}**"]
-  providers:
-    microsoft:
-      enabled: false
-      client_id: gatehouse-dev-client
-      secret: gatehouse-dev-secret
-      cloud_instance: "http://127.0.0.1:${entraPort}"
-`,
-  );
-  await start(GATEHOUSE, ["serve", "--config", path.join(dir, "gatehouse.yaml")], "listening on");
+  const config = writeGatehouseConfig(dir, {
+    publicPort,
+    secretKey: "e2e-console-secret-key-0123456789abcdef",
+    microsoftEnabled: false,
+    admin: { port: adminPort, key: ADMIN_KEY },
+  });
+  await start(GATEHOUSE, ["serve", "--config", config], "listening on");
   await waitFor(`${api}/health/ready`);
   await waitFor(`${admin}/`);
   consoleStack = { api, admin };

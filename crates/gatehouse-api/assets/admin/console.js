@@ -645,13 +645,18 @@ function fieldLocator(form) {
   };
 }
 
-$("settings-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = $("settings-form");
-  const feedback = $("save-feedback");
+/** Submits a form with field errors: its old errors and its feedback line are cleared before `handle(form, feedback)`. */
+function onFormSubmit(form, feedback, handle) {
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    clearErrors(form);
+    setFeedback(feedback, "");
+    return handle(form, feedback);
+  });
+}
+
+onFormSubmit($("settings-form"), $("save-feedback"), async (form, feedback) => {
   const button = $("save-settings");
-  clearErrors(form);
-  setFeedback(feedback, "");
   const settings = readSettings();
   if ($("ms-tenant-mode").value === "specific" && !settings.tenant) {
     showFieldError($("ms-tenant-specific"), $("ms-tenant-error"), "Enter a tenant ID (GUID) or a verified domain.");
@@ -754,13 +759,18 @@ async function removeSecret(secret, button) {
   }
 }
 
-$("secret-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = $("secret-form");
-  const feedback = $("secret-feedback");
+/** A secret or certificate that was not added: 422 errors next to the form's fields, anything else in `feedback`. */
+function reportNotAdded(error, form, feedback) {
+  if (error.status === 422 && error.errors.length > 0) {
+    const unplaced = showErrors(error.errors, fieldLocator(form));
+    setFeedback(feedback, unplaced.length ? `Not added: ${unplaced.join(" ")}` : "Not added: see the marked field.", "error");
+  } else {
+    report(error, feedback);
+  }
+}
+
+onFormSubmit($("secret-form"), $("secret-feedback"), async (form, feedback) => {
   const button = $("add-secret");
-  clearErrors(form);
-  setFeedback(feedback, "");
   const value = $("secret-value").value;
   if (!value.trim()) {
     showFieldError($("secret-value"), $("secret-value-error"), "Enter the secret's value.");
@@ -777,12 +787,7 @@ $("secret-form").addEventListener("submit", async (event) => {
     setFeedback(feedback, `Secret ${data?.hint ?? ""} added.`.replace("  ", " "), "success");
     await refreshProviders();
   } catch (error) {
-    if (error.status === 422 && error.errors.length > 0) {
-      const unplaced = showErrors(error.errors, fieldLocator(form));
-      setFeedback(feedback, unplaced.length ? `Not added: ${unplaced.join(" ")}` : "Not added: see the marked field.", "error");
-    } else {
-      report(error, feedback);
-    }
+    reportNotAdded(error, form, feedback);
   } finally {
     busy(button, false);
   }
@@ -842,14 +847,9 @@ for (const radio of document.querySelectorAll('input[name="cert-mode"]')) {
   });
 }
 
-$("cert-form").addEventListener("submit", async (event) => {
-  event.preventDefault();
-  const form = $("cert-form");
-  const feedback = $("cert-feedback");
+onFormSubmit($("cert-form"), $("cert-feedback"), async (form, feedback) => {
   const generate = certMode() === "generate";
   const button = generate ? $("generate-cert") : $("upload-cert");
-  clearErrors(form);
-  setFeedback(feedback, "");
   let body;
   if (generate) {
     const days = Number($("cert-days").value);
@@ -892,12 +892,7 @@ $("cert-form").addEventListener("submit", async (event) => {
     }
     await refreshProviders();
   } catch (error) {
-    if (error.status === 422 && error.errors.length > 0) {
-      const unplaced = showErrors(error.errors, fieldLocator(form));
-      setFeedback(feedback, unplaced.length ? `Not added: ${unplaced.join(" ")}` : "Not added: see the marked field.", "error");
-    } else {
-      report(error, feedback);
-    }
+    reportNotAdded(error, form, feedback);
   } finally {
     busy(button, false);
   }

@@ -99,7 +99,7 @@ impl<'a> IdentityProviders<'a> {
         }
         self.modify(actor, meta, expected_version, "admin_settings_updated", None, |settings| {
             let changed = settings.values.merge(change.clone());
-            Ok(json!({ "changed": changed }))
+            Ok((!changed.is_empty()).then(|| json!({ "changed": changed })))
         })
         .await
     }
@@ -137,7 +137,7 @@ impl<'a> IdentityProviders<'a> {
         let saved = self
             .modify(actor, meta, None, "admin_secret_added", None, |settings| {
                 settings.microsoft_secrets.insert(0, secret.clone());
-                Ok(details.clone())
+                Ok(Some(details.clone()))
             })
             .await?;
         Ok((saved, id))
@@ -152,7 +152,7 @@ impl<'a> IdentityProviders<'a> {
         self.modify(actor, meta, None, "admin_secret_removed", Some(id), |settings| {
             let index = settings.microsoft_secrets.iter().position(|secret| secret.id == id).ok_or_else(not_found)?;
             let removed = settings.microsoft_secrets.remove(index);
-            Ok(json!({ "id": id, "hint": removed.value.hint() }))
+            Ok(Some(json!({ "id": id, "hint": removed.value.hint() })))
         })
         .await
     }
@@ -201,7 +201,7 @@ impl<'a> IdentityProviders<'a> {
         let saved = self
             .modify(actor, meta, None, "admin_certificate_added", None, |settings| {
                 settings.microsoft_certificates.insert(0, stored.clone());
-                Ok(details.clone())
+                Ok(Some(details.clone()))
             })
             .await?;
         Ok((saved, id))
@@ -218,7 +218,7 @@ impl<'a> IdentityProviders<'a> {
             let index = certificates.iter().position(|certificate| certificate.id == id).ok_or_else(not_found)?;
             let removed = certificates.remove(index);
             let thumbprint = gatehouse_crypto::certificate::thumbprint_sha256(&removed.certificate).ok();
-            Ok(json!({ "id": id, "thumbprint": thumbprint }))
+            Ok(Some(json!({ "id": id, "thumbprint": thumbprint })))
         })
         .await
     }
@@ -277,7 +277,7 @@ impl<'a> IdentityProviders<'a> {
     }
 
     /// Load, change, validate, save, apply, audit; retried when another save won the race, unless the caller
-    /// named the version it read.
+    /// named the version it read. A change that changes nothing (`None` from `change`) saves nothing.
     async fn modify(
         &self,
         actor: &AdminActor,
@@ -285,7 +285,7 @@ impl<'a> IdentityProviders<'a> {
         expected_version: Option<i64>,
         audit_kind: &str,
         removing: Option<&str>,
-        change: impl Fn(&mut ProviderSettings) -> Result<serde_json::Value, ApiError>,
+        change: impl Fn(&mut ProviderSettings) -> Result<Option<serde_json::Value>, ApiError>,
     ) -> Result<VersionedSettings, ApiError> {
         for _ in 0..SAVE_ATTEMPTS {
             let mut current = self.current().await?;
@@ -302,7 +302,9 @@ impl<'a> IdentityProviders<'a> {
                     "this credential is set in the configuration file; remove it there",
                 ));
             }
-            let details = change(&mut current.settings)?;
+            let Some(details) = change(&mut current.settings)? else {
+                return Ok(current);
+            };
             let issues: Vec<FieldIssue> = current.settings.validate(&self.state.config().third_party);
             if !issues.is_empty() {
                 return Err(ApiError::invalid_fields(issues));

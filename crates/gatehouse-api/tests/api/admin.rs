@@ -188,6 +188,14 @@ async fn settings_saved_in_the_console_apply_without_restart(backend: Backend) {
     assert_eq!(fields, ["error_redirect_url", "allowed_redirect_urls[1]", "providers.microsoft.tenant"]);
     assert!(invalid["errors"][1]["message"].as_str().unwrap().contains("http"), "{invalid}");
     assert_eq!(settings(server).await["version"], version + 1, "nothing was saved");
+    let (status, same) = admin_json(
+        server,
+        Method::PUT,
+        "/identity-providers",
+        Some(json!({ "providers": { "microsoft": { "enabled": true } } })),
+    )
+    .await;
+    assert_eq!((status, &same["version"]), (200, &json!(version + 1)), "saving the same values saves nothing");
 
     let stored = server.state.store().load_settings("identity_providers").await.unwrap().unwrap();
     assert!(!stored.data.contains(CLIENT_SECRET), "the secret is stored encrypted");
