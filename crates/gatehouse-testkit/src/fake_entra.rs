@@ -6,7 +6,7 @@
 //! `issuer` property (the `{tenantid}` template), issuers built from `tid`, Microsoft-shaped error answers
 //! (`AADSTS…` descriptions, `error_codes`), refusals it shows as an HTML page instead of redirecting, single-use
 //! codes that expire after ten minutes, and PKCE. Consent is automatic: every authorize request signs in the next
-//! queued [`FakeUser`] (or the default one).
+//! queued [`FakeUser`] (or the default one, which may be a new person every time: [`FakeEntra::set_user_factory`]).
 //!
 //! Tests steer it through [`FakeEntra`]'s methods: queue users, inject errors and delays, rotate keys, and break
 //! the next ID token in one of the ways an attacker or a misbehaving IdP would ([`IdTokenTweak`]).
@@ -278,7 +278,7 @@ impl FakeEntra {
             foreign_key: None,
             codes: HashMap::new(),
             queued_users: VecDeque::new(),
-            default_user: FakeUser::new("megan@contoso.com"),
+            default_user: default_user(FakeUser::new("megan@contoso.com")),
             next_authorize_error: None,
             next_token_failure: None,
             next_token_delay: None,
@@ -348,7 +348,13 @@ impl FakeEntra {
 
     /// Signs in `user` whenever no user is queued. Initially a user `megan@contoso.com`.
     pub fn set_default_user(&self, user: FakeUser) {
-        self.inner.lock().default_user = user;
+        self.inner.lock().default_user = default_user(user);
+    }
+
+    /// Whenever no user is queued, signs in the user `make` returns, called once per authorize request: for
+    /// example a new person at every sign-in, as a load test needs. Replaces the default user.
+    pub fn set_user_factory(&self, make: impl Fn() -> FakeUser + Send + 'static) {
+        self.inner.lock().default_user = Box::new(make);
     }
 
     /// The next authorize request (whose client and redirect URI are valid) redirects back with this error.
@@ -477,7 +483,8 @@ struct FakeState {
     foreign_key: Option<EncodingKey>,
     codes: HashMap<String, IssuedCode>,
     queued_users: VecDeque<FakeUser>,
-    default_user: FakeUser,
+    /// Makes the user an authorize request signs in when none is queued.
+    default_user: UserFactory,
     next_authorize_error: Option<(String, String)>,
     next_token_failure: Option<(u16, Value)>,
     next_token_delay: Option<Duration>,
@@ -488,6 +495,13 @@ struct FakeState {
     used_assertion_ids: HashSet<String>,
     last_token_request: Option<TokenRequestRecord>,
     last_authorize_query: Option<HashMap<String, String>>,
+}
+
+type UserFactory = Box<dyn Fn() -> FakeUser + Send>;
+
+/// A factory that signs in the same `user` every time.
+fn default_user(user: FakeUser) -> UserFactory {
+    Box::new(move || user.clone())
 }
 
 struct FakeKey {
@@ -1234,7 +1248,7 @@ async fn authorize(State(inner): State<Arc<Inner>>, Path(tenant): Path<String>, 
         let mut guard = inner.lock();
         let user = match guard.queued_users.pop_front() {
             Some(user) => user,
-            None => guard.default_user.clone(),
+            None => (guard.default_user)(),
         };
         if guard.codes.len() >= MAX_KEPT_CODES {
             guard.codes.retain(|_, code| code.issued_at.elapsed() < CODE_LIFETIME * 2);
@@ -1715,6 +1729,25 @@ mod tests {
 
         let token = tweaked_token(&fake, IdTokenTweak::RemoveClaims(vec![])).await;
         verify(&fake, &token, FAKE_ORG_TENANT).await.expect("tweaks apply to one token only");
+    }
+
+    #[tokio::test]
+    async fn queued_users_go_before_the_user_factory() {
+        let fake = start().await;
+        let made = Arc::new(AtomicU64::new(0));
+        let counter = made.clone();
+        fake.set_user_factory(move || {
+            FakeUser::new(format!("user{}@contoso.com", counter.fetch_add(1, Ordering::Relaxed)))
+        });
+        fake.queue_user(FakeUser::new("queued@contoso.com"));
+        let mut emails = Vec::new();
+        for _ in 0..3 {
+            let token = tweaked_token(&fake, IdTokenTweak::RemoveClaims(vec![])).await;
+            let claims = verify(&fake, &token, FAKE_ORG_TENANT).await.expect("a valid ID token");
+            emails.push(claims["email"].clone());
+        }
+        assert_eq!(emails, [json!("queued@contoso.com"), json!("user0@contoso.com"), json!("user1@contoso.com")]);
+        assert_eq!(made.load(Ordering::Relaxed), 2, "one user made per authorize request without a queued user");
     }
 
     #[tokio::test]

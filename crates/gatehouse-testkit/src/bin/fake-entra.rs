@@ -2,11 +2,14 @@
 //! without an Azure tenant. Every sign-in is the same user, consent is automatic, redirect URIs are not checked.
 //!
 //! `cargo run -p gatehouse-testkit --bin fake-entra -- [--port 9999] [--client-id ID] [--client-secret SECRET]
-//! [--email megan@contoso.com] [--xms-edov true|false|absent] [--control-port PORT]`
+//! [--email megan@contoso.com] [--xms-edov true|false|absent] [--distinct-users] [--control-port PORT]`
+//!
+//! `--distinct-users` makes every sign-in a new person instead (new `sub` and `oid`, and a new address made from
+//! `--email`: `megan+<random>@contoso.com`), as a load test of sign-ups needs.
 //!
 //! With `--control-port`, a second loopback listener lets a test script steer the next sign-in (the browser
 //! suite does): `POST /next-user {"email", "xms_edov"?, "upn"?}`, `POST /fail-next-authorize {"error",
-//! "error_description"}`, `GET /stats`.
+//! "error_description"}`, `GET /stats` (requests per endpoint so far).
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -15,9 +18,11 @@ use std::{
 
 use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
 use serde_json::Value;
+use uuid::Uuid;
 
 const USAGE: &str = "usage: fake-entra [--port 9999] [--client-id ID] [--client-secret SECRET] \
-                     [--email megan@contoso.com] [--xms-edov true|false|absent] [--control-port PORT]";
+                     [--email megan@contoso.com] [--xms-edov true|false|absent] [--distinct-users] \
+                     [--control-port PORT]";
 
 #[derive(Debug)]
 struct Args {
@@ -26,10 +31,11 @@ struct Args {
     client_secret: String,
     email: String,
     xms_edov: Option<bool>,
+    distinct_users: bool,
     control_port: Option<u16>,
 }
 
-/// `--flag value` pairs by hand: the testkit has no argument-parsing dependency, and five flags need none.
+/// Flags by hand: the testkit has no argument-parsing dependency, and seven flags need none.
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
     let mut parsed = Args {
         port: 9999,
@@ -37,6 +43,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         client_secret: "gatehouse-dev-secret".into(),
         email: "megan@contoso.com".into(),
         xms_edov: None,
+        distinct_users: false,
         control_port: None,
     };
     while let Some(flag) = args.next() {
@@ -57,6 +64,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--client-id" => parsed.client_id = value()?,
             "--client-secret" => parsed.client_secret = value()?,
             "--email" => parsed.email = value()?,
+            "--distinct-users" => parsed.distinct_users = true,
             "--xms-edov" => {
                 parsed.xms_edov = match value()?.as_str() {
                     "true" => Some(true),
@@ -102,13 +110,25 @@ async fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    let mut user = FakeUser::new(args.email.as_str());
-    user.xms_edov = args.xms_edov.map(Value::Bool);
-    fake.set_default_user(user.clone());
-
+    let xms_edov = args.xms_edov.map(Value::Bool);
+    let make_user = move |email: &str| {
+        let mut user = FakeUser::new(email);
+        user.xms_edov = xms_edov.clone();
+        user
+    };
     let edov = args.xms_edov.map_or("absent".to_owned(), |edov| edov.to_string());
     println!("# Fake Entra ID on {} (Ctrl-C stops it).", fake.base_url());
-    println!("# Every sign-in is {} (tid {}, oid {}, xms_edov {edov}).", args.email, user.tid, user.oid);
+    if args.distinct_users {
+        let (local, domain) = args.email.split_once('@').unwrap_or((args.email.as_str(), "contoso.com"));
+        println!("# Every sign-in is a new person at {domain} (xms_edov {edov}).");
+        let (local, domain) = (local.to_owned(), domain.to_owned());
+        // Random rather than counted, so a restarted fake never repeats a person a database already holds.
+        fake.set_user_factory(move || make_user(&format!("{local}+{}@{domain}", Uuid::new_v4().simple())));
+    } else {
+        let user = make_user(&args.email);
+        println!("# Every sign-in is {} (tid {}, oid {}, xms_edov {edov}).", args.email, user.tid, user.oid);
+        fake.set_default_user(user);
+    }
     println!("# Add to Gatehouse's configuration (third_party.redirect_url etc. as usual):");
     println!("third_party:");
     println!("  providers:");
@@ -186,6 +206,7 @@ fn control(fake: FakeEntra) -> axum::Router {
                     "authorize_requests": fake.authorize_requests(),
                     "token_requests": fake.token_requests(),
                     "jwks_requests": fake.jwks_requests(),
+                    "discovery_requests": fake.discovery_requests(),
                 }))
             }),
         )
@@ -210,5 +231,8 @@ mod tests {
         assert!(parse(&["--port", "x"]).is_err());
         assert!(parse(&["--xms-edov", "1"]).is_err());
         assert!(parse(&["--nope", "1"]).is_err());
+        assert!(!parse(&[]).expect("defaults").distinct_users);
+        let args = parse(&["--distinct-users", "--port", "1"]).expect("a flag without a value");
+        assert_eq!((args.distinct_users, args.port), (true, 1));
     }
 }
