@@ -203,8 +203,13 @@ fn new_certificate_stores_the_key_and_prints_the_certificate() {
     assert!(output.status.success(), "{stdout}{}", String::from_utf8_lossy(&output.stderr));
     assert!(stdout.contains("-----BEGIN CERTIFICATE-----") && stdout.contains("x5t#S256"), "{stdout}");
     assert!(!stdout.contains("PRIVATE KEY"), "the key is never printed");
-    let database = std::fs::read(dir.path().join("gatehouse.db")).unwrap();
-    let text = String::from_utf8_lossy(&database);
+    // What SQLite holds on disk: the database file and, until a checkpoint, its write-ahead log.
+    let stored: Vec<u8> = ["gatehouse.db", "gatehouse.db-wal"]
+        .iter()
+        .filter_map(|file| std::fs::read(dir.path().join(file)).ok())
+        .flatten()
+        .collect();
+    let text = String::from_utf8_lossy(&stored);
     assert!(text.contains("sealed_private_key") && !text.contains("PRIVATE KEY"), "stored, and only encrypted");
 
     let server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
