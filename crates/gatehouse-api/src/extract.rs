@@ -65,13 +65,17 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath
 
 /// The session token a request carries: `Authorization: Bearer` first, then the session cookie (Hanko's order).
 pub fn session_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
-    let bearer = headers
+    bearer_token(headers).or_else(|| cookie(headers, cookie_name))
+}
+
+/// The non-empty credential of an `Authorization: Bearer …` header.
+pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
         .map(str::trim)
-        .filter(|token| !token.is_empty());
-    bearer.or_else(|| cookie(headers, cookie_name))
+        .filter(|token| !token.is_empty())
 }
 
 /// The value of a request cookie, if present and non-empty.

@@ -19,6 +19,7 @@ use utoipa::{
 
 use crate::{
     ApiError, AppState, clock,
+    extract::bearer_token,
     routes::login_page::asset,
     services::{admin_keys, identity_providers::IdentityProviders},
 };
@@ -104,14 +105,7 @@ pub fn admin_app(state: AppState) -> Router {
 
 /// Lets a request through only with a valid admin key, and hands the handlers who it is.
 async fn require_admin_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let presented = request
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "))
-        .map(str::trim)
-        .filter(|key| !key.is_empty());
-    let actor = match presented {
+    let actor = match bearer_token(request.headers()) {
         Some(key) => admin_keys::authenticate(state.store(), state.admin_keys(), key).await,
         None => Ok(None),
     };
