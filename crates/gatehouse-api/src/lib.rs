@@ -16,4 +16,4 @@ pub use app::app;
 pub use error::ApiError;
 pub use routes::admin::{AdminApiDoc, admin_app};
 pub use server::{Application, StartError};
-pub use state::{AppState, StateError};
+pub use state::{AppState, PreparedSettings, StateError};

@@ -10,7 +10,7 @@ use crate::services::{
     keys::{KeyRing, KeyRingError},
     rate_limit::{RateDecision, RateLimiter},
     session::SessionService,
-    settings::{self, SettingsError, VersionedSettings},
+    settings::{self, SettingsError},
     thirdparty::ThirdParty,
 };
 
@@ -86,24 +86,25 @@ impl AppState {
             return Ok(false);
         }
         let saved = settings::load(self.store(), self.sealer()).await?;
-        self.apply_settings(&saved)?;
+        let prepared = self.prepare_settings(&saved.settings)?;
+        self.install_settings(saved.version, prepared);
         Ok(true)
     }
 
-    /// Whether `settings` can be put in force (everything built, certificates read), without doing so.
-    pub fn check_settings(&self, settings: &ProviderSettings) -> Result<(), StateError> {
-        build_third_party(self.config(), settings, self.sealer()).map(drop)
+    /// Builds what `settings` put in force (every client built, certificates read), without doing so yet: an
+    /// error here means they cannot be used.
+    pub fn prepare_settings(&self, settings: &ProviderSettings) -> Result<PreparedSettings, StateError> {
+        build_third_party(self.config(), settings, self.sealer())
+            .map(|third_party| PreparedSettings(Arc::new(third_party)))
     }
 
-    /// Puts `saved` in force (unless newer ones already are).
-    pub fn apply_settings(&self, saved: &VersionedSettings) -> Result<(), StateError> {
-        let third_party = Arc::new(build_third_party(self.config(), &saved.settings, self.sealer())?);
+    /// Puts prepared settings in force as `version` (unless newer ones already are).
+    pub fn install_settings(&self, version: i64, prepared: PreparedSettings) {
         let mut live = self.inner.live.write().unwrap_or_else(|poisoned| poisoned.into_inner());
-        if saved.version >= live.version {
-            *live = Live { version: saved.version, third_party };
-            tracing::info!(version = saved.version, "identity-provider settings applied");
+        if version >= live.version {
+            *live = Live { version, third_party: prepared.0 };
+            tracing::info!(version, "identity-provider settings applied");
         }
-        Ok(())
     }
 
     /// Counts one token exchange for `client`; `None` when rate limiting is off.
@@ -139,6 +140,10 @@ impl AppState {
         AuditLog::new(self.store())
     }
 }
+
+/// Settings checked and built by [`AppState::prepare_settings`], ready to be put in force.
+#[derive(Debug)]
+pub struct PreparedSettings(Arc<ThirdParty>);
 
 /// The third-party machinery for the file's configuration with `saved` laid over it.
 fn build_third_party(

@@ -309,16 +309,17 @@ impl<'a> IdentityProviders<'a> {
             if !issues.is_empty() {
                 return Err(ApiError::invalid_fields(issues));
             }
-            self.state
-                .check_settings(&current.settings)
+            let prepared = self
+                .state
+                .prepare_settings(&current.settings)
                 .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
             let saved = settings::save(self.state.store(), self.state.sealer(), current.version, &current.settings)
                 .await
                 .map_err(ApiError::internal)?;
             match saved {
                 Some(version) => {
+                    self.state.install_settings(version, prepared);
                     let saved = VersionedSettings { version, settings: current.settings };
-                    self.state.apply_settings(&saved).map_err(ApiError::internal)?;
                     self.state.audit().record_admin(audit_kind, actor, None, details, meta).await;
                     return Ok(saved);
                 }
