@@ -1,12 +1,14 @@
-//! Signing in with a provider: read what is known about the provider user, let the caller's policy decide, and
-//! apply the decision — all in one transaction, so that no failure or race leaves a half-made user.
+//! Signing in with a provider: read what is known about the provider user, let the caller's policy decide, apply
+//! the decision, and write the one-time token and audit row that record it — all in one transaction, so that no
+//! failure or race leaves a half-made user or an unrecorded sign-in.
 
 use gatehouse_core::linking::{EmailChange, EmailOwner, ExistingIdentity, LinkingDecision};
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
 use crate::{
-    AccountOutcome, AccountSnapshot, ProviderAccount, ProviderProfile, Result, Store, StoreError, conflict, parse_uuid,
+    AccountOutcome, AccountSnapshot, ProviderAccount, ProviderProfile, Result, SignInRecords, Store, StoreError,
+    audit::insert_audit_log, conflict, parse_uuid, tokens::insert_token,
 };
 
 /// Concurrent first sign-ins of one provider user race to create it; the losers retry and find it.
@@ -19,7 +21,8 @@ struct Found {
 
 impl Store {
     /// Signs a provider user in, links them, or signs them up, as `decide` says given what the store knows.
-    /// `connect_user` is the signed-in user when the provider is being connected from a profile.
+    /// `connect_user` is the signed-in user when the provider is being connected from a profile. `records` gives
+    /// the rows that record the outcome, written in the same transaction.
     /// The outer `Result` is the store's; the inner one carries the policy's refusal.
     pub async fn sign_in_with_provider<E>(
         &self,
@@ -27,10 +30,11 @@ impl Store {
         connect_user: Option<Uuid>,
         now: i64,
         decide: impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
+        records: impl Fn(&ProviderAccount) -> SignInRecords,
     ) -> Result<std::result::Result<ProviderAccount, E>> {
         let mut attempt = 1;
         loop {
-            match self.try_sign_in_with_provider(profile, connect_user, now, &decide).await {
+            match self.try_sign_in_with_provider(profile, connect_user, now, &decide, &records).await {
                 Err(StoreError::Conflict(what)) if attempt < ATTEMPTS => {
                     tracing::debug!(what, attempt, "concurrent sign-in of the same provider user; retrying");
                     attempt += 1;
@@ -46,6 +50,7 @@ impl Store {
         connect_user: Option<Uuid>,
         now: i64,
         decide: &impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
+        records: &impl Fn(&ProviderAccount) -> SignInRecords,
     ) -> Result<std::result::Result<ProviderAccount, E>> {
         let mut tx = self.writer.begin().await?;
         let found = find(&mut tx, profile).await?;
@@ -76,6 +81,9 @@ impl Store {
             Err(refusal) => return Ok(Err(refusal)),
         };
         let account = apply(&mut tx, profile, &found, decision, now).await?;
+        let SignInRecords { token, audit } = records(&account);
+        insert_token(&mut *tx, &token).await?;
+        insert_audit_log(&mut *tx, &audit).await?;
         tx.commit().await.map_err(conflict("provider account"))?;
         Ok(Ok(account))
     }
@@ -143,21 +151,27 @@ async fn apply(
             .bind(email_id.map(|id| id.to_string()))
             .execute(&mut **tx)
             .await?;
+            sync_profile(tx, profile, user_id, now).await?;
             ProviderAccount { user_id, identity_id: *identity_id, outcome: AccountOutcome::SignedIn }
         }
         LinkingDecision::Link { user_id } => {
             let own_email = found.email.as_ref().filter(|(_, owner)| owner.user_id == Some(user_id)).map(|(id, _)| *id);
             let identity_id = insert_identity(tx, profile, user_id, own_email, now).await?;
+            sync_profile(tx, profile, user_id, now).await?;
             ProviderAccount { user_id, identity_id, outcome: AccountOutcome::Linked }
         }
         LinkingDecision::SignUp { claim_unassigned_email } => {
-            let user_id = Uuid::new_v4();
-            sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, $2, $2)")
-                .bind(user_id.to_string())
-                .bind(now)
-                .execute(&mut **tx)
-                .await
-                .map_err(conflict("user"))?;
+            let user_id = Uuid::now_v7();
+            write_profile(
+                tx,
+                "INSERT INTO users (id, name, given_name, family_name, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $5)",
+                profile,
+                user_id,
+                now,
+            )
+            .await
+            .map_err(conflict("user"))?;
             let email_id = match (claim_unassigned_email, found_email_id) {
                 (true, Some(email_id)) => {
                     claim_email(tx, email_id, user_id, verified, now).await?;
@@ -170,7 +184,7 @@ async fn apply(
                 sqlx::query(
                     "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
                 )
-                .bind(Uuid::new_v4().to_string())
+                .bind(Uuid::now_v7().to_string())
                 .bind(email_id.to_string())
                 .bind(user_id.to_string())
                 .bind(now)
@@ -182,7 +196,6 @@ async fn apply(
             ProviderAccount { user_id, identity_id, outcome: AccountOutcome::SignedUp }
         }
     };
-    sync_profile(tx, profile, account.user_id, now).await?;
     Ok(account)
 }
 
@@ -212,7 +225,7 @@ async fn insert_email(
     now: i64,
 ) -> Result<Uuid> {
     let email = profile.email.as_ref().ok_or(StoreError::Corrupt("no provider email to store".into()))?;
-    let id = Uuid::new_v4();
+    let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
     )
@@ -234,7 +247,7 @@ async fn insert_identity(
     email_id: Option<Uuid>,
     now: i64,
 ) -> Result<Uuid> {
-    let id = Uuid::new_v4();
+    let id = Uuid::now_v7();
     sqlx::query(
         "INSERT INTO identities (id, provider_id, provider_user_id, data, email_id, user_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -259,18 +272,36 @@ async fn sync_profile(
     user_id: Uuid,
     now: i64,
 ) -> Result<()> {
-    let non_empty =
-        |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
-    sqlx::query(
+    write_profile(
+        tx,
         "UPDATE users SET name = COALESCE($2, name), given_name = COALESCE($3, given_name),
                           family_name = COALESCE($4, family_name), updated_at = $5 WHERE id = $1",
+        profile,
+        user_id,
+        now,
     )
-    .bind(user_id.to_string())
-    .bind(non_empty(&profile.name))
-    .bind(non_empty(&profile.given_name))
-    .bind(non_empty(&profile.family_name))
-    .bind(now)
-    .execute(&mut **tx)
     .await?;
+    Ok(())
+}
+
+/// Runs `sql` with the user's id as `$1`, the profile fields the provider actually sent (blank counts as absent)
+/// as `$2`–`$4` (name, given name, family name), and `now` as `$5`.
+async fn write_profile(
+    tx: &mut Transaction<'static, Any>,
+    sql: &'static str,
+    profile: &ProviderProfile,
+    user_id: Uuid,
+    now: i64,
+) -> std::result::Result<(), sqlx::Error> {
+    let non_empty =
+        |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
+    sqlx::query(sql)
+        .bind(user_id.to_string())
+        .bind(non_empty(&profile.name))
+        .bind(non_empty(&profile.given_name))
+        .bind(non_empty(&profile.family_name))
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }

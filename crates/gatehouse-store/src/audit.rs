@@ -1,4 +1,4 @@
-use sqlx::Row;
+use sqlx::{Any, Executor, Row};
 
 use crate::{AuditLogEntry, AuditLogFilter, Result, Store, parse_uuid};
 
@@ -7,24 +7,7 @@ const AUDIT_FILTER: &str = "($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_u
 
 impl Store {
     pub async fn insert_audit_log(&self, entry: &AuditLogEntry) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO audit_logs (id, type, error, meta_http_request_id, meta_source_ip, meta_user_agent,
-                                     actor_user_id, actor_email, details, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-        )
-        .bind(entry.id.to_string())
-        .bind(&entry.kind)
-        .bind(&entry.error)
-        .bind(&entry.http_request_id)
-        .bind(&entry.source_ip)
-        .bind(&entry.user_agent)
-        .bind(entry.actor_user_id.map(|id| id.to_string()))
-        .bind(&entry.actor_email)
-        .bind(&entry.details)
-        .bind(entry.created_at)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        insert_audit_log(&self.writer, entry).await
     }
 
     /// Audit log rows matching every given filter, newest first.
@@ -77,4 +60,29 @@ impl Store {
                 .await?;
         Ok(row.try_get("n")?)
     }
+}
+
+/// Writes one audit row, alone or inside the transaction whose change it records.
+pub(crate) async fn insert_audit_log<'e>(
+    executor: impl Executor<'e, Database = Any>,
+    entry: &AuditLogEntry,
+) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO audit_logs (id, type, error, meta_http_request_id, meta_source_ip, meta_user_agent,
+                                 actor_user_id, actor_email, details, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+    )
+    .bind(entry.id.to_string())
+    .bind(&entry.kind)
+    .bind(&entry.error)
+    .bind(&entry.http_request_id)
+    .bind(&entry.source_ip)
+    .bind(&entry.user_agent)
+    .bind(entry.actor_user_id.map(|id| id.to_string()))
+    .bind(&entry.actor_email)
+    .bind(&entry.details)
+    .bind(entry.created_at)
+    .execute(executor)
+    .await?;
+    Ok(())
 }

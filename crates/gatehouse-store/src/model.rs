@@ -178,6 +178,14 @@ pub struct ProviderAccount {
     pub outcome: AccountOutcome,
 }
 
+/// What a provider sign-in writes in its own transaction once the account is known: the one-time token that
+/// hands the account to the app, and the audit row of the sign-in. Nothing is half-recorded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SignInRecords {
+    pub token: NewToken,
+    pub audit: AuditLogEntry,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum AccountOutcome {
     SignedIn,

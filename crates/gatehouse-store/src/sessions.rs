@@ -2,7 +2,7 @@ use gatehouse_core::session::{LiveSession, sessions_to_evict};
 use sqlx::{Row, any::AnyRow};
 use uuid::Uuid;
 
-use crate::{NewSession, Result, SessionRecord, Store, conflict, parse_uuid};
+use crate::{AuditLogEntry, NewSession, Result, SessionRecord, Store, audit::insert_audit_log, conflict, parse_uuid};
 
 const SESSION_COLUMNS: &str = "id, user_id, user_agent, ip_address, created_at, expires_at, last_used";
 
@@ -19,19 +19,21 @@ fn session_from_row(row: &AnyRow) -> Result<SessionRecord> {
 }
 
 impl Store {
-    /// Stores a new session and, in the same transaction, drops expired sessions of the user and as many of the
-    /// oldest live ones as the limit requires. Returns the ids of the live sessions it dropped.
-    pub async fn create_session(&self, session: &NewSession, limit: usize) -> Result<Vec<Uuid>> {
+    /// Stores a new session and, in the same transaction, drops as many of the user's oldest live sessions as the
+    /// limit requires and writes `audit`, the row of the event that opened the session. Returns the ids of the
+    /// sessions it dropped. Expired sessions neither count nor are touched here: the periodic sweep removes them.
+    pub async fn create_session(
+        &self,
+        session: &NewSession,
+        limit: usize,
+        audit: Option<&AuditLogEntry>,
+    ) -> Result<Vec<Uuid>> {
         let user_id = session.user_id.to_string();
         let mut tx = self.writer.begin().await?;
         self.lock_user(&mut tx, session.user_id).await?;
-        sqlx::query("DELETE FROM sessions WHERE user_id = $1 AND expires_at <= $2")
+        let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1 AND expires_at > $2")
             .bind(&user_id)
             .bind(session.created_at)
-            .execute(&mut *tx)
-            .await?;
-        let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1")
-            .bind(&user_id)
             .fetch_all(&mut *tx)
             .await?
             .iter()
@@ -59,6 +61,9 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(conflict("session"))?;
+        if let Some(audit) = audit {
+            insert_audit_log(&mut *tx, audit).await?;
+        }
         tx.commit().await?;
         Ok(evicted)
     }

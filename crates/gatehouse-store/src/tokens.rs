@@ -1,27 +1,10 @@
-use sqlx::Row;
+use sqlx::{Any, Executor, Row};
 
 use crate::{NewToken, Result, Store, TokenRecord, conflict, flag, parse_uuid};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO tokens (id, user_id, value_hash, identity_id, code_verifier_hash, is_flow, user_created,
-                                 expires_at, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
-        )
-        .bind(token.id.to_string())
-        .bind(token.user_id.to_string())
-        .bind(&token.value_hash)
-        .bind(token.identity_id.map(|id| id.to_string()))
-        .bind(&token.code_verifier_hash)
-        .bind(token.is_flow)
-        .bind(token.user_created)
-        .bind(token.expires_at)
-        .bind(token.created_at)
-        .execute(&self.writer)
-        .await
-        .map_err(conflict("token"))?;
-        Ok(())
+        insert_token(&self.writer, token).await
     }
 
     /// Takes a one-time token out of the store: whoever calls this first gets it, nobody gets it twice. The
@@ -48,9 +31,9 @@ impl Store {
         .transpose()
     }
 
-    /// Records that a third-party state was used; `false` if it had been used before (a replay).
-    pub async fn mark_state_used(&self, id: uuid::Uuid, expires_at: i64, now: i64) -> Result<bool> {
-        sqlx::query("DELETE FROM used_states WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+    /// Records that a third-party state was used; `false` if it had been used before (a replay). The row is kept
+    /// until the state expires (it cannot be replayed after that anyway); the periodic sweep removes it.
+    pub async fn mark_state_used(&self, id: uuid::Uuid, expires_at: i64) -> Result<bool> {
         let inserted =
             sqlx::query("INSERT INTO used_states (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(id.to_string())
@@ -60,9 +43,38 @@ impl Store {
         Ok(inserted.rows_affected() == 1)
     }
 
+    /// Deletes the records of used states that have expired; returns how many.
+    pub async fn delete_expired_used_states(&self, now: i64) -> Result<u64> {
+        let result =
+            sqlx::query("DELETE FROM used_states WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        Ok(result.rows_affected())
+    }
+
     /// Deletes expired one-time tokens; returns how many.
     pub async fn delete_expired_tokens(&self, now: i64) -> Result<u64> {
         let result = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
         Ok(result.rows_affected())
     }
+}
+
+/// Stores a one-time token, alone or inside the transaction that produced it.
+pub(crate) async fn insert_token<'e>(executor: impl Executor<'e, Database = Any>, token: &NewToken) -> Result<()> {
+    sqlx::query(
+        "INSERT INTO tokens (id, user_id, value_hash, identity_id, code_verifier_hash, is_flow, user_created,
+                             expires_at, created_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+    )
+    .bind(token.id.to_string())
+    .bind(token.user_id.to_string())
+    .bind(&token.value_hash)
+    .bind(token.identity_id.map(|id| id.to_string()))
+    .bind(&token.code_verifier_hash)
+    .bind(token.is_flow)
+    .bind(token.user_created)
+    .bind(token.expires_at)
+    .bind(token.created_at)
+    .execute(executor)
+    .await
+    .map_err(conflict("token"))?;
+    Ok(())
 }

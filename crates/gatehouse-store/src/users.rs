@@ -38,7 +38,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
             )
-            .bind(Uuid::new_v4().to_string())
+            .bind(Uuid::now_v7().to_string())
             .bind(email.id.to_string())
             .bind(user.id.to_string())
             .bind(user.created_at)

@@ -79,7 +79,7 @@ async fn deleting_a_user_removes_everything_of_theirs(backend: Backend) {
     let new = user(Some("a@example.com"));
     store.create_user(&new).await.unwrap();
     let s = session(new.id, 1_000);
-    store.create_session(&s, 5).await.unwrap();
+    store.create_session(&s, 5, None).await.unwrap();
     assert!(store.delete_user(new.id).await.unwrap());
     assert!(store.find_user(new.id).await.unwrap().is_none());
     assert!(store.find_live_session(s.id, 1_000).await.unwrap().is_none());
@@ -94,9 +94,9 @@ async fn sessions_respect_the_limit_and_expiry(backend: Backend) {
     store.create_user(&new).await.unwrap();
     let sessions: Vec<NewSession> = (0..3).map(|i| session(new.id, 10_000 + i * 1_000)).collect();
     for s in &sessions {
-        store.create_session(s, 3).await.unwrap();
+        store.create_session(s, 3, None).await.unwrap();
     }
-    let evicted = store.create_session(&session(new.id, 20_000), 3).await.unwrap();
+    let evicted = store.create_session(&session(new.id, 20_000), 3, None).await.unwrap();
     assert_eq!(evicted, vec![sessions[0].id], "the oldest goes first");
     let live = store.list_sessions(new.id, 20_000).await.unwrap();
     assert_eq!(live.len(), 3);
@@ -110,9 +110,21 @@ async fn sessions_respect_the_limit_and_expiry(backend: Backend) {
     assert!(!store.delete_session(sessions[1].id).await.unwrap());
 
     let later = sessions[2].expires_at;
-    let evicted = store.create_session(&session(new.id, later), 3).await.unwrap();
-    assert!(evicted.is_empty(), "expired sessions are cleared without counting as evictions");
+    let audit = AuditLogEntry {
+        id: Uuid::now_v7(),
+        kind: "login_success".into(),
+        actor_user_id: Some(new.id),
+        created_at: later,
+        ..AuditLogEntry::default()
+    };
+    let evicted = store.create_session(&session(new.id, later), 3, Some(&audit)).await.unwrap();
+    assert!(evicted.is_empty(), "an expired session does not count against the limit");
     assert_eq!(store.list_sessions(new.id, later).await.unwrap().len(), 2);
+    let logged = store
+        .list_audit_logs(&AuditLogFilter { actor_user_id: Some(new.id), limit: 10, ..AuditLogFilter::default() })
+        .await
+        .unwrap();
+    assert_eq!(logged, vec![audit], "the audit row is written with the session");
 }
 
 async fn concurrent_sessions_never_exceed_the_limit(backend: Backend) {
@@ -124,7 +136,7 @@ async fn concurrent_sessions_never_exceed_the_limit(backend: Backend) {
         .map(|i| {
             let store: Store = store.clone();
             let s = session(new.id, 1_000 + i);
-            tokio::spawn(async move { store.create_session(&s, 3).await })
+            tokio::spawn(async move { store.create_session(&s, 3, None).await })
         })
         .collect();
     let mut failures = 0;
@@ -252,9 +264,9 @@ async fn users_are_searched_and_their_sessions_and_identities_removed(backend: B
     assert_eq!(store.search_users(None, 10, 2).await.unwrap().0.len(), 1, "offset");
 
     let (first, second) = (session(alice.id, 10_000), session(alice.id, 20_000));
-    store.create_session(&first, 5).await.unwrap();
-    store.create_session(&second, 5).await.unwrap();
-    store.create_session(&session(bob.id, 10_000), 5).await.unwrap();
+    store.create_session(&first, 5, None).await.unwrap();
+    store.create_session(&second, 5, None).await.unwrap();
+    store.create_session(&session(bob.id, 10_000), 5, None).await.unwrap();
     assert!(!store.delete_user_session(bob.id, first.id).await.unwrap(), "only the owner's sessions");
     assert!(store.delete_user_session(alice.id, first.id).await.unwrap());
     assert_eq!(store.delete_user_sessions(alice.id).await.unwrap(), 1);
@@ -281,9 +293,8 @@ async fn expired_rows_are_swept(backend: Backend) {
     store.create_user(&new).await.unwrap();
     let old = session(new.id, 1_000);
     let live = session(new.id, 10_000_000);
-    // The live one first: issuing a session also clears the user's sessions that expired before it.
-    store.create_session(&live, 5).await.unwrap();
-    store.create_session(&old, 5).await.unwrap();
+    store.create_session(&live, 5, None).await.unwrap();
+    store.create_session(&old, 5, None).await.unwrap();
     let token = |value: &str, expires_at| gatehouse_store::NewToken {
         id: Uuid::new_v4(),
         user_id: new.id,
@@ -308,7 +319,12 @@ async fn expired_rows_are_swept(backend: Backend) {
     let (old_flow, live_flow) = (flow(3_000), flow(30_000_000));
     store.insert_flow(&old_flow).await.unwrap();
     store.insert_flow(&live_flow).await.unwrap();
+    let state = Uuid::now_v7();
+    assert!(store.mark_state_used(state, 4_000).await.unwrap());
+    assert!(!store.mark_state_used(state, 4_000).await.unwrap(), "a state is used once");
+    assert!(store.mark_state_used(Uuid::now_v7(), 40_000_000).await.unwrap());
     let now = 5_000_000;
+    assert_eq!(store.delete_expired_used_states(now).await.unwrap(), 1);
     assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 1);
     assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 1);
     assert_eq!(store.delete_expired_flows(now).await.unwrap(), 1);

@@ -1,10 +1,12 @@
 use std::sync::Arc;
 
-use gatehouse_api::{AppState, Application, services::audit::RequestMeta};
+use gatehouse_api::{
+    AppState, Application,
+    services::{audit::RequestMeta, session::SessionService},
+};
 use gatehouse_core::{
     config::{Config, DatabaseUrl, Secret},
     email::Email,
-    session::{EmailClaim, SessionGrant},
 };
 use gatehouse_store::{NewEmail, NewUser};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -135,13 +137,8 @@ impl TestServer {
     /// Issues a session for `user_id` the way a sign-in does; returns the JWT.
     pub async fn issue_session(&self, user_id: Uuid) -> String {
         let user = self.state.store().find_user(user_id).await.expect("read user").expect("user exists");
-        let email = user.primary_email().map(|email| EmailClaim {
-            address: email.address.clone(),
-            is_primary: true,
-            is_verified: email.verified,
-        });
-        let grant = SessionGrant { user_id, email, amr: vec!["ext:microsoft".into()] };
-        self.state.sessions().issue(&grant, &RequestMeta::default()).await.expect("issue session").token
+        let grant = SessionService::grant_for(&user, vec!["ext:microsoft".into()]);
+        self.state.sessions().issue(&grant, &RequestMeta::default(), None).await.expect("issue session").token
     }
 }
 

@@ -17,7 +17,7 @@ use crate::{
     dto::{claims_json, user_json},
     extract::session_token,
     services::{
-        session::Authenticated,
+        session::{Authenticated, SessionService},
         thirdparty::{MICROSOFT, StartRequest, hash},
     },
 };
@@ -229,7 +229,7 @@ pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
         user_id: session.as_ref().map(|s| s.claims.sub).filter(|_| request.name == FlowName::Profile),
         redirect_url: None,
     };
-    let flow_id = Uuid::new_v4();
+    let flow_id = Uuid::now_v7();
     let csrf = csrf_token();
     let now = clock::now_ms();
     let record = gatehouse_store::FlowRecord {
@@ -420,15 +420,11 @@ async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) 
         }
         return Ok(Step::to(FlowData { state: StateName::ProfileInit, redirect_url: None, ..data.clone() }));
     }
-    let grant = state
-        .sessions()
-        .grant_for(token.user_id, vec![format!("ext:{MICROSOFT}")])
-        .await
-        .map_err(|_| FlowError::Technical)?;
-    let issued = state.sessions().issue(&grant, &request.meta).await.map_err(|_| FlowError::Technical)?;
     let user =
         state.store().find_user(token.user_id).await.map_err(|_| FlowError::Technical)?.ok_or(FlowError::Technical)?;
-    state.audit().record("login_success", Some(token.user_id), None, &request.meta).await;
+    let grant = SessionService::grant_for(&user, vec![format!("ext:{MICROSOFT}")]);
+    let issued =
+        state.sessions().issue(&grant, &request.meta, Some("login_success")).await.map_err(|_| FlowError::Technical)?;
     let mut payload =
         Map::from_iter([("claims".to_owned(), claims_json(&issued.claims)), ("user".to_owned(), user_json(&user))]);
     if data.name == FlowName::Login {

@@ -7,7 +7,6 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
-use gatehouse_core::session::SessionGrant;
 use serde::Deserialize;
 use serde_json::json;
 
@@ -16,7 +15,8 @@ use crate::{
     extract::{AppJson, cookie},
     services::{
         audit::RequestMeta,
-        thirdparty::{CallbackParams, Finished, STATE_COOKIE, StartRequest, hash},
+        session::SessionService,
+        thirdparty::{CallbackParams, Finished, MICROSOFT, STATE_COOKIE, StartRequest, hash},
     },
 };
 
@@ -134,9 +134,9 @@ pub async fn token(
             return Err(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
         }
     }
-    let grant: SessionGrant = state.sessions().grant_for(token.user_id, vec!["ext:microsoft".into()]).await?;
-    let issued = state.sessions().issue(&grant, &meta).await?;
-    state.audit().record("token_exchange_succeeded", Some(token.user_id), None, &meta).await;
+    let user = state.store().find_user(token.user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    let grant = SessionService::grant_for(&user, vec![format!("ext:{MICROSOFT}")]);
+    let issued = state.sessions().issue(&grant, &meta, Some("token_exchange_succeeded")).await?;
     let mut headers = state.sessions().delivery_headers(&issued);
     headers.extend(rate_headers);
     Ok((headers, Json(json!({ "user_id": token.user_id }))).into_response())

@@ -23,9 +23,31 @@ impl<'a> AuditLog<'a> {
         Self { store }
     }
 
+    /// The row of an event, for a transaction that records it together with the change (then [`Self::announce`]
+    /// it after the commit).
+    pub fn entry(kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>, meta: &RequestMeta) -> AuditLogEntry {
+        AuditLogEntry {
+            id: Uuid::now_v7(),
+            kind: kind.to_owned(),
+            error: error.map(str::to_owned),
+            http_request_id: meta.request_id.clone(),
+            source_ip: meta.source_ip.clone(),
+            user_agent: meta.user_agent.clone(),
+            actor_user_id,
+            actor_email: None,
+            details: None,
+            created_at: clock::now_ms(),
+        }
+    }
+
+    /// Reports an event in the process log too, once its row is stored.
+    pub fn announce(kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>) {
+        tracing::info!(audit = kind, user_id = ?actor_user_id, error, "audit");
+    }
+
     /// Writes one row. A failure is logged, not returned: losing an audit row must not fail the user's request.
     pub async fn record(&self, kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>, meta: &RequestMeta) {
-        self.write(kind, actor_user_id, error, None, meta).await;
+        self.write(Self::entry(kind, actor_user_id, error, meta)).await;
     }
 
     /// Writes the row of an admin API change: which key made it (`details.admin_key`) and what changed, never a
@@ -39,32 +61,14 @@ impl<'a> AuditLog<'a> {
         meta: &RequestMeta,
     ) {
         details["admin_key"] = serde_json::json!({ "id": actor.key_id, "name": actor.name });
-        self.write(kind, user_id, None, Some(details.to_string()), meta).await;
+        self.write(AuditLogEntry { details: Some(details.to_string()), ..Self::entry(kind, user_id, None, meta) })
+            .await;
     }
 
-    async fn write(
-        &self,
-        kind: &str,
-        actor_user_id: Option<Uuid>,
-        error: Option<&str>,
-        details: Option<String>,
-        meta: &RequestMeta,
-    ) {
-        let entry = AuditLogEntry {
-            id: Uuid::now_v7(),
-            kind: kind.to_owned(),
-            error: error.map(str::to_owned),
-            http_request_id: meta.request_id.clone(),
-            source_ip: meta.source_ip.clone(),
-            user_agent: meta.user_agent.clone(),
-            actor_user_id,
-            actor_email: None,
-            details,
-            created_at: clock::now_ms(),
-        };
+    async fn write(&self, entry: AuditLogEntry) {
         if let Err(error) = self.store.insert_audit_log(&entry).await {
-            tracing::error!(%error, kind, "could not write audit log row");
+            tracing::error!(%error, kind = entry.kind, "could not write audit log row");
         }
-        tracing::info!(audit = kind, user_id = ?actor_user_id, error, "audit");
+        Self::announce(&entry.kind, entry.actor_user_id, entry.error.as_deref());
     }
 }

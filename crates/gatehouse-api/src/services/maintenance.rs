@@ -1,4 +1,5 @@
-//! Housekeeping: expired flows, one-time tokens and sessions are deleted, so tables do not grow without bound.
+//! Housekeeping: expired flows, one-time tokens, sessions and used-state records are deleted, so tables do not
+//! grow without bound. Requests never clean up after themselves, which keeps the sign-in path's writes few.
 //! Safe to run on every instance at once: each sweep is a plain `DELETE … WHERE expires_at <= now`.
 
 use std::time::Duration;
@@ -16,6 +17,7 @@ pub struct Swept {
     pub flows: u64,
     pub tokens: u64,
     pub sessions: u64,
+    pub used_states: u64,
 }
 
 pub async fn sweep(store: &Store) -> Result<Swept, StoreError> {
@@ -24,6 +26,7 @@ pub async fn sweep(store: &Store) -> Result<Swept, StoreError> {
         flows: store.delete_expired_flows(now).await?,
         tokens: store.delete_expired_tokens(now).await?,
         sessions: store.delete_expired_sessions(now).await?,
+        used_states: store.delete_expired_used_states(now).await?,
     })
 }
 

@@ -5,10 +5,13 @@ use gatehouse_core::{
     config::{CookieRetention, SameSite, SessionConfig},
     session::{SessionClaims, SessionGrant, SessionPolicy},
 };
-use gatehouse_store::{NewSession, SessionRecord};
+use gatehouse_store::{NewSession, SessionRecord, UserRecord};
 use uuid::Uuid;
 
-use crate::{ApiError, AppState, clock, services::audit::RequestMeta};
+use crate::{
+    ApiError, AppState, clock,
+    services::audit::{AuditLog, RequestMeta},
+};
 
 pub const X_AUTH_TOKEN: HeaderName = HeaderName::from_static("x-auth-token");
 pub const X_SESSION_LIFETIME: HeaderName = HeaderName::from_static("x-session-lifetime");
@@ -53,21 +56,26 @@ impl<'a> SessionService<'a> {
         &self.state.config().session
     }
 
-    /// A grant for `user_id`, with their primary email as the `email` claim.
-    pub async fn grant_for(&self, user_id: Uuid, amr: Vec<String>) -> Result<SessionGrant, ApiError> {
-        let user = self.state.store().find_user(user_id).await?.ok_or_else(ApiError::unauthorized)?;
+    /// A grant for `user`, with their primary email as the `email` claim.
+    pub fn grant_for(user: &UserRecord, amr: Vec<String>) -> SessionGrant {
         let email = user.primary_email().map(|email| gatehouse_core::session::EmailClaim {
             address: email.address.clone(),
             is_primary: true,
             is_verified: email.verified,
         });
-        Ok(SessionGrant { user_id, email, amr })
+        SessionGrant { user_id: user.id, email, amr }
     }
 
-    /// Creates a session for `grant`, dropping the user's oldest sessions beyond the limit.
-    pub async fn issue(&self, grant: &SessionGrant, meta: &RequestMeta) -> Result<IssuedSession, ApiError> {
+    /// Creates a session for `grant`, dropping the user's oldest sessions beyond the limit. `audit_kind` names the
+    /// event that opens it; its audit row is written with the session, in one transaction.
+    pub async fn issue(
+        &self,
+        grant: &SessionGrant,
+        meta: &RequestMeta,
+        audit_kind: Option<&str>,
+    ) -> Result<IssuedSession, ApiError> {
         let now_ms = clock::now_ms();
-        let claims = policy(self.config()).claims(grant, Uuid::new_v4(), now_ms / 1000);
+        let claims = policy(self.config()).claims(grant, Uuid::now_v7(), now_ms / 1000);
         let token = self.state.keys().sign(&claims).await.map_err(ApiError::internal)?;
         let session = NewSession {
             id: claims.session_id,
@@ -77,7 +85,11 @@ impl<'a> SessionService<'a> {
             created_at: now_ms,
             expires_at: claims.exp * 1000,
         };
-        let evicted = self.state.store().create_session(&session, self.config().limit).await?;
+        let audit = audit_kind.map(|kind| AuditLog::entry(kind, Some(grant.user_id), None, meta));
+        let evicted = self.state.store().create_session(&session, self.config().limit, audit.as_ref()).await?;
+        if let Some(kind) = audit_kind {
+            AuditLog::announce(kind, Some(grant.user_id), None);
+        }
         Ok(IssuedSession { token, claims, evicted })
     }
 

@@ -16,7 +16,9 @@ use gatehouse_oidc::{
     pkce,
     state::{STATE_LIFETIME_SECS, StateError, ThirdPartyState},
 };
-use gatehouse_store::{AccountOutcome, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, Store};
+use gatehouse_store::{
+    AccountOutcome, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, SignInRecords, Store,
+};
 use url::Url;
 use uuid::Uuid;
 
@@ -188,7 +190,7 @@ impl ThirdParty {
         let code_verifier = request.client_verifier.unwrap_or_else(pkce::new_verifier);
         let browser_binding = (!client_verifier).then(random::token);
         let state = ThirdPartyState {
-            id: Uuid::new_v4(),
+            id: Uuid::now_v7(),
             provider: MICROSOFT.to_owned(),
             tenant: client.settings().tenant().to_owned(),
             redirect_to: target.as_url().to_string(),
@@ -243,30 +245,21 @@ impl ThirdParty {
             .ok()
             .map(|t| t.into_url())
             .or_else(|| self.error_redirect.clone());
-        match self.complete(store, &state, params, browser_binding, now).await {
-            Ok(account) => match self.mint_token(store, &state, &account).await {
-                Ok(token) => {
-                    let kind = match account.outcome {
-                        AccountOutcome::SignedUp => "thirdparty_signup_succeeded",
-                        AccountOutcome::SignedIn => "thirdparty_signin_succeeded",
-                        AccountOutcome::Linked => "thirdparty_linking_succeeded",
-                    };
-                    AuditLog::new(store).record(kind, Some(account.user_id), None, meta).await;
-                    let location = target.map(|mut url| {
-                        url.query_pairs_mut().append_pair(TOKEN_QUERY, &token);
-                        url
-                    });
-                    Finished {
-                        location,
-                        outcome: Ok(SignedIn {
-                            user_id: account.user_id,
-                            outcome: account.outcome,
-                            flow_id: state.flow_id,
-                        }),
-                    }
+        match self.complete(store, &state, params, browser_binding, now, meta).await {
+            Ok((account, token)) => {
+                let location = target.map(|mut url| {
+                    url.query_pairs_mut().append_pair(TOKEN_QUERY, &token);
+                    url
+                });
+                Finished {
+                    location,
+                    outcome: Ok(SignedIn {
+                        user_id: account.user_id,
+                        outcome: account.outcome,
+                        flow_id: state.flow_id,
+                    }),
                 }
-                Err(failure) => self.fail(store, Some(&state), target, failure, meta).await,
-            },
+            }
             Err(failure) => self.fail(store, Some(&state), target, failure, meta).await,
         }
     }
@@ -305,7 +298,8 @@ impl ThirdParty {
         params: CallbackParams,
         browser_binding: Option<&str>,
         now: i64,
-    ) -> Result<ProviderAccount, ThirdPartyFailure> {
+        meta: &RequestMeta,
+    ) -> Result<(ProviderAccount, String), ThirdPartyFailure> {
         let invalid = |description: &str| ThirdPartyFailure::new(ThirdPartyErrorCode::InvalidRequest, description);
         let server_error = |cause: &dyn std::fmt::Display| {
             tracing::error!(error = %cause, "third-party sign-in failed");
@@ -318,7 +312,7 @@ impl ThirdParty {
             }
         }
         let now_ms = clock::now_ms();
-        match store.mark_state_used(state.id, state.expires_at * 1000, now_ms).await {
+        match store.mark_state_used(state.id, state.expires_at * 1000).await {
             Ok(true) => {}
             Ok(false) => return Err(invalid("this sign-in response was already used")),
             Err(error) => return Err(server_error(&error)),
@@ -347,46 +341,57 @@ impl ThirdParty {
             ThirdPartyFailure::new(error.code(), "could not retrieve user data from provider")
         })?;
         let profile = profile(&user);
+        let token = random::token();
         let result = store
-            .sign_in_with_provider(&profile, state.connect_user_id, now_ms, |snapshot| {
-                decide(&LinkingInput {
-                    provider_user_email: user.email.clone(),
-                    existing_identity: snapshot.existing_identity.clone(),
-                    email_owner: snapshot.email_owner.clone(),
-                    user_email_count: snapshot.user_email_count,
-                    signed_in_user: state.connect_user_id,
-                    policy: self.policy.clone(),
-                })
-            })
+            .sign_in_with_provider(
+                &profile,
+                state.connect_user_id,
+                now_ms,
+                |snapshot| {
+                    decide(&LinkingInput {
+                        provider_user_email: user.email.clone(),
+                        existing_identity: snapshot.existing_identity.clone(),
+                        email_owner: snapshot.email_owner.clone(),
+                        user_email_count: snapshot.user_email_count,
+                        signed_in_user: state.connect_user_id,
+                        policy: self.policy.clone(),
+                    })
+                },
+                |account| SignInRecords {
+                    token: one_time_token(&token, state, account),
+                    audit: AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta),
+                },
+            )
             .await
             .map_err(|error| server_error(&error))?;
-        result.map_err(|refusal| ThirdPartyFailure::new(refusal.code(), refusal.to_string()))
+        let account = result.map_err(|refusal| ThirdPartyFailure::new(refusal.code(), refusal.to_string()))?;
+        AuditLog::announce(audit_kind(account.outcome), Some(account.user_id), None);
+        Ok((account, token))
     }
+}
 
-    async fn mint_token(
-        &self,
-        store: &Store,
-        state: &ThirdPartyState,
-        account: &ProviderAccount,
-    ) -> Result<String, ThirdPartyFailure> {
-        let now_ms = clock::now_ms();
-        let value = random::token();
-        let token = NewToken {
-            id: Uuid::new_v4(),
-            user_id: account.user_id,
-            value_hash: hash(&value),
-            identity_id: Some(account.identity_id),
-            code_verifier_hash: state.client_verifier.then(|| hash(&state.code_verifier)),
-            is_flow: state.flow_id.is_some(),
-            user_created: account.outcome == AccountOutcome::SignedUp,
-            created_at: now_ms,
-            expires_at: now_ms + TOKEN_LIFETIME_MS,
-        };
-        store.insert_token(&token).await.map_err(|error| {
-            tracing::error!(%error, "could not store the one-time token");
-            ThirdPartyFailure::new(ThirdPartyErrorCode::ServerError, "")
-        })?;
-        Ok(value)
+/// The audit event of a successful third-party sign-in.
+fn audit_kind(outcome: AccountOutcome) -> &'static str {
+    match outcome {
+        AccountOutcome::SignedUp => "thirdparty_signup_succeeded",
+        AccountOutcome::SignedIn => "thirdparty_signin_succeeded",
+        AccountOutcome::Linked => "thirdparty_linking_succeeded",
+    }
+}
+
+/// The stored form of the one-time token `value` that hands `account` to the app.
+fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccount) -> NewToken {
+    let now_ms = clock::now_ms();
+    NewToken {
+        id: Uuid::now_v7(),
+        user_id: account.user_id,
+        value_hash: hash(value),
+        identity_id: Some(account.identity_id),
+        code_verifier_hash: state.client_verifier.then(|| hash(&state.code_verifier)),
+        is_flow: state.flow_id.is_some(),
+        user_created: account.outcome == AccountOutcome::SignedUp,
+        created_at: now_ms,
+        expires_at: now_ms + TOKEN_LIFETIME_MS,
     }
 }
 

@@ -199,7 +199,7 @@ async fn delivery_follows_the_cookie_config(backend: Backend) {
     let user = server.create_user("a@example.com").await;
     let grant = SessionGrant { user_id: user, email: None, amr: vec![] };
     let sessions = server.state.sessions();
-    let issued = sessions.issue(&grant, &RequestMeta::default()).await.unwrap();
+    let issued = sessions.issue(&grant, &RequestMeta::default(), None).await.unwrap();
     let headers = sessions.delivery_headers(&issued);
     assert_eq!(headers["x-session-lifetime"], "43200");
     assert_eq!(headers["x-session-retention"], "persistent");
@@ -213,7 +213,7 @@ async fn delivery_follows_the_cookie_config(backend: Backend) {
     let header_mode = TestServer::start(backend, |config| config.session.enable_auth_token_header = true).await;
     let user = header_mode.create_user("a@example.com").await;
     let grant = SessionGrant { user_id: user, email: None, amr: vec![] };
-    let issued = header_mode.state.sessions().issue(&grant, &RequestMeta::default()).await.unwrap();
+    let issued = header_mode.state.sessions().issue(&grant, &RequestMeta::default(), None).await.unwrap();
     let headers = header_mode.state.sessions().delivery_headers(&issued);
     assert_eq!(headers["x-auth-token"], issued.token.as_str());
     assert!(headers.get("set-cookie").is_none(), "header mode sets no cookie");
