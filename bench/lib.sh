@@ -21,7 +21,7 @@ server: { public: { address: "127.0.0.1:$API_PORT" }, admin: { enabled: false } 
 database: { url: "$1" }
 secret_keys: ["bench-secret-key-0123456789abcdef"]
 log: { level: warn }
-session: { enable_auth_token_header: true, cookie: { secure: false } }
+session: { enable_auth_token_header: true, cookie: { secure: false }, algorithm: ${SESSION_ALGORITHM:-RS256} }
 # All load comes from one address, which the per-address limit on token exchanges would stop after three.
 rate_limiter: { enabled: false }
 third_party:

@@ -11,9 +11,12 @@ use aws_lc_rs::{
     encoding::AsDer,
     rand::SystemRandom,
     rsa::{KeyPair as RsaKeyPair, KeySize},
-    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair},
+    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256},
 };
-use base64::{Engine, engine::general_purpose::STANDARD};
+use base64::{
+    Engine,
+    engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
+};
 use gatehouse_core::{config::SigningAlgorithm, session::SessionClaims};
 use jsonwebtoken::{
     Algorithm, DecodingKey, EncodingKey, Header, Validation,
@@ -80,9 +83,44 @@ pub fn private_key_pem(der: &[u8]) -> String {
 pub struct SigningKey {
     kid: String,
     alg: SigningAlgorithm,
-    encoding: EncodingKey,
+    private: PrivateKey,
     decoding: DecodingKey,
     public_jwk: Jwk,
+}
+
+/// A private key parsed once. (jsonwebtoken parses and checks the key again for every token it signs, which for
+/// RSA costs about as much as the signature itself.)
+enum PrivateKey {
+    Rsa(RsaKeyPair),
+    Ecdsa(EcdsaKeyPair),
+    Ed25519(Ed25519KeyPair),
+}
+
+impl PrivateKey {
+    fn from_pkcs8(alg: SigningAlgorithm, der: &[u8]) -> Result<Self, KeyError> {
+        let invalid = |e: aws_lc_rs::error::KeyRejected| KeyError::Invalid(alg, e.to_string());
+        Ok(match alg {
+            SigningAlgorithm::RS256 => Self::Rsa(RsaKeyPair::from_pkcs8(der).map_err(invalid)?),
+            SigningAlgorithm::ES256 => {
+                Self::Ecdsa(EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, der).map_err(invalid)?)
+            }
+            SigningAlgorithm::EdDSA => Self::Ed25519(Ed25519KeyPair::from_pkcs8(der).map_err(invalid)?),
+        })
+    }
+
+    /// The JWS signature of `message`: PKCS#1 v1.5 for RS256, the fixed-length `r || s` for ES256.
+    fn sign(&self, message: &[u8]) -> Result<Vec<u8>, KeyError> {
+        let failed = |_| KeyError::Sign("the signature could not be computed".into());
+        match self {
+            Self::Rsa(key) => {
+                let mut signature = vec![0; key.public_modulus_len()];
+                key.sign(&RSA_PKCS1_SHA256, &SystemRandom::new(), message, &mut signature).map_err(failed)?;
+                Ok(signature)
+            }
+            Self::Ecdsa(key) => Ok(key.sign(&SystemRandom::new(), message).map_err(failed)?.as_ref().to_vec()),
+            Self::Ed25519(key) => Ok(key.sign(message).as_ref().to_vec()),
+        }
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -111,7 +149,7 @@ impl SigningKey {
             SigningAlgorithm::EdDSA => KeyAlgorithm::EdDSA,
         });
         let decoding = DecodingKey::from_jwk(&public_jwk).map_err(invalid)?;
-        Ok(Self { kid, alg, encoding, decoding, public_jwk })
+        Ok(Self { kid, alg, private: PrivateKey::from_pkcs8(alg, pkcs8_der)?, decoding, public_jwk })
     }
 
     pub fn kid(&self) -> &str {
@@ -155,7 +193,11 @@ impl KeySet {
     }
 
     pub fn contains(&self, kid: &str) -> bool {
-        self.keys.iter().any(|key| key.kid == kid)
+        self.get(kid).is_some()
+    }
+
+    pub fn get(&self, kid: &str) -> Option<&Arc<SigningKey>> {
+        self.keys.iter().find(|key| key.kid == kid)
     }
 
     /// The public JWK Set, for `/.well-known/jwks.json`.
@@ -168,7 +210,12 @@ impl KeySet {
         let mut header = Header::new(to_jwt_algorithm(key.alg));
         header.kid = Some(key.kid.clone());
         header.typ = Some("JWT".into());
-        jsonwebtoken::encode(&header, claims, &key.encoding).map_err(|e| KeyError::Sign(e.to_string()))
+        let encoding_failed = |e: serde_json::Error| KeyError::Sign(e.to_string());
+        let header = serde_json::to_vec(&header).map_err(encoding_failed)?;
+        let claims = serde_json::to_vec(claims).map_err(encoding_failed)?;
+        let signing_input = format!("{}.{}", URL_SAFE_NO_PAD.encode(header), URL_SAFE_NO_PAD.encode(claims));
+        let signature = key.private.sign(signing_input.as_bytes())?;
+        Ok(format!("{signing_input}.{}", URL_SAFE_NO_PAD.encode(signature)))
     }
 
     /// The `kid` a token claims to be signed with, if it has one; lets callers refresh keys on an unknown kid.

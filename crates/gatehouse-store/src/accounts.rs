@@ -52,7 +52,8 @@ impl Store {
         decide: &impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
         records: &impl Fn(&ProviderAccount) -> SignInRecords,
     ) -> Result<std::result::Result<ProviderAccount, E>> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         let found = find(&mut tx, profile).await?;
         let subject_user = found
             .identity
@@ -91,7 +92,7 @@ impl Store {
 
 /// Reads the identity and the email owner in one statement: under PostgreSQL's read committed, two statements
 /// could straddle a concurrent sign-up's commit and see its email without its identity (a false `user_conflict`).
-async fn find(tx: &mut Transaction<'static, Any>, profile: &ProviderProfile) -> Result<Found> {
+async fn find(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile) -> Result<Found> {
     let row = sqlx::query(
         "SELECT i.id AS identity_id, i.user_id AS identity_user_id, ie.address AS identity_address,
                 e.id AS email_id, e.user_id AS email_user_id
@@ -120,7 +121,7 @@ async fn find(tx: &mut Transaction<'static, Any>, profile: &ProviderProfile) -> 
 }
 
 async fn apply(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     profile: &ProviderProfile,
     found: &Found,
     decision: LinkingDecision,
@@ -200,7 +201,7 @@ async fn apply(
 }
 
 async fn claim_email(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     email_id: Uuid,
     user_id: Uuid,
     verified: bool,
@@ -219,7 +220,7 @@ async fn claim_email(
 }
 
 async fn insert_email(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     profile: &ProviderProfile,
     user_id: Uuid,
     now: i64,
@@ -241,7 +242,7 @@ async fn insert_email(
 }
 
 async fn insert_identity(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     profile: &ProviderProfile,
     user_id: Uuid,
     email_id: Option<Uuid>,
@@ -266,12 +267,7 @@ async fn insert_identity(
 }
 
 /// Provider profile fields overwrite the user's only when the provider sent a non-empty value (Hanko's rule).
-async fn sync_profile(
-    tx: &mut Transaction<'static, Any>,
-    profile: &ProviderProfile,
-    user_id: Uuid,
-    now: i64,
-) -> Result<()> {
+async fn sync_profile(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile, user_id: Uuid, now: i64) -> Result<()> {
     write_profile(
         tx,
         "UPDATE users SET name = COALESCE($2, name), given_name = COALESCE($3, given_name),
@@ -287,7 +283,7 @@ async fn sync_profile(
 /// Runs `sql` with the user's id as `$1`, the profile fields the provider actually sent (blank counts as absent)
 /// as `$2`–`$4` (name, given name, family name), and `now` as `$5`.
 async fn write_profile(
-    tx: &mut Transaction<'static, Any>,
+    tx: &mut Transaction<'_, Any>,
     sql: &'static str,
     profile: &ProviderProfile,
     user_id: Uuid,

@@ -28,7 +28,7 @@ impl Store {
         .bind(key.created_at)
         .bind(key.last_used_at)
         .bind(key.revoked_at)
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await
         .map_err(conflict("admin key"))?;
         Ok(())
@@ -61,7 +61,7 @@ impl Store {
         let result = sqlx::query("UPDATE admin_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id.to_string())
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected() == 1)
     }
@@ -70,7 +70,7 @@ impl Store {
         sqlx::query("UPDATE admin_keys SET last_used_at = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }

@@ -15,26 +15,36 @@ impl Store {
         .bind(&flow.csrf_token)
         .bind(flow.expires_at)
         .bind(flow.created_at)
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await
         .map_err(conflict("flow"))?;
         Ok(())
     }
 
+    /// Asked on every flow action, so on SQLite it is answered without a thread hop when it can be.
     pub async fn find_flow(&self, id: Uuid) -> Result<Option<FlowRecord>> {
-        let row = sqlx::query("SELECT data, version, csrf_token, expires_at, created_at FROM flows WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&self.reader)
-            .await?;
+        const FIND_FLOW: &str = "SELECT data, version, csrf_token, expires_at, created_at FROM flows WHERE id = $1";
+        let flow = |(data, version, csrf_token, expires_at, created_at)| FlowRecord {
+            id,
+            data,
+            version,
+            csrf_token,
+            expires_at,
+            created_at,
+        };
+        let columns = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?));
+        if let Some(found) = self.read_direct(FIND_FLOW, (id.to_string(),), columns) {
+            return Ok(found.map(flow));
+        }
+        let row = sqlx::query(FIND_FLOW).bind(id.to_string()).fetch_optional(&self.reader).await?;
         row.map(|row| {
-            Ok(FlowRecord {
-                id,
-                data: row.try_get("data")?,
-                version: row.try_get("version")?,
-                csrf_token: row.try_get("csrf_token")?,
-                expires_at: row.try_get("expires_at")?,
-                created_at: row.try_get("created_at")?,
-            })
+            Ok(flow((
+                row.try_get("data")?,
+                row.try_get("version")?,
+                row.try_get("csrf_token")?,
+                row.try_get("expires_at")?,
+                row.try_get("created_at")?,
+            )))
         })
         .transpose()
     }
@@ -58,14 +68,17 @@ impl Store {
         .bind(data)
         .bind(csrf_token)
         .bind(now)
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(result.rows_affected() == 1)
     }
 
     /// Deletes flows that expired before `now`; returns how many.
     pub async fn delete_expired_flows(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM flows WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        let result = sqlx::query("DELETE FROM flows WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(result.rows_affected())
     }
 
@@ -77,7 +90,7 @@ impl Store {
         )
         .bind(email_id.to_string())
         .bind(user_id.to_string())
-        .execute(&self.writer)
+        .execute(&mut *self.write().await?)
         .await?;
         Ok(result.rows_affected() == 1)
     }

@@ -5,7 +5,8 @@ use crate::{Result, Store, StoredSigningKey, conflict};
 impl Store {
     /// Adds a signing key and retires every other active key, in one transaction: the new key signs from now on.
     pub async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query("UPDATE jwks SET retired_at = $1 WHERE retired_at IS NULL")
             .bind(key.created_at)
             .execute(&mut *tx)
@@ -57,7 +58,7 @@ impl Store {
     pub async fn delete_retired_signing_keys(&self, retired_before: i64) -> Result<u64> {
         let result = sqlx::query("DELETE FROM jwks WHERE retired_at IS NOT NULL AND retired_at <= $1")
             .bind(retired_before)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected())
     }

@@ -2,7 +2,8 @@
 //!
 //! Both backends run the same SQL through sqlx's `Any` driver (`$n` placeholders work on both); only the
 //! migrations differ, one folder per dialect. Every method that changes more than one row is one transaction.
-//! On SQLite, writes go through a single-connection pool so that transactions never race for the write lock
+//! On SQLite, writes go through one connection taken in turn (an async mutex, not a pool: a pool pings each
+//! connection it gets back, a thread hop per statement) so that transactions never race for the write lock
 //! (which SQLite would answer with `SQLITE_BUSY`); reads use a pool of their own and, with WAL, never wait.
 //! Row ids are time-ordered UUIDs (v7): index inserts land on the right-most pages instead of random ones, so a
 //! sign-up touches few pages however large the tables grow.
@@ -10,6 +11,7 @@
 mod accounts;
 mod admin_keys;
 mod audit;
+mod direct;
 mod flows;
 mod keys;
 pub mod model;
@@ -18,12 +20,21 @@ mod settings;
 mod tokens;
 mod users;
 
-use std::{str::FromStr, time::Duration};
+use std::{
+    ops::{Deref, DerefMut},
+    str::FromStr,
+    sync::Arc,
+    time::Duration,
+};
 
 use sqlx::{
-    AnyPool, Executor,
+    Any, AnyConnection, AnyPool, Connection, Executor,
     any::{AnyConnectOptions, AnyPoolOptions},
+    pool::PoolConnection,
+    sqlite::SqliteConnectOptions,
 };
+
+use crate::direct::DirectReader;
 
 pub use model::*;
 
@@ -31,6 +42,8 @@ pub use model::*;
 pub enum StoreError {
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    #[error("database error: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("migration failed: {0}")]
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("{0} already exists")]
@@ -67,7 +80,9 @@ impl Backend {
 pub struct Store {
     backend: Backend,
     reader: AnyPool,
-    writer: AnyPool,
+    writer: Writer,
+    /// SQLite file databases only: reads on the calling thread for the per-request session lookup.
+    direct: Option<Arc<DirectReader>>,
 }
 
 const SQLITE_PRAGMAS: &str =
@@ -92,6 +107,8 @@ impl Store {
                     AnyPoolOptions::new()
                         .max_connections(size)
                         .acquire_timeout(Duration::from_secs(10))
+                        // An embedded database's connection cannot drop; a ping would only cost a thread hop.
+                        .test_before_acquire(false)
                         .after_connect(|conn, _| {
                             Box::pin(async move {
                                 conn.execute(SQLITE_PRAGMAS).await?;
@@ -100,17 +117,29 @@ impl Store {
                         })
                         .connect_with(options.clone())
                 };
-                let writer = pool(1).await?;
+                let mut writer = AnyConnection::connect_with(&options).await?;
+                writer.execute(SQLITE_PRAGMAS).await?;
+                let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(writer)));
                 let reader = pool(max_connections.max(1)).await?;
-                Ok(Self { backend, reader, writer })
+                let direct = if url.contains(":memory:") || url.contains("mode=memory") {
+                    None
+                } else {
+                    let path = SqliteConnectOptions::from_str(&url)?.get_filename().to_owned();
+                    let count = std::thread::available_parallelism().map_or(2, usize::from);
+                    Some(Arc::new(DirectReader::open(&path, count)?))
+                };
+                Ok(Self { backend, reader, writer, direct })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(1))
                     .acquire_timeout(Duration::from_secs(10))
+                    // No round trip to check a connection before each use: a connection the server dropped fails
+                    // one statement and is then replaced, which costs less than a ping on every statement.
+                    .test_before_acquire(false)
                     .connect(url)
                     .await?;
-                Ok(Self { backend, reader: pool.clone(), writer: pool })
+                Ok(Self { backend, reader: pool.clone(), writer: Writer::Pool(pool), direct: None })
             }
         }
     }
@@ -122,8 +151,8 @@ impl Store {
     /// Applies every pending migration of this backend's dialect.
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&self.writer).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&self.writer).await?,
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&mut *self.write().await?).await?,
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&mut *self.write().await?).await?,
         }
         Ok(())
     }
@@ -136,7 +165,7 @@ impl Store {
 
     /// Serialises transactions that change one user's rows (sessions, emails) so that limits hold under
     /// concurrency. SQLite needs nothing: its single writer connection already serialises every transaction.
-    async fn lock_user(&self, tx: &mut sqlx::Transaction<'_, sqlx::Any>, user_id: uuid::Uuid) -> Result<()> {
+    async fn lock_user(&self, tx: &mut sqlx::Transaction<'_, Any>, user_id: uuid::Uuid) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
                 .bind(user_id.to_string())
@@ -146,9 +175,77 @@ impl Store {
         Ok(())
     }
 
+    /// Answers a one-row lookup on a direct SQLite connection (see [`direct`]) when one is free, without a thread
+    /// hop; `None` when the caller must ask through sqlx instead. `sql` is the caller's sqlx query text: SQLite
+    /// binds `$1`, `$2`… by position either way.
+    fn read_direct<T>(
+        &self,
+        sql: &str,
+        params: impl rusqlite::Params,
+        columns: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
+    ) -> Option<Option<T>> {
+        match self.direct.as_ref()?.query_row(sql, params, columns) {
+            Ok(found) => Some(found),
+            Err(direct::Unanswered::Busy) => None,
+            Err(direct::Unanswered::Failed(error)) => {
+                tracing::debug!(%error, "direct SQLite read failed; asking through sqlx");
+                None
+            }
+        }
+    }
+
+    /// The connection to write with, taken in turn on SQLite.
+    async fn write(&self) -> Result<WriteConnection<'_>> {
+        Ok(match &self.writer {
+            Writer::Pool(pool) => WriteConnection::Pooled(pool.acquire().await?),
+            Writer::Single(connection) => WriteConnection::Single(connection.lock().await),
+        })
+    }
+
     pub async fn close(&self) {
         self.reader.close().await;
-        self.writer.close().await;
+        if let Writer::Pool(pool) = &self.writer {
+            pool.close().await;
+        }
+    }
+}
+
+/// Where writes go: PostgreSQL's pool, or SQLite's one write connection.
+#[derive(Clone, Debug)]
+enum Writer {
+    Pool(AnyPool),
+    Single(Arc<tokio::sync::Mutex<AnyConnection>>),
+}
+
+/// A write connection while it is held.
+enum WriteConnection<'a> {
+    Pooled(PoolConnection<Any>),
+    Single(tokio::sync::MutexGuard<'a, AnyConnection>),
+}
+
+impl WriteConnection<'_> {
+    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>> {
+        Ok(Connection::begin(&mut **self).await?)
+    }
+}
+
+impl Deref for WriteConnection<'_> {
+    type Target = AnyConnection;
+
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            Self::Pooled(connection) => connection,
+            Self::Single(connection) => connection,
+        }
+    }
+}
+
+impl DerefMut for WriteConnection<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            Self::Pooled(connection) => connection,
+            Self::Single(connection) => connection,
+        }
     }
 }
 

@@ -4,18 +4,35 @@ use uuid::Uuid;
 
 use crate::{AuditLogEntry, NewSession, Result, SessionRecord, Store, audit::insert_audit_log, conflict, parse_uuid};
 
-const SESSION_COLUMNS: &str = "id, user_id, user_agent, ip_address, created_at, expires_at, last_used";
+const FIND_LIVE_SESSION: &str = "SELECT id, user_id, user_agent, ip_address, created_at, expires_at, last_used
+                                 FROM sessions WHERE id = $1 AND expires_at > $2";
+
+/// A session row's columns, as either driver reads them.
+type SessionColumns = (String, String, Option<String>, Option<String>, i64, i64, i64);
+
+fn session_record(columns: SessionColumns) -> Result<SessionRecord> {
+    let (id, user_id, user_agent, ip_address, created_at, expires_at, last_used) = columns;
+    Ok(SessionRecord {
+        id: parse_uuid(&id)?,
+        user_id: parse_uuid(&user_id)?,
+        user_agent,
+        ip_address,
+        created_at,
+        expires_at,
+        last_used,
+    })
+}
 
 fn session_from_row(row: &AnyRow) -> Result<SessionRecord> {
-    Ok(SessionRecord {
-        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-        user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
-        user_agent: row.try_get("user_agent")?,
-        ip_address: row.try_get("ip_address")?,
-        created_at: row.try_get("created_at")?,
-        expires_at: row.try_get("expires_at")?,
-        last_used: row.try_get("last_used")?,
-    })
+    session_record((
+        row.try_get("id")?,
+        row.try_get("user_id")?,
+        row.try_get("user_agent")?,
+        row.try_get("ip_address")?,
+        row.try_get("created_at")?,
+        row.try_get("expires_at")?,
+        row.try_get("last_used")?,
+    ))
 }
 
 impl Store {
@@ -29,7 +46,8 @@ impl Store {
         audit: Option<&AuditLogEntry>,
     ) -> Result<Vec<Uuid>> {
         let user_id = session.user_id.to_string();
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         self.lock_user(&mut tx, session.user_id).await?;
         let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1 AND expires_at > $2")
             .bind(&user_id)
@@ -68,23 +86,25 @@ impl Store {
         Ok(evicted)
     }
 
-    /// A session that exists and has not expired at `now`.
+    /// A session that exists and has not expired at `now`. Asked on every validated request, so on SQLite it is
+    /// answered on the calling thread when a direct connection is free, and through sqlx otherwise.
     pub async fn find_live_session(&self, id: Uuid, now: i64) -> Result<Option<SessionRecord>> {
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE id = $1 AND expires_at > $2"
-        )))
-        .bind(id.to_string())
-        .bind(now)
-        .fetch_optional(&self.reader)
-        .await?;
+        let columns = |row: &rusqlite::Row<'_>| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
+        };
+        if let Some(found) = self.read_direct(FIND_LIVE_SESSION, (id.to_string(), now), columns) {
+            return found.map(session_record).transpose();
+        }
+        let row = sqlx::query(FIND_LIVE_SESSION).bind(id.to_string()).bind(now).fetch_optional(&self.reader).await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
     /// The user's live sessions, newest first.
     pub async fn list_sessions(&self, user_id: Uuid, now: i64) -> Result<Vec<SessionRecord>> {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "SELECT {SESSION_COLUMNS} FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id DESC"
-        )))
+        sqlx::query(
+            "SELECT id, user_id, user_agent, ip_address, created_at, expires_at, last_used
+             FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id DESC",
+        )
         .bind(user_id.to_string())
         .bind(now)
         .fetch_all(&self.reader)
@@ -98,21 +118,26 @@ impl Store {
         sqlx::query("UPDATE sessions SET last_used = $2, updated_at = $2 WHERE id = $1")
             .bind(id.to_string())
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
 
     /// Deletes every session that expired at or before `now`; returns how many.
     pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(result.rows_affected())
     }
 
     /// Deletes a session; `false` if there was none.
     pub async fn delete_session(&self, id: Uuid) -> Result<bool> {
-        let result =
-            sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&self.writer).await?;
+        let result = sqlx::query("DELETE FROM sessions WHERE id = $1")
+            .bind(id.to_string())
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(result.rows_affected() > 0)
     }
 
@@ -121,7 +146,7 @@ impl Store {
         let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(id.to_string())
             .bind(user_id.to_string())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected() > 0)
     }
@@ -130,7 +155,7 @@ impl Store {
     pub async fn delete_user_sessions(&self, user_id: Uuid) -> Result<u64> {
         let result = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id.to_string())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected())
     }

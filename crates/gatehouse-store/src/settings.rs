@@ -39,7 +39,7 @@ impl Store {
             .bind(name)
             .bind(data)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?
         } else {
             sqlx::query(
@@ -49,7 +49,7 @@ impl Store {
             .bind(expected_version)
             .bind(data)
             .bind(now)
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?
         };
         Ok((result.rows_affected() == 1).then_some(expected_version + 1))

@@ -4,7 +4,7 @@ use crate::{NewToken, Result, Store, TokenRecord, conflict, flag, parse_uuid};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
-        insert_token(&self.writer, token).await
+        insert_token(&mut *self.write().await?, token).await
     }
 
     /// Takes a one-time token out of the store: whoever calls this first gets it, nobody gets it twice. The
@@ -15,7 +15,7 @@ impl Store {
              RETURNING id, user_id, identity_id, code_verifier_hash, is_flow, user_created, expires_at",
         )
         .bind(value_hash)
-        .fetch_optional(&self.writer)
+        .fetch_optional(&mut *self.write().await?)
         .await?;
         row.map(|row| {
             Ok(TokenRecord {
@@ -38,21 +38,26 @@ impl Store {
             sqlx::query("INSERT INTO used_states (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(id.to_string())
                 .bind(expires_at)
-                .execute(&self.writer)
+                .execute(&mut *self.write().await?)
                 .await?;
         Ok(inserted.rows_affected() == 1)
     }
 
     /// Deletes the records of used states that have expired; returns how many.
     pub async fn delete_expired_used_states(&self, now: i64) -> Result<u64> {
-        let result =
-            sqlx::query("DELETE FROM used_states WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        let result = sqlx::query("DELETE FROM used_states WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(result.rows_affected())
     }
 
     /// Deletes expired one-time tokens; returns how many.
     pub async fn delete_expired_tokens(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1").bind(now).execute(&self.writer).await?;
+        let result = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1")
+            .bind(now)
+            .execute(&mut *self.write().await?)
+            .await?;
         Ok(result.rows_affected())
     }
 }

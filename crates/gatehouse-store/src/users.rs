@@ -9,7 +9,8 @@ use crate::{
 impl Store {
     /// Creates a user and, if given, their primary email, in one transaction.
     pub async fn create_user(&self, user: &NewUser) -> Result<()> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         sqlx::query(
             "INSERT INTO users (id, name, given_name, family_name, picture, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
@@ -114,7 +115,8 @@ impl Store {
 
     /// Deletes a user and, by cascade, their emails, identities, tokens and sessions.
     pub async fn delete_user(&self, id: Uuid) -> Result<bool> {
-        let mut tx = self.writer.begin().await?;
+        let mut writer = self.write().await?;
+        let mut tx = writer.begin().await?;
         // Primary emails point at emails; remove them first so the email cascade has nothing left to guard.
         sqlx::query("DELETE FROM primary_emails WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
         let deleted = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
@@ -172,7 +174,7 @@ impl Store {
         let result = sqlx::query("DELETE FROM identities WHERE id = $1 AND user_id = $2")
             .bind(identity_id.to_string())
             .bind(user_id.to_string())
-            .execute(&self.writer)
+            .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected() > 0)
     }

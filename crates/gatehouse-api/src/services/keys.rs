@@ -92,7 +92,8 @@ impl KeyRing {
         Ok(kid)
     }
 
-    /// The keys, reloaded from the store when the loaded set is older than a few seconds.
+    /// The keys, reloaded from the store when the loaded set is older than a few seconds. One request reloads;
+    /// the others meanwhile go on with the keys loaded a moment before instead of queueing behind it.
     pub async fn current(&self) -> Arc<KeySet> {
         let (set, fresh) = {
             let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
@@ -101,7 +102,12 @@ impl KeyRing {
         if fresh {
             return set;
         }
-        match self.reload().await {
+        let only_one = match self.reload.try_lock() {
+            Ok(guard) => guard,
+            Err(_) if set.signing_key().is_some() => return set,
+            Err(_) => self.reload.lock().await,
+        };
+        match self.load(only_one).await {
             Ok(set) => set,
             Err(error) => {
                 tracing::error!(%error, "could not reload signing keys; using the ones loaded before");
@@ -111,11 +117,20 @@ impl KeyRing {
     }
 
     async fn reload(&self) -> Result<Arc<KeySet>, KeyRingError> {
-        let _only_one = self.reload.lock().await;
+        self.load(self.reload.lock().await).await
+    }
+
+    /// Reads the keys from the store; the guard makes sure one load runs at a time.
+    async fn load(&self, _only_one: tokio::sync::MutexGuard<'_, ()>) -> Result<Arc<KeySet>, KeyRingError> {
         let rows = self.store.list_signing_keys(clock::now_ms() - self.lifespan_ms).await?;
+        let previous = self.loaded.read().unwrap_or_else(|e| e.into_inner()).set.clone();
         let keys = rows
             .into_iter()
             .map(|row| {
+                // A kid names one key for good: a key loaded before is reused, not opened and parsed again.
+                if let Some(key) = previous.get(&row.kid) {
+                    return Ok(key.clone());
+                }
                 let alg = SigningAlgorithm::parse(&row.algorithm)
                     .ok_or_else(|| KeyRingError::UnknownAlgorithm(row.kid.clone()))?;
                 let der = self
