@@ -5,13 +5,16 @@
 //! `kid`: the algorithm is the one the key was made for, so `alg: none` and HS256-with-the-public-key confusion
 //! cannot work.
 
-use std::{collections::HashSet, sync::Arc};
+use std::sync::Arc;
 
 use aws_lc_rs::{
     encoding::AsDer,
     rand::SystemRandom,
     rsa::{KeyPair as RsaKeyPair, KeySize},
-    signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, Ed25519KeyPair, RSA_PKCS1_SHA256},
+    signature::{
+        ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, EcdsaKeyPair, Ed25519KeyPair, KeyPair,
+        ParsedPublicKey, RSA_PKCS1_2048_8192_SHA256, RSA_PKCS1_SHA256,
+    },
 };
 use base64::{
     Engine,
@@ -19,7 +22,7 @@ use base64::{
 };
 use gatehouse_core::{config::SigningAlgorithm, session::SessionClaims};
 use jsonwebtoken::{
-    Algorithm, DecodingKey, EncodingKey, Header, Validation,
+    Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
 };
 
@@ -84,7 +87,8 @@ pub struct SigningKey {
     kid: String,
     alg: SigningAlgorithm,
     private: PrivateKey,
-    decoding: DecodingKey,
+    /// Parsed once too; jsonwebtoken would rebuild the public key for every token it verifies.
+    public: ParsedPublicKey,
     public_jwk: Jwk,
 }
 
@@ -121,6 +125,15 @@ impl PrivateKey {
             Self::Ed25519(key) => Ok(key.sign(message).as_ref().to_vec()),
         }
     }
+
+    /// The public half, ready to verify this key's signatures with this key's algorithm only.
+    fn public_key(&self) -> Result<ParsedPublicKey, aws_lc_rs::error::KeyRejected> {
+        match self {
+            Self::Rsa(key) => ParsedPublicKey::new(&RSA_PKCS1_2048_8192_SHA256, key.public_key().as_ref()),
+            Self::Ecdsa(key) => ParsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.public_key().as_ref()),
+            Self::Ed25519(key) => ParsedPublicKey::new(&ED25519, key.public_key().as_ref()),
+        }
+    }
 }
 
 impl std::fmt::Debug for SigningKey {
@@ -148,8 +161,9 @@ impl SigningKey {
             SigningAlgorithm::ES256 => KeyAlgorithm::ES256,
             SigningAlgorithm::EdDSA => KeyAlgorithm::EdDSA,
         });
-        let decoding = DecodingKey::from_jwk(&public_jwk).map_err(invalid)?;
-        Ok(Self { kid, alg, private: PrivateKey::from_pkcs8(alg, pkcs8_der)?, decoding, public_jwk })
+        let private = PrivateKey::from_pkcs8(alg, pkcs8_der)?;
+        let public = private.public_key().map_err(|e| KeyError::Invalid(alg, e.to_string()))?;
+        Ok(Self { kid, alg, private, public, public_jwk })
     }
 
     pub fn kid(&self) -> &str {
@@ -228,22 +242,35 @@ impl KeySet {
     pub fn verify(&self, token: &str, expect: &Audience) -> Result<SessionClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
-        let key = self.keys.iter().find(|key| key.kid == kid).ok_or(VerifyError::UnknownKey)?;
-        let alg = to_jwt_algorithm(key.alg);
-        if header.alg != alg {
+        let key = self.get(kid).ok_or(VerifyError::UnknownKey)?;
+        if header.alg != to_jwt_algorithm(key.alg) {
             return Err(VerifyError::AlgorithmMismatch);
         }
-        let mut validation = Validation::new(alg);
-        validation.leeway = 0;
-        validation.required_spec_claims = HashSet::from(["exp".into(), "sub".into(), "aud".into()]);
-        validation.set_audience(&expect.audience);
-        if let Some(issuer) = &expect.issuer {
-            validation.set_issuer(&[issuer]);
-            validation.required_spec_claims.insert("iss".into());
+        let (signing_input, signature) = token.rsplit_once('.').ok_or(VerifyError::Malformed)?;
+        let (_, payload) = signing_input.split_once('.').ok_or(VerifyError::Malformed)?;
+        if payload.contains('.') {
+            return Err(VerifyError::Malformed);
         }
-        jsonwebtoken::decode::<SessionClaims>(token, &key.decoding, &validation)
-            .map(|data| data.claims)
-            .map_err(|e| VerifyError::Invalid(e.to_string()))
+        let signature = URL_SAFE_NO_PAD.decode(signature).map_err(|_| VerifyError::Malformed)?;
+        key.public
+            .verify_sig(signing_input.as_bytes(), &signature)
+            .map_err(|_| VerifyError::Invalid("the signature does not verify".into()))?;
+        let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| VerifyError::Malformed)?;
+        let claims: SessionClaims =
+            serde_json::from_slice(&payload).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(i64::MAX, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
+        if claims.exp <= now {
+            return Err(VerifyError::Invalid("the token has expired".into()));
+        }
+        if !claims.aud.iter().any(|audience| expect.audience.contains(audience)) {
+            return Err(VerifyError::Invalid("the token is for another audience".into()));
+        }
+        if expect.issuer.is_some() && claims.iss != expect.issuer {
+            return Err(VerifyError::Invalid("the token is from another issuer".into()));
+        }
+        Ok(claims)
     }
 }
 
@@ -316,6 +343,54 @@ mod tests {
         let forger = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         let forged = forger.sign(&claims(60, "localhost")).unwrap();
         assert!(matches!(set.verify(&forged, &expect()), Err(VerifyError::Invalid(_))));
+    }
+
+    #[test]
+    fn tokens_verify_with_jsonwebtoken_too() {
+        for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
+            let set = KeySet::new(vec![key(alg, "k1")]);
+            let claims = claims(60, "localhost");
+            let token = set.sign(&claims).unwrap();
+            let decoding = jsonwebtoken::DecodingKey::from_jwk(&set.jwks().keys[0]).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(to_jwt_algorithm(alg));
+            validation.set_audience(&["localhost"]);
+            let verified = jsonwebtoken::decode::<SessionClaims>(&token, &decoding, &validation).unwrap();
+            assert_eq!(verified.claims, claims, "{alg:?}");
+            assert_eq!(verified.header.kid.as_deref(), Some("k1"));
+            assert_eq!(verified.header.typ.as_deref(), Some("JWT"));
+        }
+    }
+
+    #[test]
+    fn tampered_reshaped_and_mislabelled_tokens_fail() {
+        let set = KeySet::new(vec![key(SigningAlgorithm::RS256, "k1")]);
+        let token = set.sign(&claims(60, "localhost")).unwrap();
+        let parts: Vec<&str> = token.split('.').collect();
+        let encode = |value: serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
+        let mut raised = claims(60, "localhost");
+        raised.sub = Uuid::new_v4();
+        let tampered = format!("{}.{}.{}", parts[0], encode(serde_json::to_value(&raised).unwrap()), parts[2]);
+        assert!(matches!(set.verify(&tampered, &expect()), Err(VerifyError::Invalid(_))));
+        assert_eq!(set.verify(&format!("{token}.{}", parts[2]), &expect()), Err(VerifyError::Malformed));
+        assert_eq!(set.verify(&format!("{}.{}", parts[0], parts[1]), &expect()), Err(VerifyError::Malformed));
+        for alg in ["none", "HS256", "ES256"] {
+            let header = encode(serde_json::json!({ "alg": alg, "kid": "k1", "typ": "JWT" }));
+            let relabelled = format!("{header}.{}.{}", parts[1], parts[2]);
+            assert!(set.verify(&relabelled, &expect()).is_err(), "{alg}");
+        }
+    }
+
+    #[test]
+    fn the_issuer_must_match_when_one_is_configured() {
+        let set = KeySet::new(vec![key(SigningAlgorithm::EdDSA, "k1")]);
+        let expect_issuer = Audience { issuer: Some("https://login.example.com".into()), ..expect() };
+        let mut issued = claims(60, "localhost");
+        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer), Err(VerifyError::Invalid(_))));
+        issued.iss = Some("https://other.example.com".into());
+        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer), Err(VerifyError::Invalid(_))));
+        issued.iss = expect_issuer.issuer.clone();
+        assert_eq!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer).unwrap(), issued);
+        assert!(set.verify(&set.sign(&claims(0, "localhost")).unwrap(), &expect()).is_err(), "exp = now has expired");
     }
 
     #[test]
