@@ -53,11 +53,13 @@ impl Store {
     /// A user with their emails and identities.
     pub async fn find_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
         let id_text = id.to_string();
+        // One connection for the three reads: the pool checks a connection each time it gets one back.
+        let mut reader = self.reader.acquire().await?;
         let Some(row) = sqlx::query(
             "SELECT name, given_name, family_name, picture, created_at, updated_at FROM users WHERE id = $1",
         )
         .bind(&id_text)
-        .fetch_optional(&self.reader)
+        .fetch_optional(&mut *reader)
         .await?
         else {
             return Ok(None);
@@ -68,7 +70,7 @@ impl Store {
              WHERE e.user_id = $1 ORDER BY e.created_at, e.id",
         )
         .bind(&id_text)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *reader)
         .await?
         .into_iter()
         .map(|row| {
@@ -86,7 +88,7 @@ impl Store {
              FROM identities WHERE user_id = $1 ORDER BY created_at, id",
         )
         .bind(&id_text)
-        .fetch_all(&self.reader)
+        .fetch_all(&mut *reader)
         .await?
         .into_iter()
         .map(|row| {
