@@ -9,7 +9,7 @@ use std::{
     path::Path,
     sync::{
         Mutex, TryLockError,
-        atomic::{AtomicUsize, Ordering},
+        atomic::{AtomicBool, AtomicUsize, Ordering},
     },
 };
 
@@ -20,12 +20,15 @@ use rusqlite::{Connection, OpenFlags, OptionalExtension, ffi::ErrorCode};
 pub(crate) struct DirectReader {
     connections: Vec<Mutex<Connection>>,
     next: AtomicUsize,
+    closed: AtomicBool,
+    /// Whether a failure has been logged as a warning yet; later ones are logged at debug level.
+    warned: AtomicBool,
 }
 
 /// Why a direct read gave no answer; the caller falls back to sqlx.
 #[derive(Debug)]
 pub(crate) enum Unanswered {
-    /// Every connection was in use, or SQLite was busy.
+    /// Every connection was in use, SQLite was busy, or the store is closed.
     Busy,
     Failed(rusqlite::Error),
 }
@@ -42,16 +45,39 @@ impl DirectReader {
                 Ok(Mutex::new(connection))
             })
             .collect::<rusqlite::Result<_>>()?;
-        Ok(Self { connections, next: AtomicUsize::new(0) })
+        Ok(Self {
+            connections,
+            next: AtomicUsize::new(0),
+            closed: AtomicBool::new(false),
+            warned: AtomicBool::new(false),
+        })
+    }
+
+    /// Stops answering; the connections close when the store is dropped.
+    pub(crate) fn close(&self) {
+        self.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Logs a failed read. A failure here only costs speed (the caller asks sqlx), so it warns once, in case a
+    /// persistent one quietly turns this path off, and stays quiet after that.
+    pub(crate) fn report(&self, error: &rusqlite::Error) {
+        if self.warned.swap(true, Ordering::Relaxed) {
+            tracing::debug!(%error, "direct SQLite read failed; asking through sqlx");
+        } else {
+            tracing::warn!(%error, "direct SQLite read failed; asking through sqlx (further failures at debug level)");
+        }
     }
 
     /// One row (or none) of `sql` with `params`, mapped by `map`, on the first free connection.
     pub(crate) fn query_row<T>(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
+        params: &[(&str, &dyn rusqlite::ToSql)],
         map: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Result<Option<T>, Unanswered> {
+        if self.closed.load(Ordering::Relaxed) {
+            return Err(Unanswered::Busy);
+        }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let count = self.connections.len();
         let connection = (0..count)
@@ -72,6 +98,8 @@ impl DirectReader {
 
 #[cfg(test)]
 mod tests {
+    use rusqlite::named_params;
+
     use super::*;
 
     fn database() -> (tempfile::TempDir, std::path::PathBuf) {
@@ -89,16 +117,36 @@ mod tests {
     fn answers_found_and_missing_rows() {
         let (_dir, path) = database();
         let reader = DirectReader::open(&path, 2).unwrap();
-        let value = |id: i64| reader.query_row(SQL, (id,), |row| row.get::<_, String>(0)).unwrap();
+        let value = |id: i64| reader.query_row(SQL, named_params! { "$1": id }, |row| row.get::<_, String>(0)).unwrap();
         assert_eq!(value(1).as_deref(), Some("one"));
         assert_eq!(value(2), None);
+    }
+
+    #[test]
+    fn binds_parameters_by_name_whatever_their_order() {
+        let (_dir, path) = database();
+        let reader = DirectReader::open(&path, 1).unwrap();
+        let sql = "SELECT v FROM t WHERE v = $2 AND id = $1";
+        let found = reader.query_row(sql, named_params! { "$1": 1, "$2": "one" }, |row| row.get::<_, String>(0));
+        assert_eq!(found.unwrap().as_deref(), Some("one"));
+    }
+
+    #[test]
+    fn a_closed_reader_answers_nothing() {
+        let (_dir, path) = database();
+        let reader = DirectReader::open(&path, 1).unwrap();
+        reader.close();
+        assert!(matches!(
+            reader.query_row(SQL, named_params! { "$1": 1 }, |row| row.get::<_, String>(0)),
+            Err(Unanswered::Busy)
+        ));
     }
 
     #[test]
     fn never_writes() {
         let (_dir, path) = database();
         let reader = DirectReader::open(&path, 1).unwrap();
-        let result = reader.query_row("DELETE FROM t RETURNING v", (), |row| row.get::<_, String>(0));
+        let result = reader.query_row("DELETE FROM t RETURNING v", &[], |row| row.get::<_, String>(0));
         assert!(matches!(result, Err(Unanswered::Failed(_))));
     }
 
@@ -107,7 +155,7 @@ mod tests {
         let (_dir, path) = database();
         let reader = DirectReader::open(&path, 2).unwrap();
         let _held: Vec<_> = reader.connections.iter().map(|c| c.lock().unwrap()).collect();
-        let result = reader.query_row(SQL, (1,), |row| row.get::<_, String>(0));
+        let result = reader.query_row(SQL, named_params! { "$1": 1 }, |row| row.get::<_, String>(0));
         assert!(matches!(result, Err(Unanswered::Busy)));
     }
 
@@ -119,7 +167,7 @@ mod tests {
         // the journal mode needs it, and the reader must not wait for it to end.
         let other = Connection::open(&path).unwrap();
         other.execute_batch("PRAGMA journal_mode = DELETE; BEGIN EXCLUSIVE;").unwrap();
-        let result = reader.query_row(SQL, (1,), |row| row.get::<_, String>(0));
+        let result = reader.query_row(SQL, named_params! { "$1": 1 }, |row| row.get::<_, String>(0));
         assert!(matches!(result, Err(Unanswered::Busy)), "{result:?}");
     }
 }

@@ -33,7 +33,7 @@ impl Store {
             created_at,
         };
         let columns = |row: &rusqlite::Row<'_>| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?));
-        if let Some(found) = self.read_direct(FIND_FLOW, (id.to_string(),), columns) {
+        if let Some(found) = self.read_direct(FIND_FLOW, rusqlite::named_params! { "$1": id.to_string() }, columns) {
             return Ok(found.map(flow));
         }
         let row = sqlx::query(FIND_FLOW).bind(id.to_string()).fetch_optional(&self.reader).await?;

@@ -85,6 +85,9 @@ pub struct Store {
     direct: Option<Arc<DirectReader>>,
 }
 
+/// How long a request waits for a database connection before it fails.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+
 const SQLITE_PRAGMAS: &str =
     "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
 
@@ -106,7 +109,7 @@ impl Store {
                 let pool = |size: u32| {
                     AnyPoolOptions::new()
                         .max_connections(size)
-                        .acquire_timeout(Duration::from_secs(10))
+                        .acquire_timeout(ACQUIRE_TIMEOUT)
                         // An embedded database's connection cannot drop; a ping would only cost a thread hop.
                         .test_before_acquire(false)
                         .after_connect(|conn, _| {
@@ -119,7 +122,7 @@ impl Store {
                 };
                 let mut writer = AnyConnection::connect_with(&options).await?;
                 writer.execute(SQLITE_PRAGMAS).await?;
-                let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(writer)));
+                let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(Some(writer))));
                 let reader = pool(max_connections.max(1)).await?;
                 let direct = if url.contains(":memory:") || url.contains("mode=memory") {
                     None
@@ -133,7 +136,7 @@ impl Store {
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(1))
-                    .acquire_timeout(Duration::from_secs(10))
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
                     // No round trip to check a connection before each use: a connection the server dropped fails
                     // one statement and is then replaced, which costs less than a ping on every statement.
                     .test_before_acquire(false)
@@ -176,36 +179,55 @@ impl Store {
     }
 
     /// Answers a one-row lookup on a direct SQLite connection (see [`direct`]) when one is free, without a thread
-    /// hop; `None` when the caller must ask through sqlx instead. `sql` is the caller's sqlx query text: SQLite
-    /// binds `$1`, `$2`… by position either way.
+    /// hop; `None` when the caller must ask through sqlx instead. `sql` is the caller's sqlx query text; `params`
+    /// must name its parameters (`rusqlite::named_params! { "$1": … }`), since SQLite numbers `$n` parameters in
+    /// the order they first appear, not by `n`.
     fn read_direct<T>(
         &self,
         sql: &str,
-        params: impl rusqlite::Params,
+        params: &[(&str, &dyn rusqlite::ToSql)],
         columns: impl FnOnce(&rusqlite::Row<'_>) -> rusqlite::Result<T>,
     ) -> Option<Option<T>> {
-        match self.direct.as_ref()?.query_row(sql, params, columns) {
+        let direct = self.direct.as_ref()?;
+        match direct.query_row(sql, params, columns) {
             Ok(found) => Some(found),
             Err(direct::Unanswered::Busy) => None,
             Err(direct::Unanswered::Failed(error)) => {
-                tracing::debug!(%error, "direct SQLite read failed; asking through sqlx");
+                direct.report(&error);
                 None
             }
         }
     }
 
     /// The connection to write with, taken in turn on SQLite.
+    /// Waits as long as a pool would ([`ACQUIRE_TIMEOUT`]) and fails after that, or once the store is closed.
     async fn write(&self) -> Result<WriteConnection<'_>> {
         Ok(match &self.writer {
             Writer::Pool(pool) => WriteConnection::Pooled(pool.acquire().await?),
-            Writer::Single(connection) => WriteConnection::Single(connection.lock().await),
+            Writer::Single(connection) => {
+                let held = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.lock())
+                    .await
+                    .map_err(|_| sqlx::Error::PoolTimedOut)?;
+                let open =
+                    tokio::sync::MutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
+                WriteConnection::Single(open)
+            }
         })
     }
 
+    /// Closes every connection; the store answers nothing afterwards.
     pub async fn close(&self) {
+        if let Some(direct) = &self.direct {
+            direct.close();
+        }
         self.reader.close().await;
-        if let Writer::Pool(pool) = &self.writer {
-            pool.close().await;
+        match &self.writer {
+            Writer::Pool(pool) => pool.close().await,
+            Writer::Single(connection) => {
+                if let Some(connection) = connection.lock().await.take() {
+                    let _ = connection.close().await;
+                }
+            }
         }
     }
 }
@@ -214,13 +236,14 @@ impl Store {
 #[derive(Clone, Debug)]
 enum Writer {
     Pool(AnyPool),
-    Single(Arc<tokio::sync::Mutex<AnyConnection>>),
+    /// `None` once closed.
+    Single(Arc<tokio::sync::Mutex<Option<AnyConnection>>>),
 }
 
 /// A write connection while it is held.
 enum WriteConnection<'a> {
     Pooled(PoolConnection<Any>),
-    Single(tokio::sync::MutexGuard<'a, AnyConnection>),
+    Single(tokio::sync::MappedMutexGuard<'a, AnyConnection>),
 }
 
 impl WriteConnection<'_> {

@@ -92,7 +92,9 @@ impl Store {
         let columns = |row: &rusqlite::Row<'_>| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
         };
-        if let Some(found) = self.read_direct(FIND_LIVE_SESSION, (id.to_string(), now), columns) {
+        if let Some(found) =
+            self.read_direct(FIND_LIVE_SESSION, rusqlite::named_params! { "$1": id.to_string(), "$2": now }, columns)
+        {
             return found.map(session_record).transpose();
         }
         let row = sqlx::query(FIND_LIVE_SESSION).bind(id.to_string()).bind(now).fetch_optional(&self.reader).await?;

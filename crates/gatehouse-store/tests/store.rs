@@ -279,7 +279,11 @@ async fn migrations_are_idempotent_and_data_survives_reconnecting(backend: Backe
     let store = db.store().await;
     let new = user(Some("a@example.com"));
     store.create_user(&new).await.unwrap();
+    let session = session(new.id, 1_000);
+    store.create_session(&session, 5, None).await.unwrap();
     store.close().await;
+    assert!(store.create_user(&user(None)).await.is_err(), "a closed store writes nothing");
+    assert!(store.find_live_session(session.id, 1_000).await.is_err(), "a closed store answers nothing");
     let reopened = db.store().await;
     reopened.migrate().await.unwrap();
     assert!(reopened.find_user(new.id).await.unwrap().is_some());

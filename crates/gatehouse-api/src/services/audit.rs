@@ -24,7 +24,8 @@ impl<'a> AuditLog<'a> {
     }
 
     /// The row of an event, for a transaction that records it together with the change (then [`Self::announce`]
-    /// it after the commit).
+    /// it after the commit). Such a row shares the transaction's fate: a sign-in or session that cannot be
+    /// recorded is not made, unlike the rows [`Self::record`] writes on their own.
     pub fn entry(kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>, meta: &RequestMeta) -> AuditLogEntry {
         AuditLogEntry {
             id: Uuid::now_v7(),
