@@ -1,9 +1,6 @@
 use std::sync::Arc;
 
-use gatehouse_api::{
-    AppState, Application,
-    services::{audit::RequestMeta, session::SessionService},
-};
+use gatehouse_api::{AppState, Application, services::audit::RequestMeta};
 use gatehouse_core::{
     config::{Config, DatabaseUrl, Secret},
     email::Email,
@@ -136,9 +133,12 @@ impl TestServer {
 
     /// Issues a session for `user_id` the way a sign-in does; returns the JWT.
     pub async fn issue_session(&self, user_id: Uuid) -> String {
-        let user = self.state.store().find_user(user_id).await.expect("read user").expect("user exists");
-        let grant = SessionService::grant_for(&user, vec!["ext:microsoft".into()]);
-        self.state.sessions().issue(&grant, &RequestMeta::default(), None).await.expect("issue session").token
+        let sessions = self.state.sessions();
+        let (_, issued) = sessions
+            .issue_for_user(user_id, vec!["ext:microsoft".into()], &RequestMeta::default(), None)
+            .await
+            .expect("issue session");
+        issued.token
     }
 }
 

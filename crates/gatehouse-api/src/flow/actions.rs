@@ -17,7 +17,7 @@ use crate::{
     dto::{claims_json, user_json},
     extract::session_token,
     services::{
-        session::{Authenticated, SessionService},
+        session::Authenticated,
         thirdparty::{MICROSOFT, StartRequest, hash},
     },
 };
@@ -420,11 +420,11 @@ async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) 
         }
         return Ok(Step::to(FlowData { state: StateName::ProfileInit, redirect_url: None, ..data.clone() }));
     }
-    let user =
-        state.store().find_user(token.user_id).await.map_err(|_| FlowError::Technical)?.ok_or(FlowError::Technical)?;
-    let grant = SessionService::grant_for(&user, vec![format!("ext:{MICROSOFT}")]);
-    let issued =
-        state.sessions().issue(&grant, &request.meta, Some("login_success")).await.map_err(|_| FlowError::Technical)?;
+    let (user, issued) = state
+        .sessions()
+        .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &request.meta, Some("login_success"))
+        .await
+        .map_err(|_| FlowError::Technical)?;
     let mut payload =
         Map::from_iter([("claims".to_owned(), claims_json(&issued.claims)), ("user".to_owned(), user_json(&user))]);
     if data.name == FlowName::Login {

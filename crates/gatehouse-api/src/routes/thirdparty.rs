@@ -15,7 +15,6 @@ use crate::{
     extract::{AppJson, cookie},
     services::{
         audit::RequestMeta,
-        session::SessionService,
         thirdparty::{CallbackParams, Finished, MICROSOFT, STATE_COOKIE, StartRequest, hash},
     },
 };
@@ -134,9 +133,10 @@ pub async fn token(
             return Err(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
         }
     }
-    let user = state.store().find_user(token.user_id).await?.ok_or_else(ApiError::unauthorized)?;
-    let grant = SessionService::grant_for(&user, vec![format!("ext:{MICROSOFT}")]);
-    let issued = state.sessions().issue(&grant, &meta, Some("token_exchange_succeeded")).await?;
+    let (_, issued) = state
+        .sessions()
+        .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &meta, Some("token_exchange_succeeded"))
+        .await?;
     let mut headers = state.sessions().delivery_headers(&issued);
     headers.extend(rate_headers);
     Ok((headers, Json(json!({ "user_id": token.user_id }))).into_response())

@@ -47,6 +47,15 @@ fn policy(config: &SessionConfig) -> SessionPolicy {
     }
 }
 
+fn grant_for(user: &UserRecord, amr: Vec<String>) -> SessionGrant {
+    let email = user.primary_email().map(|email| gatehouse_core::session::EmailClaim {
+        address: email.address.clone(),
+        is_primary: true,
+        is_verified: email.verified,
+    });
+    SessionGrant { user_id: user.id, email, amr }
+}
+
 impl<'a> SessionService<'a> {
     pub fn new(state: &'a AppState) -> Self {
         Self { state }
@@ -56,14 +65,18 @@ impl<'a> SessionService<'a> {
         &self.state.config().session
     }
 
-    /// A grant for `user`, with their primary email as the `email` claim.
-    pub fn grant_for(user: &UserRecord, amr: Vec<String>) -> SessionGrant {
-        let email = user.primary_email().map(|email| gatehouse_core::session::EmailClaim {
-            address: email.address.clone(),
-            is_primary: true,
-            is_verified: email.verified,
-        });
-        SessionGrant { user_id: user.id, email, amr }
+    /// A session for the user with `user_id`, with their primary email as the `email` claim: how every sign-in
+    /// ends. Returns the user as read, for answers that show them.
+    pub async fn issue_for_user(
+        &self,
+        user_id: Uuid,
+        amr: Vec<String>,
+        meta: &RequestMeta,
+        audit_kind: Option<&str>,
+    ) -> Result<(UserRecord, IssuedSession), ApiError> {
+        let user = self.state.store().find_user(user_id).await?.ok_or_else(ApiError::unauthorized)?;
+        let issued = self.issue(&grant_for(&user, amr), meta, audit_kind).await?;
+        Ok((user, issued))
     }
 
     /// Creates a session for `grant`, dropping the user's oldest sessions beyond the limit. `audit_kind` names the
