@@ -106,24 +106,22 @@ impl Store {
                     format!("{url}?mode=rwc")
                 };
                 let options = AnyConnectOptions::from_str(&url)?;
-                let pool = |size: u32| {
-                    AnyPoolOptions::new()
-                        .max_connections(size)
-                        .acquire_timeout(ACQUIRE_TIMEOUT)
-                        // An embedded database's connection cannot drop; a ping would only cost a thread hop.
-                        .test_before_acquire(false)
-                        .after_connect(|conn, _| {
-                            Box::pin(async move {
-                                conn.execute(SQLITE_PRAGMAS).await?;
-                                Ok(())
-                            })
-                        })
-                        .connect_with(options.clone())
-                };
                 let mut writer = AnyConnection::connect_with(&options).await?;
                 writer.execute(SQLITE_PRAGMAS).await?;
                 let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(Some(writer))));
-                let reader = pool(max_connections.max(1)).await?;
+                let reader = AnyPoolOptions::new()
+                    .max_connections(max_connections.max(1))
+                    .acquire_timeout(ACQUIRE_TIMEOUT)
+                    // An embedded database's connection cannot drop; a ping would only cost a thread hop.
+                    .test_before_acquire(false)
+                    .after_connect(|conn, _| {
+                        Box::pin(async move {
+                            conn.execute(SQLITE_PRAGMAS).await?;
+                            Ok(())
+                        })
+                    })
+                    .connect_with(options)
+                    .await?;
                 let direct = if url.contains(":memory:") || url.contains("mode=memory") {
                     None
                 } else {
