@@ -49,7 +49,7 @@ pub fn user_json(user: &UserRecord) -> Value {
             let mut value = json!({
                 "id": email.id,
                 "address": email.address,
-                "is_verified": email.verified,
+                "is_verified": email.is_verified(),
                 "is_primary": email.is_primary,
             });
             if !identities.is_empty() {

@@ -64,9 +64,47 @@ impl fmt::Display for Email {
     }
 }
 
+/// What proved that an address belongs to the person who holds it, stored with the address. An address without a
+/// proof is never reported as verified, never opens an existing account, and gives way to whoever proves it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EmailProof {
+    /// A personal Microsoft account: Microsoft verified the address when the account was made.
+    PersonalAccount,
+    /// `xms_edov: true`: the user's tenant verified that it owns the address's domain.
+    DomainOwnerVerified,
+    /// The `upn`: a UPN's domain must be one the tenant verified.
+    Upn,
+}
+
+impl EmailProof {
+    /// The stored form.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::PersonalAccount => "personal_account",
+            Self::DomainOwnerVerified => "xms_edov",
+            Self::Upn => "upn",
+        }
+    }
+
+    /// Reads the stored form; `None` for anything else.
+    pub fn parse(text: &str) -> Option<Self> {
+        [Self::PersonalAccount, Self::DomainOwnerVerified, Self::Upn].into_iter().find(|proof| proof.as_str() == text)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn proofs_read_back_what_they_store() {
+        for proof in [EmailProof::PersonalAccount, EmailProof::DomainOwnerVerified, EmailProof::Upn] {
+            assert_eq!(EmailProof::parse(proof.as_str()), Some(proof));
+        }
+        for unknown in ["", "UPN", "verified", "legacy"] {
+            assert_eq!(EmailProof::parse(unknown), None, "{unknown:?}");
+        }
+    }
 
     #[test]
     fn normalises_case() {

@@ -1,10 +1,14 @@
 //! What a provider sign-in does to accounts: sign in, link, or sign up — or which error. Hanko's rules, made
-//! safe against nOAuth: an existing account is only ever joined with positive proof that the provider's email
-//! belongs to the person signing in, and an unverified email never signs anyone in when verification is required.
+//! safe against nOAuth and account pre-hijacking: an existing account is only ever joined with positive proof that
+//! the provider's email belongs to the person signing in *and* to the account's owner, an unverified email never
+//! signs anyone in when verification is required, and an address that nobody proved gives way to whoever proves it.
 
 use uuid::Uuid;
 
-use crate::{error::ThirdPartyErrorCode, microsoft::claims::ProviderEmail};
+use crate::{
+    error::ThirdPartyErrorCode,
+    microsoft::claims::{EmailEvidence, ProviderEmail},
+};
 
 /// The identity already stored for this provider user.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -19,6 +23,8 @@ pub struct ExistingIdentity {
 pub struct EmailOwner {
     /// `None`: the address is stored but belongs to nobody.
     pub user_id: Option<Uuid>,
+    /// Whether a proof of ownership is stored with the address ([`crate::email::EmailProof`]).
+    pub proven: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -42,29 +48,34 @@ pub struct LinkingInput {
     pub policy: LinkingPolicy,
 }
 
-/// What to do with the email on a sign-in.
+/// What happens to the stored row of the provider's address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EmailChange {
-    Unchanged,
+pub enum AddressAction {
+    /// Nothing to store or move (no address, or the identity already has it).
+    Keep,
+    /// A new address for the user.
+    Create,
     /// The address is stored without an owner: give it to the user.
     ClaimUnassigned,
     /// The user already owns the address: attach the identity to it.
-    RelinkOwn,
-    /// A new address for the user.
-    CreateEmail,
+    AttachOwn,
+    /// Another user holds the address without ever having proven it, and this sign-in proves it: the address moves
+    /// to the user, and the holder keeps their account without it.
+    TakeFromUnproven { holder: Uuid },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkingDecision {
-    SignIn { user_id: Uuid, email_change: EmailChange },
-    Link { user_id: Uuid },
-    SignUp { claim_unassigned_email: bool },
+    SignIn { user_id: Uuid, address: AddressAction },
+    Link { user_id: Uuid, address: AddressAction },
+    SignUp { address: AddressAction },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkingError {
-    #[error("third party provider email must be verified")]
-    UnverifiedEmail,
+    /// Hanko's text, then why the address is not proven.
+    #[error("third party provider email must be verified: {}", .0.shortfall())]
+    UnverifiedEmail(EmailEvidence),
     #[error("third party account linking for existing user with same email disallowed")]
     UserConflict,
     #[error("this account is already connected to another user")]
@@ -78,14 +89,10 @@ pub enum LinkingError {
 }
 
 impl LinkingError {
-    /// Hanko's code for the browser; `Display` is Hanko's `error_description` for it.
-    pub fn hanko_code(&self) -> &'static str {
-        self.code().as_str()
-    }
-
+    /// Hanko's code for the browser; `Display` is the `error_description` for it.
     pub fn code(&self) -> ThirdPartyErrorCode {
         match self {
-            Self::UnverifiedEmail => ThirdPartyErrorCode::UnverifiedEmail,
+            Self::UnverifiedEmail(_) => ThirdPartyErrorCode::UnverifiedEmail,
             Self::UserConflict | Self::IdentityOwnedByAnother => ThirdPartyErrorCode::UserConflict,
             Self::MultipleAccounts => ThirdPartyErrorCode::MultipleAccounts,
             Self::EmailMaxNum => ThirdPartyErrorCode::EmailMaxNum,
@@ -96,27 +103,38 @@ impl LinkingError {
 
 /// The decision for one provider sign-in, in this order:
 ///
-/// 1. `require_verification` and an unverified provider email: [`LinkingError::UnverifiedEmail`], whatever
-///    the path (Hanko only checks this on its legacy path).
+/// 1. `require_verification` and an unproven provider email: [`LinkingError::UnverifiedEmail`], whatever the path
+///    (Hanko only checks this on its legacy path).
 /// 2. An identity exists: sign in as its user — unless a signed-in user connecting from the profile is someone
-///    else ([`LinkingError::IdentityOwnedByAnother`]). A changed email is claimed, relinked or created
-///    ([`EmailChange`]); another user's address is [`LinkingError::MultipleAccounts`], a full address book
-///    [`LinkingError::EmailMaxNum`].
-/// 3. A signed-in user connects from the profile: link to them, unless the address belongs to another user
-///    ([`LinkingError::MultipleAccounts`]: the identity could never sign in).
-/// 4. The address belongs to a user: link to them.
-/// 5. Otherwise sign up, claiming an unassigned row of the address, if `allow_signup`.
+///    else ([`LinkingError::IdentityOwnedByAnother`]). A changed email is claimed, attached, taken from an
+///    unproven holder or created ([`AddressAction`]); another user's address is [`LinkingError::MultipleAccounts`],
+///    a full address book [`LinkingError::EmailMaxNum`].
+/// 3. A signed-in user connects from the profile: link to them, unless the address belongs to another user who
+///    proved it ([`LinkingError::MultipleAccounts`]: the identity could never sign in).
+/// 4. The address belongs to a user who proved it: link to them.
+/// 5. The address is held by a user who never proved it: a proven sign-in signs up with it (the holder loses it),
+///    an unproven one is a [`LinkingError::UserConflict`].
+/// 6. Otherwise sign up, claiming an unassigned row of the address, if `allow_signup`.
 ///
 /// Linking (3, 4) needs `allow_linking` *and* positive proof that the email is the person's
-/// ([`crate::microsoft::claims::EmailEvidence::proves_ownership`]), otherwise [`LinkingError::UserConflict`]:
-/// an email a tenant admin could set freely never opens an existing account (nOAuth).
+/// ([`ProviderEmail::proof`]), otherwise [`LinkingError::UserConflict`]: an email a tenant admin could set freely
+/// never opens an existing account (nOAuth), and an account whose address nobody proved is never a link target
+/// (pre-hijacking).
 pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
     let policy = &input.policy;
     let email = input.provider_user_email.as_ref();
-    if policy.require_verification && email.is_some_and(|email| !email.verified) {
-        return Err(LinkingError::UnverifiedEmail);
+    if policy.require_verification
+        && let Some(email) = email.filter(|email| email.proof().is_none())
+    {
+        return Err(LinkingError::UnverifiedEmail(email.evidence));
     }
-    let owner = input.email_owner.as_ref().map(|owner| owner.user_id);
+    let proven = email.is_some_and(|email| email.proof().is_some());
+    let owner = input.email_owner.as_ref();
+    // The address is held by someone who never proved it, and this sign-in proves it.
+    let unproven_holder = owner.filter(|owner| proven && !owner.proven).and_then(|owner| owner.user_id);
+    let add_address = |action: AddressAction| {
+        if input.user_email_count >= policy.email_limit { Err(LinkingError::EmailMaxNum) } else { Ok(action) }
+    };
 
     if let Some(identity) = &input.existing_identity {
         if input.signed_in_user.is_some_and(|user| user != identity.user_id) {
@@ -125,40 +143,51 @@ pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
         let unchanged = |email: &ProviderEmail| {
             identity.email_address.as_deref().is_some_and(|stored| stored.to_lowercase() == email.address.as_str())
         };
-        let email_change = match email {
-            None => EmailChange::Unchanged,
-            Some(email) if unchanged(email) => EmailChange::Unchanged,
-            Some(_) => match owner {
-                Some(None) => EmailChange::ClaimUnassigned,
-                Some(Some(owner)) if owner == identity.user_id => EmailChange::RelinkOwn,
+        let address = match email {
+            None => AddressAction::Keep,
+            Some(email) if unchanged(email) => AddressAction::Keep,
+            Some(_) => match owner.map(|owner| owner.user_id) {
+                Some(None) => AddressAction::ClaimUnassigned,
+                Some(Some(owner)) if owner == identity.user_id => AddressAction::AttachOwn,
+                Some(Some(holder)) if unproven_holder == Some(holder) => {
+                    add_address(AddressAction::TakeFromUnproven { holder })?
+                }
                 Some(Some(_)) => return Err(LinkingError::MultipleAccounts),
-                None if input.user_email_count >= policy.email_limit => return Err(LinkingError::EmailMaxNum),
-                None => EmailChange::CreateEmail,
+                None => add_address(AddressAction::Create)?,
             },
         };
-        return Ok(LinkingDecision::SignIn { user_id: identity.user_id, email_change });
+        return Ok(LinkingDecision::SignIn { user_id: identity.user_id, address });
     }
 
-    let link = |user_id: Uuid| {
-        let proven = email.is_some_and(|email| email.evidence.proves_ownership());
+    let link = |user_id: Uuid, address: AddressAction| {
         if policy.allow_linking && proven {
-            Ok(LinkingDecision::Link { user_id })
+            Ok(LinkingDecision::Link { user_id, address })
         } else {
             Err(LinkingError::UserConflict)
         }
     };
     if let Some(user_id) = input.signed_in_user {
-        return match owner {
-            Some(Some(owner)) if owner != user_id => Err(LinkingError::MultipleAccounts),
-            _ => link(user_id),
+        return match owner.and_then(|owner| owner.user_id) {
+            Some(owner) if owner == user_id => link(user_id, AddressAction::AttachOwn),
+            Some(holder) if unproven_holder == Some(holder) => {
+                link(user_id, add_address(AddressAction::TakeFromUnproven { holder })?)
+            }
+            Some(_) => Err(LinkingError::MultipleAccounts),
+            None => link(user_id, AddressAction::Keep),
         };
     }
+    let sign_up = |address: AddressAction| {
+        if policy.allow_signup { Ok(LinkingDecision::SignUp { address }) } else { Err(LinkingError::SignupDisabled) }
+    };
     match owner {
-        Some(Some(owner)) => link(owner),
-        _ if !policy.allow_signup => Err(LinkingError::SignupDisabled),
-        unassigned_or_unknown => {
-            Ok(LinkingDecision::SignUp { claim_unassigned_email: matches!(unassigned_or_unknown, Some(None)) })
+        Some(EmailOwner { user_id: Some(owner), proven: true }) => link(*owner, AddressAction::AttachOwn),
+        Some(EmailOwner { user_id: Some(holder), proven: false }) if proven => {
+            sign_up(AddressAction::TakeFromUnproven { holder: *holder })
         }
+        Some(EmailOwner { user_id: Some(_), proven: false }) => Err(LinkingError::UserConflict),
+        Some(EmailOwner { user_id: None, .. }) => sign_up(AddressAction::ClaimUnassigned),
+        None if email.is_some() => sign_up(AddressAction::Create),
+        None => sign_up(AddressAction::Keep),
     }
 }
 
@@ -169,7 +198,7 @@ mod tests {
     use super::*;
     use crate::{
         email::Email,
-        microsoft::claims::EmailEvidence::{self, EdovAbsent, EdovFalse, EdovTrue, Upn},
+        microsoft::claims::EmailEvidence::{self, EdovAbsent, EdovFalse, EdovTrue, PersonalAccount, Upn},
     };
 
     const ALICE: Uuid = Uuid::from_u128(1);
@@ -177,7 +206,7 @@ mod tests {
     const ADDRESS: &str = "megan@contoso.com";
 
     fn email(evidence: EmailEvidence) -> Option<ProviderEmail> {
-        Some(ProviderEmail { address: Email::parse(ADDRESS).unwrap(), verified: evidence != EdovFalse, evidence })
+        Some(ProviderEmail { address: Email::parse(ADDRESS).unwrap(), evidence })
     }
 
     fn policy() -> LinkingPolicy {
@@ -200,37 +229,54 @@ mod tests {
         Some(ExistingIdentity { user_id, email_address: address.map(str::to_owned) })
     }
 
+    /// The address is stored with a proof, owned by `user_id` (or nobody).
     fn owned_by(user_id: Option<Uuid>) -> Option<EmailOwner> {
-        Some(EmailOwner { user_id })
+        Some(EmailOwner { user_id, proven: true })
     }
 
-    fn sign_in(email_change: EmailChange) -> Result<LinkingDecision, LinkingError> {
-        Ok(LinkingDecision::SignIn { user_id: ALICE, email_change })
+    /// The address is stored without a proof, held by `user_id`.
+    fn held_unproven_by(user_id: Uuid) -> Option<EmailOwner> {
+        Some(EmailOwner { user_id: Some(user_id), proven: false })
     }
 
-    fn link(user_id: Uuid) -> Result<LinkingDecision, LinkingError> {
-        Ok(LinkingDecision::Link { user_id })
+    fn sign_in(address: AddressAction) -> Result<LinkingDecision, LinkingError> {
+        Ok(LinkingDecision::SignIn { user_id: ALICE, address })
     }
 
-    fn sign_up(claim_unassigned_email: bool) -> Result<LinkingDecision, LinkingError> {
-        Ok(LinkingDecision::SignUp { claim_unassigned_email })
+    fn link(user_id: Uuid, address: AddressAction) -> Result<LinkingDecision, LinkingError> {
+        Ok(LinkingDecision::Link { user_id, address })
+    }
+
+    fn sign_up(address: AddressAction) -> Result<LinkingDecision, LinkingError> {
+        Ok(LinkingDecision::SignUp { address })
     }
 
     #[test]
     fn every_branch() {
+        use AddressAction::*;
         use LinkingError::*;
         let relaxed = LinkingPolicy { require_verification: false, ..policy() };
         let no_linking = LinkingPolicy { allow_linking: false, ..policy() };
         let closed = LinkingPolicy { allow_signup: false, ..policy() };
         let cases: Vec<(&str, LinkingInput, Result<LinkingDecision, LinkingError>)> = vec![
             // Sign-up.
-            ("new user", LinkingInput { provider_user_email: email(EdovAbsent), ..base() }, sign_up(false)),
+            ("new user", base(), sign_up(Create)),
+            (
+                "new personal account",
+                LinkingInput { provider_user_email: email(PersonalAccount), ..base() },
+                sign_up(Create),
+            ),
+            (
+                "new user, xms_edov true",
+                LinkingInput { provider_user_email: email(EdovTrue), ..base() },
+                sign_up(Create),
+            ),
             (
                 "new user claims an unassigned row",
                 LinkingInput { email_owner: owned_by(None), ..base() },
-                sign_up(true),
+                sign_up(ClaimUnassigned),
             ),
-            ("new user without an email", LinkingInput { provider_user_email: None, ..base() }, sign_up(false)),
+            ("new user without an email", LinkingInput { provider_user_email: None, ..base() }, sign_up(Keep)),
             ("sign-up disabled", LinkingInput { policy: closed.clone(), ..base() }, Err(SignupDisabled)),
             (
                 "sign-up disabled, unassigned row",
@@ -239,9 +285,14 @@ mod tests {
             ),
             // Verification, on every path.
             (
+                "unproven sign-up (no xms_edov)",
+                LinkingInput { provider_user_email: email(EdovAbsent), ..base() },
+                Err(UnverifiedEmail(EdovAbsent)),
+            ),
+            (
                 "unverified sign-up",
                 LinkingInput { provider_user_email: email(EdovFalse), ..base() },
-                Err(UnverifiedEmail),
+                Err(UnverifiedEmail(EdovFalse)),
             ),
             (
                 "unverified sign-in",
@@ -250,22 +301,27 @@ mod tests {
                     existing_identity: identity(ALICE, Some(ADDRESS)),
                     ..base()
                 },
-                Err(UnverifiedEmail),
+                Err(UnverifiedEmail(EdovFalse)),
             ),
             (
                 "unverified link by email",
                 LinkingInput { provider_user_email: email(EdovFalse), email_owner: owned_by(Some(ALICE)), ..base() },
-                Err(UnverifiedEmail),
+                Err(UnverifiedEmail(EdovFalse)),
             ),
             (
                 "unverified connect",
-                LinkingInput { provider_user_email: email(EdovFalse), signed_in_user: Some(ALICE), ..base() },
-                Err(UnverifiedEmail),
+                LinkingInput { provider_user_email: email(EdovAbsent), signed_in_user: Some(ALICE), ..base() },
+                Err(UnverifiedEmail(EdovAbsent)),
             ),
             (
                 "unverified sign-up, verification not required",
                 LinkingInput { provider_user_email: email(EdovFalse), policy: relaxed.clone(), ..base() },
-                sign_up(false),
+                sign_up(Create),
+            ),
+            (
+                "unproven sign-up, verification not required",
+                LinkingInput { provider_user_email: email(EdovAbsent), policy: relaxed.clone(), ..base() },
+                sign_up(Create),
             ),
             (
                 "unverified sign-in, verification not required",
@@ -275,18 +331,32 @@ mod tests {
                     policy: relaxed.clone(),
                     ..base()
                 },
-                sign_in(EmailChange::Unchanged),
+                sign_in(Keep),
             ),
             // Linking by email.
-            ("link by UPN", LinkingInput { email_owner: owned_by(Some(ALICE)), ..base() }, link(ALICE)),
+            ("link by UPN", LinkingInput { email_owner: owned_by(Some(ALICE)), ..base() }, link(ALICE, AttachOwn)),
             (
                 "link by xms_edov true",
                 LinkingInput { provider_user_email: email(EdovTrue), email_owner: owned_by(Some(ALICE)), ..base() },
-                link(ALICE),
+                link(ALICE, AttachOwn),
             ),
             (
-                "no link without xms_edov",
-                LinkingInput { provider_user_email: email(EdovAbsent), email_owner: owned_by(Some(ALICE)), ..base() },
+                "link by a personal account",
+                LinkingInput {
+                    provider_user_email: email(PersonalAccount),
+                    email_owner: owned_by(Some(ALICE)),
+                    ..base()
+                },
+                link(ALICE, AttachOwn),
+            ),
+            (
+                "no link without xms_edov, verification not required",
+                LinkingInput {
+                    provider_user_email: email(EdovAbsent),
+                    email_owner: owned_by(Some(ALICE)),
+                    policy: relaxed.clone(),
+                    ..base()
+                },
                 Err(UserConflict),
             ),
             (
@@ -313,17 +383,73 @@ mod tests {
                 },
                 Err(UserConflict),
             ),
+            // Pre-hijacking: an address someone holds without proof.
+            (
+                "a proven newcomer takes the address from its unproven holder",
+                LinkingInput { email_owner: held_unproven_by(BOB), policy: no_linking.clone(), ..base() },
+                sign_up(TakeFromUnproven { holder: BOB }),
+            ),
+            (
+                "an unproven holder is never a link target",
+                LinkingInput { email_owner: held_unproven_by(BOB), ..base() },
+                sign_up(TakeFromUnproven { holder: BOB }),
+            ),
+            (
+                "taking the address still needs sign-up",
+                LinkingInput { email_owner: held_unproven_by(BOB), policy: closed.clone(), ..base() },
+                Err(SignupDisabled),
+            ),
+            (
+                "an unproven newcomer takes nothing from an unproven holder",
+                LinkingInput {
+                    provider_user_email: email(EdovAbsent),
+                    email_owner: held_unproven_by(BOB),
+                    policy: relaxed.clone(),
+                    ..base()
+                },
+                Err(UserConflict),
+            ),
+            (
+                "changed email held without proof by another user",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    email_owner: held_unproven_by(BOB),
+                    user_email_count: 1,
+                    ..base()
+                },
+                sign_in(TakeFromUnproven { holder: BOB }),
+            ),
+            (
+                "changed email held without proof, address book full",
+                LinkingInput {
+                    existing_identity: identity(ALICE, Some("old@contoso.com")),
+                    email_owner: held_unproven_by(BOB),
+                    user_email_count: 5,
+                    ..base()
+                },
+                Err(EmailMaxNum),
+            ),
+            (
+                "connect, address held without proof by another user",
+                LinkingInput { signed_in_user: Some(ALICE), email_owner: held_unproven_by(BOB), ..base() },
+                link(ALICE, TakeFromUnproven { holder: BOB }),
+            ),
+            (
+                "own unproven address is still the user's own",
+                LinkingInput { signed_in_user: Some(ALICE), email_owner: held_unproven_by(ALICE), ..base() },
+                link(ALICE, AttachOwn),
+            ),
             // Connecting from the profile.
-            ("connect", LinkingInput { signed_in_user: Some(ALICE), ..base() }, link(ALICE)),
+            ("connect", LinkingInput { signed_in_user: Some(ALICE), ..base() }, link(ALICE, Keep)),
             (
                 "connect, own email",
                 LinkingInput { signed_in_user: Some(ALICE), email_owner: owned_by(Some(ALICE)), ..base() },
-                link(ALICE),
+                link(ALICE, AttachOwn),
             ),
             (
                 "connect, unassigned email",
                 LinkingInput { signed_in_user: Some(ALICE), email_owner: owned_by(None), ..base() },
-                link(ALICE),
+                link(ALICE, Keep),
             ),
             (
                 "connect, email of another user",
@@ -332,7 +458,12 @@ mod tests {
             ),
             (
                 "connect without proof",
-                LinkingInput { signed_in_user: Some(ALICE), provider_user_email: email(EdovAbsent), ..base() },
+                LinkingInput {
+                    signed_in_user: Some(ALICE),
+                    provider_user_email: email(EdovAbsent),
+                    policy: relaxed.clone(),
+                    ..base()
+                },
                 Err(UserConflict),
             ),
             (
@@ -356,41 +487,36 @@ mod tests {
                     signed_in_user: Some(ALICE),
                     existing_identity: identity(ALICE, Some(ADDRESS)),
                     provider_user_email: email(EdovAbsent),
-                    policy: no_linking.clone(),
+                    policy: LinkingPolicy { require_verification: false, ..no_linking.clone() },
                     ..base()
                 },
-                sign_in(EmailChange::Unchanged),
+                sign_in(Keep),
             ),
             // Sign-in.
-            (
-                "sign in",
-                LinkingInput { existing_identity: identity(ALICE, Some(ADDRESS)), ..base() },
-                sign_in(EmailChange::Unchanged),
-            ),
+            ("sign in", LinkingInput { existing_identity: identity(ALICE, Some(ADDRESS)), ..base() }, sign_in(Keep)),
             (
                 "sign in, stored address in another case",
                 LinkingInput { existing_identity: identity(ALICE, Some("Megan@Contoso.COM")), ..base() },
-                sign_in(EmailChange::Unchanged),
+                sign_in(Keep),
             ),
             (
                 "sign in without a provider email",
                 LinkingInput { existing_identity: identity(ALICE, Some(ADDRESS)), provider_user_email: None, ..base() },
-                sign_in(EmailChange::Unchanged),
+                sign_in(Keep),
             ),
             (
                 "sign in needs neither linking nor sign-up",
                 LinkingInput {
                     existing_identity: identity(ALICE, Some(ADDRESS)),
-                    provider_user_email: email(EdovAbsent),
                     policy: LinkingPolicy { allow_signup: false, ..no_linking.clone() },
                     ..base()
                 },
-                sign_in(EmailChange::Unchanged),
+                sign_in(Keep),
             ),
             (
                 "identity without an email gets one",
                 LinkingInput { existing_identity: identity(ALICE, None), user_email_count: 1, ..base() },
-                sign_in(EmailChange::CreateEmail),
+                sign_in(Create),
             ),
             (
                 "changed email, new address",
@@ -399,7 +525,7 @@ mod tests {
                     user_email_count: 4,
                     ..base()
                 },
-                sign_in(EmailChange::CreateEmail),
+                sign_in(Create),
             ),
             (
                 "changed email, address book full",
@@ -417,7 +543,7 @@ mod tests {
                     email_owner: owned_by(None),
                     ..base()
                 },
-                sign_in(EmailChange::ClaimUnassigned),
+                sign_in(ClaimUnassigned),
             ),
             (
                 "changed email, own address",
@@ -427,7 +553,7 @@ mod tests {
                     user_email_count: 5,
                     ..base()
                 },
-                sign_in(EmailChange::RelinkOwn),
+                sign_in(AttachOwn),
             ),
             (
                 "changed email, another user's address",
@@ -445,34 +571,23 @@ mod tests {
     }
 
     #[test]
-    fn hanko_codes() {
-        use LinkingError::*;
-        for (error, code) in [
-            (UnverifiedEmail, "unverified_email"),
-            (UserConflict, "user_conflict"),
-            (IdentityOwnedByAnother, "user_conflict"),
-            (MultipleAccounts, "multiple_accounts"),
-            (EmailMaxNum, "email_maxnum"),
-            (SignupDisabled, "signup_disabled"),
-        ] {
-            assert_eq!(error.hanko_code(), code);
-            assert_eq!(error.code().as_str(), code);
-        }
-        assert_eq!(
-            UserConflict.to_string(),
-            "third party account linking for existing user with same email disallowed"
-        );
+    fn an_unproven_refusal_names_the_claims_to_add() {
+        let refusal = decide(&LinkingInput { provider_user_email: email(EdovAbsent), ..base() }).unwrap_err();
+        assert_eq!(refusal.code().as_str(), "unverified_email");
+        assert!(refusal.to_string().starts_with("third party provider email must be verified"), "Hanko's text first");
+        assert!(refusal.to_string().contains("upn, email and xms_edov"), "{refusal}");
     }
 
     fn evidence() -> impl Strategy<Value = EmailEvidence> {
-        prop_oneof![Just(Upn), Just(EdovTrue), Just(EdovAbsent), Just(EdovFalse)]
+        prop_oneof![Just(Upn), Just(EdovTrue), Just(PersonalAccount), Just(EdovAbsent), Just(EdovFalse)]
     }
 
     fn provider_email() -> impl Strategy<Value = Option<ProviderEmail>> {
         let address = prop_oneof![Just("megan@contoso.com"), Just("old@contoso.com")];
-        proptest::option::of((address, any::<bool>(), evidence()).prop_map(|(address, verified, evidence)| {
-            ProviderEmail { address: Email::parse(address).unwrap(), verified, evidence }
-        }))
+        proptest::option::of(
+            (address, evidence())
+                .prop_map(|(address, evidence)| ProviderEmail { address: Email::parse(address).unwrap(), evidence }),
+        )
     }
 
     fn user() -> impl Strategy<Value = Uuid> {
@@ -490,7 +605,9 @@ mod tests {
                 user_id,
                 email_address: address.map(str::to_owned),
             }));
-        let owner = proptest::option::of(proptest::option::of(user()).prop_map(|user_id| EmailOwner { user_id }));
+        let owner = proptest::option::of(
+            (proptest::option::of(user()), any::<bool>()).prop_map(|(user_id, proven)| EmailOwner { user_id, proven }),
+        );
         let policy = (any::<bool>(), any::<bool>(), any::<bool>(), 0usize..7).prop_map(
             |(allow_linking, allow_signup, require_verification, email_limit)| LinkingPolicy {
                 allow_linking,
@@ -513,43 +630,86 @@ mod tests {
         )
     }
 
+    fn address_of(decision: &LinkingDecision) -> AddressAction {
+        match decision {
+            LinkingDecision::SignIn { address, .. }
+            | LinkingDecision::Link { address, .. }
+            | LinkingDecision::SignUp { address } => *address,
+        }
+    }
+
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
-        /// The nOAuth guarantee, and verification on every path.
+        /// The nOAuth and pre-hijacking guarantees, and verification on every path.
         #[test]
         fn no_link_without_permission_and_proof(input in linking_input()) {
             let result = decide(&input);
             let email = input.provider_user_email.as_ref();
-            if let Ok(LinkingDecision::Link { .. }) = result {
+            let proven = email.is_some_and(|email| email.proof().is_some());
+            if let Ok(LinkingDecision::Link { user_id, .. }) = result {
                 prop_assert!(input.policy.allow_linking);
-                prop_assert!(email.is_some_and(|email| email.evidence.proves_ownership()));
+                prop_assert!(proven);
+                // Without a signed-in user, only an owner who proved the address is joined.
+                if input.signed_in_user.is_none() {
+                    prop_assert!(input.email_owner.as_ref().is_some_and(|o| o.proven && o.user_id == Some(user_id)));
+                }
             }
-            if input.policy.require_verification && email.is_some_and(|email| !email.verified) {
-                prop_assert_eq!(result, Err(LinkingError::UnverifiedEmail));
+            if let Ok(decision) = &result
+                && let AddressAction::TakeFromUnproven { holder } = address_of(decision)
+            {
+                prop_assert!(proven);
+                prop_assert!(input.email_owner.as_ref().is_some_and(|o| !o.proven && o.user_id == Some(holder)));
+            }
+            if input.policy.require_verification && let Some(email) = email.filter(|_| !proven) {
+                prop_assert_eq!(result, Err(LinkingError::UnverifiedEmail(email.evidence)));
+            }
+        }
+
+        /// An address nobody proved never keeps out the person who proves it.
+        #[test]
+        fn an_unproven_holder_never_blocks_a_proven_newcomer(input in linking_input()) {
+            let proven = input.provider_user_email.as_ref().is_some_and(|email| email.proof().is_some());
+            let held_unproven = input.email_owner.as_ref().is_some_and(|o| !o.proven && o.user_id.is_some());
+            if proven && held_unproven && input.existing_identity.is_none() && input.signed_in_user.is_none()
+                && input.policy.allow_signup
+            {
+                let signs_up = matches!(decide(&input), Ok(LinkingDecision::SignUp { .. }));
+                prop_assert!(signs_up, "{:?}", input);
             }
         }
 
         /// Nobody lands in an account that is not theirs: a sign-in is the identity's user, a link the connecting
-        /// user or the address's owner, a sign-up only when no one owns the identity or the address.
+        /// user or the address's owner, a sign-up only when no one owns the identity and no one proved the address.
         #[test]
         fn decisions_target_the_right_user(input in linking_input()) {
             let identity_user = input.existing_identity.as_ref().map(|identity| identity.user_id);
             let owner = input.email_owner.as_ref().and_then(|owner| owner.user_id);
+            let owner_proven = input.email_owner.as_ref().is_some_and(|owner| owner.proven);
             match decide(&input) {
                 Ok(LinkingDecision::SignIn { user_id, .. }) => {
                     prop_assert_eq!(Some(user_id), identity_user);
                     prop_assert!(input.signed_in_user.is_none_or(|user| user == user_id));
                 }
-                Ok(LinkingDecision::Link { user_id }) => {
+                Ok(LinkingDecision::Link { user_id, address }) => {
                     prop_assert!(identity_user.is_none());
                     prop_assert_eq!(Some(user_id), input.signed_in_user.or(owner));
-                    prop_assert!(owner.is_none_or(|owner| owner == user_id));
+                    let taken = matches!(address, AddressAction::TakeFromUnproven { .. });
+                    prop_assert!(owner.is_none_or(|owner| owner == user_id || (taken && !owner_proven)));
                 }
-                Ok(LinkingDecision::SignUp { claim_unassigned_email }) => {
+                Ok(LinkingDecision::SignUp { address }) => {
                     prop_assert!(input.policy.allow_signup);
-                    prop_assert!(identity_user.is_none() && input.signed_in_user.is_none() && owner.is_none());
-                    prop_assert_eq!(claim_unassigned_email, input.email_owner.is_some());
+                    prop_assert!(identity_user.is_none() && input.signed_in_user.is_none());
+                    prop_assert!(owner.is_none() || !owner_proven);
+                    let expected = match (&input.email_owner, &input.provider_user_email) {
+                        (Some(EmailOwner { user_id: None, .. }), _) => AddressAction::ClaimUnassigned,
+                        (Some(EmailOwner { user_id: Some(holder), .. }), _) => {
+                            AddressAction::TakeFromUnproven { holder: *holder }
+                        }
+                        (None, Some(_)) => AddressAction::Create,
+                        (None, None) => AddressAction::Keep,
+                    };
+                    prop_assert_eq!(address, expected);
                 }
                 Err(_) => {}
             }

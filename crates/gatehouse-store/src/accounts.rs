@@ -2,7 +2,10 @@
 //! the decision, and write the one-time token and audit row that record it — all in one transaction, so that no
 //! failure or race leaves a half-made user or an unrecorded sign-in.
 
-use gatehouse_core::linking::{EmailChange, EmailOwner, ExistingIdentity, LinkingDecision};
+use gatehouse_core::{
+    email::EmailProof,
+    linking::{AddressAction, EmailOwner, ExistingIdentity, LinkingDecision},
+};
 use sqlx::{Any, Row, Transaction};
 use uuid::Uuid;
 
@@ -84,7 +87,9 @@ impl Store {
         let account = apply(&mut tx, profile, &found, decision, now).await?;
         let SignInRecords { token, audit } = records(&account);
         insert_token(&mut *tx, &token).await?;
-        insert_audit_log(&mut *tx, &audit).await?;
+        for entry in &audit {
+            insert_audit_log(&mut *tx, entry).await?;
+        }
         tx.commit().await.map_err(conflict("provider account"))?;
         Ok(Ok(account))
     }
@@ -95,7 +100,7 @@ impl Store {
 async fn find(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile) -> Result<Found> {
     let row = sqlx::query(
         "SELECT i.id AS identity_id, i.user_id AS identity_user_id, ie.address AS identity_address,
-                e.id AS email_id, e.user_id AS email_user_id
+                e.id AS email_id, e.user_id AS email_user_id, e.evidence AS email_evidence
          FROM (SELECT 1 AS one) AS anchor
          LEFT JOIN identities i
                 ON i.provider_id = $1 AND i.provider_user_id = $2 AND i.user_id IS NOT NULL
@@ -116,7 +121,10 @@ async fn find(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile) -> Resul
         }
         _ => None,
     };
-    let email = uuid("email_id")?.map(|id| Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")? })));
+    let email = uuid("email_id")?.map(|id| {
+        let proven = row.try_get::<Option<String>, _>("email_evidence")?.is_some();
+        Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")?, proven }))
+    });
     Ok(Found { identity, email: email.transpose()? })
 }
 
@@ -127,22 +135,11 @@ async fn apply(
     decision: LinkingDecision,
     now: i64,
 ) -> Result<ProviderAccount> {
-    let verified = profile.email.as_ref().is_some_and(|email| email.verified);
-    let found_email_id = found.email.as_ref().map(|(id, _)| *id);
     let account = match decision {
-        LinkingDecision::SignIn { user_id, email_change } => {
+        LinkingDecision::SignIn { user_id, address } => {
             let (identity_id, _) =
                 found.identity.as_ref().ok_or(StoreError::Corrupt("sign-in without identity".into()))?;
-            let email_id = match email_change {
-                EmailChange::Unchanged => None,
-                EmailChange::ClaimUnassigned => {
-                    let email_id = found_email_id.ok_or(StoreError::Corrupt("no email row to claim".into()))?;
-                    claim_email(tx, email_id, user_id, verified, now).await?;
-                    Some(email_id)
-                }
-                EmailChange::RelinkOwn => Some(found_email_id.ok_or(StoreError::Corrupt("no email row".into()))?),
-                EmailChange::CreateEmail => Some(insert_email(tx, profile, user_id, now).await?),
-            };
+            let email_id = settle_address(tx, profile, found, address, user_id, now).await?;
             sqlx::query(
                 "UPDATE identities SET data = $2, updated_at = $3, email_id = COALESCE($4, email_id) WHERE id = $1",
             )
@@ -153,15 +150,20 @@ async fn apply(
             .execute(&mut **tx)
             .await?;
             sync_profile(tx, profile, user_id, now).await?;
-            ProviderAccount { user_id, identity_id: *identity_id, outcome: AccountOutcome::SignedIn }
+            ProviderAccount {
+                user_id,
+                identity_id: *identity_id,
+                outcome: AccountOutcome::SignedIn,
+                displaced_holder: None,
+            }
         }
-        LinkingDecision::Link { user_id } => {
-            let own_email = found.email.as_ref().filter(|(_, owner)| owner.user_id == Some(user_id)).map(|(id, _)| *id);
-            let identity_id = insert_identity(tx, profile, user_id, own_email, now).await?;
+        LinkingDecision::Link { user_id, address } => {
+            let email_id = settle_address(tx, profile, found, address, user_id, now).await?;
+            let identity_id = insert_identity(tx, profile, user_id, email_id, now).await?;
             sync_profile(tx, profile, user_id, now).await?;
-            ProviderAccount { user_id, identity_id, outcome: AccountOutcome::Linked }
+            ProviderAccount { user_id, identity_id, outcome: AccountOutcome::Linked, displaced_holder: None }
         }
-        LinkingDecision::SignUp { claim_unassigned_email } => {
+        LinkingDecision::SignUp { address } => {
             let user_id = Uuid::now_v7();
             write_profile(
                 tx,
@@ -173,14 +175,7 @@ async fn apply(
             )
             .await
             .map_err(conflict("user"))?;
-            let email_id = match (claim_unassigned_email, found_email_id) {
-                (true, Some(email_id)) => {
-                    claim_email(tx, email_id, user_id, verified, now).await?;
-                    Some(email_id)
-                }
-                _ if profile.email.is_some() => Some(insert_email(tx, profile, user_id, now).await?),
-                _ => None,
-            };
+            let email_id = settle_address(tx, profile, found, address, user_id, now).await?;
             if let Some(email_id) = email_id {
                 sqlx::query(
                     "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
@@ -194,29 +189,101 @@ async fn apply(
                 .map_err(conflict("primary email"))?;
             }
             let identity_id = insert_identity(tx, profile, user_id, email_id, now).await?;
-            ProviderAccount { user_id, identity_id, outcome: AccountOutcome::SignedUp }
+            ProviderAccount { user_id, identity_id, outcome: AccountOutcome::SignedUp, displaced_holder: None }
         }
     };
-    Ok(account)
+    let displaced_holder = match decision {
+        LinkingDecision::SignIn { address, .. }
+        | LinkingDecision::Link { address, .. }
+        | LinkingDecision::SignUp { address } => match address {
+            AddressAction::TakeFromUnproven { holder } => Some(holder),
+            _ => None,
+        },
+    };
+    Ok(ProviderAccount { displaced_holder, ..account })
 }
 
-async fn claim_email(
+/// Does what `action` says with the stored row of the provider's address for `user_id`; the row the identity is to
+/// be attached to, if any. A proof the provider gives for an address the user already holds is recorded too.
+async fn settle_address(
+    tx: &mut Transaction<'_, Any>,
+    profile: &ProviderProfile,
+    found: &Found,
+    action: AddressAction,
+    user_id: Uuid,
+    now: i64,
+) -> Result<Option<Uuid>> {
+    let proof = profile.email.as_ref().and_then(|email| email.proof);
+    let found_row = || found.email.as_ref().map(|(id, _)| *id).ok_or(StoreError::Corrupt("no email row".into()));
+    // The user already holds the provider's address, unproven, and the provider proves it now.
+    let proves_own_row = |(_, owner): &(Uuid, EmailOwner)| owner.user_id == Some(user_id) && !owner.proven;
+    if let (Some(proof), Some((email_id, _))) = (proof, found.email.as_ref().filter(|row| proves_own_row(row))) {
+        record_proof(tx, *email_id, proof, now).await?;
+    }
+    match action {
+        AddressAction::Keep => Ok(None),
+        AddressAction::AttachOwn => Ok(Some(found_row()?)),
+        AddressAction::Create => Ok(Some(insert_email(tx, profile, user_id, now).await?)),
+        AddressAction::ClaimUnassigned => {
+            let email_id = found_row()?;
+            move_email(tx, email_id, None, user_id, proof, now).await?;
+            Ok(Some(email_id))
+        }
+        AddressAction::TakeFromUnproven { holder } => {
+            let email_id = found_row()?;
+            move_email(tx, email_id, Some(holder), user_id, proof, now).await?;
+            // The holder keeps their account, without the address: not as primary, not under their identities.
+            sqlx::query("DELETE FROM primary_emails WHERE email_id = $1")
+                .bind(email_id.to_string())
+                .execute(&mut **tx)
+                .await?;
+            sqlx::query("UPDATE identities SET email_id = NULL, updated_at = $2 WHERE email_id = $1")
+                .bind(email_id.to_string())
+                .bind(now)
+                .execute(&mut **tx)
+                .await?;
+            Ok(Some(email_id))
+        }
+    }
+}
+
+async fn record_proof(tx: &mut Transaction<'_, Any>, email_id: Uuid, proof: EmailProof, now: i64) -> Result<()> {
+    sqlx::query("UPDATE emails SET evidence = $2, updated_at = $3 WHERE id = $1")
+        .bind(email_id.to_string())
+        .bind(proof.as_str())
+        .bind(now)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
+/// Gives the address row to `user_id` with `proof`, from nobody (`from: None`) or from an unproven holder. The row
+/// must still be as the decision saw it: otherwise someone changed it since, and the retry will see how.
+async fn move_email(
     tx: &mut Transaction<'_, Any>,
     email_id: Uuid,
+    from: Option<Uuid>,
     user_id: Uuid,
-    verified: bool,
+    proof: Option<EmailProof>,
     now: i64,
 ) -> Result<()> {
-    let claimed =
-        sqlx::query("UPDATE emails SET user_id = $2, verified = $3, updated_at = $4 WHERE id = $1 AND user_id IS NULL")
-            .bind(email_id.to_string())
-            .bind(user_id.to_string())
-            .bind(verified)
-            .bind(now)
-            .execute(&mut **tx)
-            .await?;
-    // Someone else claimed it since we looked: the retry will see the new owner.
-    if claimed.rows_affected() == 0 { Err(StoreError::Conflict("email address")) } else { Ok(()) }
+    let sql = match from {
+        None => "UPDATE emails SET user_id = $2, evidence = $3, updated_at = $4 WHERE id = $1 AND user_id IS NULL",
+        Some(_) => {
+            "UPDATE emails SET user_id = $2, evidence = $3, updated_at = $4
+             WHERE id = $1 AND user_id = $5 AND evidence IS NULL"
+        }
+    };
+    let mut query = sqlx::query(sql)
+        .bind(email_id.to_string())
+        .bind(user_id.to_string())
+        .bind(proof.map(EmailProof::as_str))
+        .bind(now);
+    if let Some(holder) = from {
+        query = query.bind(holder.to_string());
+    }
+    let moved = query.execute(&mut **tx).await?;
+    if moved.rows_affected() == 0 { Err(StoreError::Conflict("email address")) } else { Ok(()) }
 }
 
 async fn insert_email(
@@ -228,12 +295,12 @@ async fn insert_email(
     let email = profile.email.as_ref().ok_or(StoreError::Corrupt("no provider email to store".into()))?;
     let id = Uuid::now_v7();
     sqlx::query(
-        "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+        "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
     )
     .bind(id.to_string())
     .bind(user_id.to_string())
     .bind(email.address.as_str())
-    .bind(email.verified)
+    .bind(email.proof.map(EmailProof::as_str))
     .bind(now)
     .execute(&mut **tx)
     .await

@@ -286,6 +286,17 @@ fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
         .map_err(StoreError::from)
 }
 
+/// The `evidence` column: what proved an address. Anything unknown is corruption, never silently "verified".
+fn proof(row: &sqlx::any::AnyRow) -> Result<Option<gatehouse_core::email::EmailProof>> {
+    use sqlx::Row;
+    row.try_get::<Option<String>, _>("evidence")?
+        .map(|text| {
+            gatehouse_core::email::EmailProof::parse(&text)
+                .ok_or_else(|| StoreError::Corrupt(format!("{text:?} is not an email proof")))
+        })
+        .transpose()
+}
+
 fn parse_uuid(text: &str) -> Result<uuid::Uuid> {
     uuid::Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{text:?} is not a UUID")))
 }

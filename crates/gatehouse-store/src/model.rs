@@ -1,5 +1,6 @@
 //! The records the store reads and writes. Times are unix milliseconds.
 
+use gatehouse_core::email::EmailProof;
 use uuid::Uuid;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -18,7 +19,7 @@ pub struct NewUser {
 pub struct NewEmail {
     pub id: Uuid,
     pub address: gatehouse_core::email::Email,
-    pub verified: bool,
+    pub proof: Option<EmailProof>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -44,9 +45,17 @@ impl UserRecord {
 pub struct EmailRecord {
     pub id: Uuid,
     pub address: String,
-    pub verified: bool,
+    /// What proved the address; `None`: nothing did.
+    pub proof: Option<EmailProof>,
     pub is_primary: bool,
     pub created_at: i64,
+}
+
+impl EmailRecord {
+    /// Only a proven address is reported as verified.
+    pub fn is_verified(&self) -> bool {
+        self.proof.is_some()
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -158,7 +167,7 @@ pub struct ProviderProfile {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderEmailAddress {
     pub address: gatehouse_core::email::Email,
-    pub verified: bool,
+    pub proof: Option<EmailProof>,
 }
 
 /// What the store found about a provider user, read inside the transaction that will act on it.
@@ -176,14 +185,16 @@ pub struct ProviderAccount {
     pub user_id: Uuid,
     pub identity_id: Uuid,
     pub outcome: AccountOutcome,
+    /// The user who held the address without proof and lost it to this sign-in.
+    pub displaced_holder: Option<Uuid>,
 }
 
 /// What a provider sign-in writes in its own transaction once the account is known: the one-time token that
-/// hands the account to the app, and the audit row of the sign-in. Nothing is half-recorded.
+/// hands the account to the app, and the audit rows of the sign-in. Nothing is half-recorded.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SignInRecords {
     pub token: NewToken,
-    pub audit: AuditLogEntry,
+    pub audit: Vec<AuditLogEntry>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -1,9 +1,10 @@
+use gatehouse_core::email::EmailProof;
 use sqlx::Row;
 use uuid::Uuid;
 
 use crate::{
     EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, UserSummary, conflict, flag,
-    parse_uuid,
+    parse_uuid, proof,
 };
 
 impl Store {
@@ -26,12 +27,12 @@ impl Store {
         .map_err(conflict("user"))?;
         if let Some(email) = &user.email {
             sqlx::query(
-                "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
+                "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
             )
             .bind(email.id.to_string())
             .bind(user.id.to_string())
             .bind(email.address.as_str())
-            .bind(email.verified)
+            .bind(email.proof.map(EmailProof::as_str))
             .bind(user.created_at)
             .execute(&mut *tx)
             .await
@@ -65,7 +66,7 @@ impl Store {
             return Ok(None);
         };
         let emails = sqlx::query(
-            "SELECT e.id, e.address, e.verified, e.created_at, p.id IS NOT NULL AS is_primary
+            "SELECT e.id, e.address, e.evidence, e.created_at, p.id IS NOT NULL AS is_primary
              FROM emails e LEFT JOIN primary_emails p ON p.email_id = e.id
              WHERE e.user_id = $1 ORDER BY e.created_at, e.id",
         )
@@ -77,7 +78,7 @@ impl Store {
             Ok(EmailRecord {
                 id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 address: row.try_get("address")?,
-                verified: flag(&row, "verified")?,
+                proof: proof(&row)?,
                 is_primary: flag(&row, "is_primary")?,
                 created_at: row.try_get("created_at")?,
             })

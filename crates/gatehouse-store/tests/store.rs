@@ -1,6 +1,6 @@
 //! The storage suite: every test runs on SQLite and on PostgreSQL, each on a database of its own.
 
-use gatehouse_core::email::Email;
+use gatehouse_core::email::{Email, EmailProof};
 use gatehouse_store::{
     AuditLogEntry, AuditLogFilter, NewEmail, NewSession, NewUser, Store, StoreError, StoredSigningKey,
 };
@@ -17,7 +17,7 @@ fn user(email: Option<&str>) -> NewUser {
         email: email.map(|address| NewEmail {
             id: Uuid::new_v4(),
             address: Email::parse(address).unwrap(),
-            verified: true,
+            proof: Some(EmailProof::Upn),
         }),
         created_at: 1_000,
     }
@@ -53,7 +53,10 @@ async fn users_round_trip_with_their_primary_email(backend: Backend) {
     assert_eq!((found.name.as_deref(), found.given_name.as_deref()), (Some("Megan Bowen"), Some("Megan")));
     assert_eq!(found.emails.len(), 1);
     let email = found.primary_email().unwrap();
-    assert_eq!((email.address.as_str(), email.verified, email.is_primary), ("megan@contoso.com", true, true));
+    assert_eq!(
+        (email.address.as_str(), email.proof, email.is_primary),
+        ("megan@contoso.com", Some(EmailProof::Upn), true)
+    );
     assert!(found.identities.is_empty());
     assert_eq!(store.count_users().await.unwrap(), 1);
     assert!(store.find_user(Uuid::new_v4()).await.unwrap().is_none());

@@ -131,7 +131,8 @@ pub struct FakeUser {
 
 impl FakeUser {
     /// An organisation user of [`FAKE_ORG_TENANT`] with this email (also the `preferred_username`), a random
-    /// `sub` and `oid`, no `upn` and no `xms_edov`.
+    /// `sub` and `oid`, no `upn`, and `xms_edov: true`: what an app registration with the optional claims the Azure
+    /// guide lists sends for a user of a tenant that verified its domain.
     pub fn new(email: impl Into<String>) -> Self {
         let email = email.into();
         let local = email.split('@').next().unwrap_or_default();
@@ -151,7 +152,7 @@ impl FakeUser {
             preferred_username: Some(email.clone()),
             email: Some(email),
             upn: None,
-            xms_edov: None,
+            xms_edov: Some(Value::Bool(true)),
             extra_claims: Map::new(),
         }
     }
@@ -159,6 +160,14 @@ impl FakeUser {
     /// The same user in another tenant (e.g. [`CONSUMER_TENANT`] for a personal account).
     pub fn in_tenant(mut self, tid: impl Into<String>) -> Self {
         self.tid = tid.into();
+        self
+    }
+
+    /// Neither `upn` nor `xms_edov`: an app registration without those optional claims, or an attacker's own
+    /// tenant vouching for an address it does not own. Only a personal account's address is proven this way.
+    pub fn without_proof(mut self) -> Self {
+        self.upn = None;
+        self.xms_edov = None;
         self
     }
 

@@ -3,7 +3,7 @@ use std::sync::Arc;
 use gatehouse_api::{AppState, Application, services::audit::RequestMeta};
 use gatehouse_core::{
     config::{Config, DatabaseUrl, Secret},
-    email::Email,
+    email::{Email, EmailProof},
 };
 use gatehouse_store::{NewEmail, NewUser};
 use tokio::{sync::oneshot, task::JoinHandle};
@@ -111,7 +111,7 @@ impl TestServer {
         self.get_json("/me", Some(token)).await
     }
 
-    /// Creates a user with a verified primary email; returns the user id.
+    /// Creates a user with a primary email proven by a UPN; returns the user id.
     pub async fn create_user(&self, email: &str) -> Uuid {
         let id = Uuid::new_v4();
         let user = NewUser {
@@ -123,7 +123,7 @@ impl TestServer {
             email: Some(NewEmail {
                 id: Uuid::new_v4(),
                 address: Email::parse(email).expect("valid email"),
-                verified: true,
+                proof: Some(EmailProof::Upn),
             }),
             created_at: gatehouse_api::clock::now_ms(),
         };

@@ -51,7 +51,7 @@ fn grant_for(user: &UserRecord, amr: Vec<String>) -> SessionGrant {
     let email = user.primary_email().map(|email| gatehouse_core::session::EmailClaim {
         address: email.address.clone(),
         is_primary: true,
-        is_verified: email.verified,
+        is_verified: email.is_verified(),
     });
     SessionGrant { user_id: user.id, email, amr }
 }

@@ -5,6 +5,7 @@ use std::sync::Arc;
 
 use gatehouse_core::{
     config::Config,
+    email::EmailProof,
     error::ThirdPartyErrorCode,
     linking::{LinkingInput, LinkingPolicy, decide},
     microsoft::claims::ProviderUser,
@@ -17,7 +18,8 @@ use gatehouse_oidc::{
     state::{STATE_LIFETIME_SECS, StateError, ThirdPartyState},
 };
 use gatehouse_store::{
-    AccountOutcome, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, SignInRecords, Store,
+    AccountOutcome, AuditLogEntry, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, SignInRecords,
+    Store,
 };
 use url::Url;
 use uuid::Uuid;
@@ -359,15 +361,39 @@ impl ThirdParty {
                 },
                 |account| SignInRecords {
                     token: one_time_token(&token, state, account),
-                    audit: AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta),
+                    audit: audit_entries(account, &profile, meta),
                 },
             )
             .await
             .map_err(|error| server_error(&error))?;
-        let account = result.map_err(|refusal| ThirdPartyFailure::new(refusal.code(), refusal.to_string()))?;
+        let account = result.map_err(|refusal| {
+            // The operator's side of a refusal; for an unproven email it names the optional claims to add.
+            tracing::warn!(reason = %refusal, "third-party sign-in refused");
+            ThirdPartyFailure::new(refusal.code(), refusal.to_string())
+        })?;
         AuditLog::announce(audit_kind(account.outcome), Some(account.user_id), None);
+        if let Some(holder) = account.displaced_holder {
+            AuditLog::announce(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None);
+        }
         Ok((account, token))
     }
+}
+
+/// The audit event of an address taken from the user who held it without proof, by a sign-in that proved it.
+pub const EMAIL_TAKEN_BY_PROVEN_OWNER: &str = "email_taken_by_proven_owner";
+
+/// The audit rows of a successful sign-in: the sign-in's, and the displaced holder's when an address moved.
+fn audit_entries(account: &ProviderAccount, profile: &ProviderProfile, meta: &RequestMeta) -> Vec<AuditLogEntry> {
+    let signed_in = AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta);
+    let displaced = account.displaced_holder.map(|holder| {
+        let proof = profile.email.as_ref().and_then(|email| email.proof).map(EmailProof::as_str);
+        let details = serde_json::json!({ "proven_owner_user_id": account.user_id, "proof": proof });
+        AuditLogEntry {
+            details: Some(details.to_string()),
+            ..AuditLog::entry(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None, meta)
+        }
+    });
+    std::iter::once(signed_in).chain(displaced).collect()
 }
 
 /// The audit event of a successful third-party sign-in.
@@ -406,7 +432,7 @@ fn profile(user: &ProviderUser) -> ProviderProfile {
         "tid": user.tenant_id,
         "oid": user.object_id,
         "email": user.email.as_ref().map(|email| &email.address),
-        "email_verified": user.email.as_ref().map(|email| email.verified),
+        "email_verified": user.email.as_ref().map(|email| email.proof().is_some()),
         "name": user.name,
         "given_name": user.given_name,
         "family_name": user.family_name,
@@ -418,7 +444,7 @@ fn profile(user: &ProviderUser) -> ProviderProfile {
         email: user
             .email
             .as_ref()
-            .map(|email| ProviderEmailAddress { address: email.address.clone(), verified: email.verified }),
+            .map(|email| ProviderEmailAddress { address: email.address.clone(), proof: email.proof() }),
         name: user.name.clone(),
         given_name: user.given_name.clone(),
         family_name: user.family_name.clone(),

@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::thirdparty::{APP, CLIENT_SECRET, Setup, query};
 
-async fn admin_json(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+pub async fn admin_json(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = server.admin(method, path);
     if let Some(body) = body {
         request = request.json(&body);

@@ -17,7 +17,7 @@ async fn is_valid(server: &TestServer, token: &str) -> bool {
     validate(server, token).await["is_valid"] == json!(true)
 }
 
-fn split(token: &str) -> (Value, Value) {
+pub fn split(token: &str) -> (Value, Value) {
     let mut parts = token.split('.');
     let mut decode = || serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts.next().unwrap()).unwrap()).unwrap();
     (decode(), decode())

@@ -151,7 +151,7 @@ pub fn error_of(url: &Url) -> (String, String) {
     (query(url, "error").unwrap_or_default(), query(url, "error_description").unwrap_or_default())
 }
 
-async fn audit_kinds(server: &TestServer) -> Vec<String> {
+pub async fn audit_kinds(server: &TestServer) -> Vec<String> {
     let rows =
         server.state.store().list_audit_logs(&AuditLogFilter { limit: 100, ..Default::default() }).await.unwrap();
     rows.into_iter().rev().map(|row| row.kind).collect()
@@ -531,15 +531,17 @@ async fn existing_users_are_linked_only_with_proof(backend: Backend) {
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "user_conflict", "linking is off by default");
 
-    let linking = Setup::start(backend, |config| config.third_party.providers.microsoft.allow_linking = true).await;
+    let linking = Setup::start(backend, |config| {
+        config.third_party.providers.microsoft.allow_linking = true;
+        config.email.require_verification = false;
+    })
+    .await;
     let existing = linking.server.create_user("megan@contoso.com").await;
-    linking.entra.queue_user(FakeUser::new("megan@contoso.com"));
+    linking.entra.queue_user(FakeUser::new("megan@contoso.com").without_proof());
     let landing = linking.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "user_conflict", "xms_edov absent is no proof of ownership (nOAuth)");
 
-    let mut proven = FakeUser::new("megan@contoso.com");
-    proven.xms_edov = Some(json!(true));
-    linking.entra.queue_user(proven);
+    linking.entra.queue_user(FakeUser::new("megan@contoso.com").with_xms_edov(true));
     let mut browser = linking.browser();
     let landing = browser.sign_in(&format!("{APP}/")).await;
     let linked = browser.exchange(&landing).await.json::<Value>().await.unwrap();

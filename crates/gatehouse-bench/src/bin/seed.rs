@@ -107,8 +107,8 @@ fn statements(dialect: Dialect, args: &Args, run: &str, now: i64) -> Vec<(&'stat
         (
             "emails",
             format!(
-                "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at)
-                 SELECT email_id, user_id, {address}, TRUE, {now}, {now} FROM seed"
+                "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at)
+                 SELECT email_id, user_id, {address}, 'upn', {now}, {now} FROM seed"
             ),
         ),
         (

@@ -3,7 +3,10 @@
 
 use serde::Deserialize;
 
-use crate::{email::Email, error::ThirdPartyErrorCode};
+use crate::{
+    email::{Email, EmailProof},
+    error::ThirdPartyErrorCode,
+};
 
 /// The tenant of personal Microsoft accounts.
 pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
@@ -232,23 +235,45 @@ pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> 
     if tenant_ok && listed { Ok(()) } else { Err(ClaimsError::TenantNotAllowed) }
 }
 
-/// Why Gatehouse believes the email belongs to the user.
+/// What the token says about the email it carries.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EmailEvidence {
     /// From `upn`: UPN suffixes must be verified domains of the tenant.
     Upn,
     /// `email` with `xms_edov` true: the tenant verified the domain owner.
     EdovTrue,
-    /// `email` without `xms_edov`: accepted as verified (Hanko's rule) but not proof enough to link accounts.
+    /// `email` of a personal Microsoft account (the consumer tenant), without `xms_edov`: Microsoft verified the
+    /// address when the account was made.
+    PersonalAccount,
+    /// `email` of a work or school account without `xms_edov`: no proof. The claim is absent whenever the app
+    /// registration lacks it, and before mid-2023 Microsoft put unverified addresses in `email`.
     EdovAbsent,
-    /// `email` with `xms_edov` false (or anything unrecognised): unverified.
+    /// `email` with `xms_edov` false (or anything unrecognised): the tenant did not verify the domain.
     EdovFalse,
 }
 
 impl EmailEvidence {
-    /// Positive proof of ownership: the bar for attaching a Microsoft account to an existing user.
-    pub fn proves_ownership(self) -> bool {
-        matches!(self, Self::Upn | Self::EdovTrue)
+    /// The proof of ownership this gives, if any: the bar for reporting the address as verified and for attaching
+    /// a Microsoft account to an existing user.
+    pub fn proof(self) -> Option<EmailProof> {
+        match self {
+            Self::Upn => Some(EmailProof::Upn),
+            Self::EdovTrue => Some(EmailProof::DomainOwnerVerified),
+            Self::PersonalAccount => Some(EmailProof::PersonalAccount),
+            Self::EdovAbsent | Self::EdovFalse => None,
+        }
+    }
+
+    /// Why an address with this evidence is not proven, and what fixes it: said to the user and the operator.
+    pub fn shortfall(self) -> &'static str {
+        match self {
+            Self::EdovAbsent => {
+                "Microsoft sent an email address without proof that it belongs to the user; the app registration \
+                 must add the optional ID-token claims upn, email and xms_edov (Token configuration in Entra ID)"
+            }
+            Self::EdovFalse => "the user's organisation has not verified the domain of this email address (xms_edov)",
+            Self::Upn | Self::EdovTrue | Self::PersonalAccount => "the email address is proven",
+        }
     }
 }
 
@@ -257,8 +282,13 @@ impl EmailEvidence {
 pub struct ProviderEmail {
     /// Validated and lower-cased.
     pub address: Email,
-    pub verified: bool,
     pub evidence: EmailEvidence,
+}
+
+impl ProviderEmail {
+    pub fn proof(&self) -> Option<EmailProof> {
+        self.evidence.proof()
+    }
 }
 
 /// The user a verified Microsoft token describes.
@@ -297,15 +327,17 @@ pub fn provider_user(claims: &MicrosoftClaims) -> Result<ProviderUser, ClaimsErr
         .as_deref()
         .filter(|upn| !upn.to_ascii_uppercase().contains("#EXT#"))
         .and_then(|upn| Email::parse(upn).ok())
-        .map(|address| ProviderEmail { address, verified: true, evidence: EmailEvidence::Upn });
+        .map(|address| ProviderEmail { address, evidence: EmailEvidence::Upn });
+    let personal_account = claims.tid.eq_ignore_ascii_case(CONSUMERS_TENANT_ID);
     let email = from_upn.or_else(|| {
         let address = Email::parse(claims.email.as_deref()?).ok()?;
         let evidence = match edov(claims.xms_edov.as_ref()) {
             Some(true) => EmailEvidence::EdovTrue,
             Some(false) => EmailEvidence::EdovFalse,
+            None if personal_account => EmailEvidence::PersonalAccount,
             None => EmailEvidence::EdovAbsent,
         };
-        Some(ProviderEmail { address, verified: evidence != EmailEvidence::EdovFalse, evidence })
+        Some(ProviderEmail { address, evidence })
     });
     if email.is_none() {
         return Err(ClaimsError::NoEmail);
@@ -514,7 +546,7 @@ mod tests {
 
     fn evidence(f: impl FnOnce(&mut MicrosoftClaims)) -> (String, bool, EmailEvidence) {
         let email = user(f).unwrap().email.unwrap();
-        (email.address.to_string(), email.verified, email.evidence)
+        (email.address.to_string(), email.proof().is_some(), email.evidence)
     }
 
     #[test]
@@ -544,7 +576,6 @@ mod tests {
                 object_id: Some("oid-1".into()),
                 email: Some(ProviderEmail {
                     address: Email::parse("megan@contoso.com").unwrap(),
-                    verified: true,
                     evidence: EmailEvidence::Upn,
                 }),
                 name: Some("Megan Bowen".into()),
@@ -565,7 +596,7 @@ mod tests {
             "",
         ] {
             let picked = evidence(|c| c.upn = Some(upn.into()));
-            assert_eq!(picked, ("megan@contoso.com".into(), true, EmailEvidence::EdovAbsent), "{upn}");
+            assert_eq!(picked, ("megan@contoso.com".into(), false, EmailEvidence::EdovAbsent), "{upn}");
         }
     }
 
@@ -581,11 +612,28 @@ mod tests {
             (json!("false"), false, EmailEvidence::EdovFalse),
             (json!("maybe"), false, EmailEvidence::EdovFalse),
             (json!({}), false, EmailEvidence::EdovFalse),
-            (json!(null), true, EmailEvidence::EdovAbsent),
+            (json!(null), false, EmailEvidence::EdovAbsent),
         ] {
             let picked = evidence(|c| c.xms_edov = Some(value.clone()));
             assert_eq!((picked.1, picked.2), (verified, expected), "{value}");
         }
+    }
+
+    /// The pre-hijack: an attacker's own tenant sends `email: victim@…` without `upn` or `xms_edov`. Only a personal
+    /// account's address is proven without either.
+    #[test]
+    fn an_email_without_upn_or_xms_edov_is_proven_only_for_personal_accounts() {
+        assert_eq!(evidence(|_| {}), ("megan@contoso.com".into(), false, EmailEvidence::EdovAbsent));
+        for tid in [CONSUMERS_TENANT_ID.to_owned(), CONSUMERS_TENANT_ID.to_uppercase()] {
+            let picked = evidence(|c| c.tid = tid.clone());
+            assert_eq!(picked, ("megan@contoso.com".into(), true, EmailEvidence::PersonalAccount), "{tid}");
+        }
+        let refused = evidence(|c| {
+            c.tid = CONSUMERS_TENANT_ID.into();
+            c.xms_edov = Some(json!(false));
+        });
+        assert_eq!(refused.2, EmailEvidence::EdovFalse, "an explicit false wins, even for a personal account");
+        assert!(EmailEvidence::EdovAbsent.shortfall().contains("upn, email and xms_edov"));
     }
 
     #[test]
@@ -616,7 +664,7 @@ mod tests {
             let picked = evidence(|c| c.xms_edov = Some(json!(text.clone())));
             let truthy = text == "1" || text.eq_ignore_ascii_case("true");
             prop_assert_eq!(picked.1, truthy);
-            prop_assert_eq!(picked.2.proves_ownership(), truthy);
+            prop_assert_eq!(picked.2.proof().is_some(), truthy);
         }
 
         #[test]

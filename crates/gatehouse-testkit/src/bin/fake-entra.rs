@@ -3,12 +3,13 @@
 //!
 //! `cargo run -p gatehouse-testkit --bin fake-entra -- [--port 9999] [--client-id ID] [--client-secret SECRET]
 //! [--email megan@contoso.com] [--xms-edov true|false|absent] [--distinct-users] [--control-port PORT]`
+//! (`--xms-edov` is `true` unless given: the user's tenant verified the address's domain.)
 //!
 //! `--distinct-users` makes every sign-in a new person instead (new `sub` and `oid`, and a new address made from
 //! `--email`: `megan+<random>@contoso.com`), as a load test of sign-ups needs.
 //!
 //! With `--control-port`, a second loopback listener lets a test script steer the next sign-in (the browser
-//! suite does): `POST /next-user {"email", "xms_edov"?, "upn"?}`, `POST /fail-next-authorize {"error",
+//! suite does): `POST /next-user {"email", "xms_edov"? (default `true`, `null` leaves it out), "upn"?}`, `POST /fail-next-authorize {"error",
 //! "error_description"}`, `GET /stats` (requests per endpoint so far).
 
 use std::{
@@ -42,7 +43,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         client_id: "gatehouse-dev-client".into(),
         client_secret: "gatehouse-dev-secret".into(),
         email: "megan@contoso.com".into(),
-        xms_edov: None,
+        xms_edov: Some(true),
         distinct_users: false,
         control_port: None,
     };
@@ -164,8 +165,14 @@ async fn main() -> ExitCode {
 #[derive(serde::Deserialize)]
 struct NextUser {
     email: String,
-    xms_edov: Option<Value>,
+    /// `null` leaves the claim out.
+    #[serde(default = "verified_domain")]
+    xms_edov: Value,
     upn: Option<String>,
+}
+
+fn verified_domain() -> Value {
+    Value::Bool(true)
 }
 
 #[derive(serde::Deserialize)]
@@ -186,7 +193,7 @@ fn control(fake: FakeEntra) -> axum::Router {
             "/next-user",
             post(|State(fake): State<FakeEntra>, Json(next): Json<NextUser>| async move {
                 let mut user = FakeUser::new(next.email.as_str());
-                user.xms_edov = next.xms_edov;
+                user.xms_edov = (!next.xms_edov.is_null()).then_some(next.xms_edov);
                 user.upn = next.upn;
                 fake.queue_user(user);
                 Json(serde_json::json!({ "queued": true }))
@@ -224,7 +231,7 @@ mod tests {
     #[test]
     fn flags_and_defaults() {
         let args = parse(&[]).expect("defaults");
-        assert_eq!((args.port, args.client_id.as_str(), args.xms_edov), (9999, "gatehouse-dev-client", None));
+        assert_eq!((args.port, args.client_id.as_str(), args.xms_edov), (9999, "gatehouse-dev-client", Some(true)));
         let args = parse(&["--port", "0", "--email", "a@b.c", "--xms-edov", "false"]).expect("flags");
         assert_eq!((args.port, args.email.as_str(), args.xms_edov), (0, "a@b.c", Some(false)));
         assert!(parse(&["--port"]).is_err());

@@ -167,7 +167,7 @@ pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<Uuid>) -> 
             .map(|email| EmailView {
                 id: email.id,
                 address: email.address.clone(),
-                is_verified: email.verified,
+                is_verified: email.is_verified(),
                 is_primary: email.is_primary,
                 created_at: rfc3339_ms(email.created_at),
             })
