@@ -344,7 +344,90 @@ async fn expired_rows_are_swept(backend: Backend) {
     assert!(!store.update_flow(live_flow.id, 0, "{}", "e", now).await.unwrap(), "a stale version is refused");
 }
 
+/// Upgrading from the `verified` flag (migration 0004): only a personal account's address can be proven from what
+/// was stored (the identity's tenant); every other address, whatever the old flag said, is unproven until its
+/// owner's next sign-in records a proof.
+async fn the_email_proof_upgrade_keeps_only_what_can_be_proven(backend: Backend) {
+    use sqlx::Connection;
+    let db = TestDb::new(backend).await;
+    let url = match backend {
+        Backend::Sqlite => format!("{}?mode=rwc", db.url()),
+        Backend::Postgres => db.url().to_owned(),
+    };
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    let before_proofs = match backend {
+        Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+        Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+    };
+    before_proofs.run_to(3, &mut conn).await.unwrap();
+    let personal = r#"{"sub":"s1","tid":"9188040d-6c67-4c5b-b112-36a304b66dad","email_verified":true}"#;
+    let work = r#"{"sub":"s2","tid":"72f988bf-86f1-41af-91ab-2d7cd011db47","email_verified":true}"#;
+    let mut users = Vec::new();
+    for (n, (address, verified, claims)) in
+        [("me@outlook.com", true, personal), ("victim@contoso.com", true, work), ("x@fabrikam.com", false, work)]
+            .into_iter()
+            .enumerate()
+    {
+        let (user, email) = (Uuid::new_v4().to_string(), Uuid::new_v4().to_string());
+        sqlx::query("INSERT INTO users (id, created_at, updated_at) VALUES ($1, 1, 1)")
+            .bind(&user)
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO emails (id, user_id, address, verified, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, 1)",
+        )
+        .bind(&email)
+        .bind(&user)
+        .bind(address)
+        .bind(verified)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, 1, 1)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(&email)
+        .bind(&user)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO identities (id, provider_id, provider_user_id, data, email_id, user_id, created_at, updated_at)
+             VALUES ($1, 'microsoft', $2, $3, $4, $5, 1, 1)",
+        )
+        .bind(Uuid::new_v4().to_string())
+        .bind(format!("sub-{n}"))
+        .bind(claims)
+        .bind(&email)
+        .bind(&user)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+        users.push(Uuid::parse_str(&user).unwrap());
+    }
+    conn.close().await.unwrap();
+
+    let store = db.store().await;
+    let mut proofs = Vec::new();
+    for user in users {
+        let found = store.find_user(user).await.unwrap().unwrap();
+        let email = found.primary_email().unwrap();
+        proofs.push((email.address.clone(), email.proof));
+    }
+    assert_eq!(
+        proofs,
+        [
+            ("me@outlook.com".to_owned(), Some(EmailProof::PersonalAccount)),
+            ("victim@contoso.com".to_owned(), None),
+            ("x@fabrikam.com".to_owned(), None),
+        ]
+    );
+}
+
 both_backends!(
+    the_email_proof_upgrade_keeps_only_what_can_be_proven,
     expired_rows_are_swept,
     users_round_trip_with_their_primary_email,
     email_addresses_are_unique_case_insensitively,
