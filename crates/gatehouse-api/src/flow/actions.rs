@@ -282,13 +282,23 @@ pub async fn run(
     let Some(definition) = offered.get(action_name) else {
         return FlowError::OperationNotPermitted.standalone();
     };
+    let next_csrf = csrf_token();
+    // Of concurrent actions on one flow, exactly one may act beyond it (consume a token, delete something): it
+    // claims the step first and rotates the CSRF token, so the others are refused before they touch anything.
+    let mut version = record.version;
+    if acts_beyond_the_flow(action_name) {
+        match state.store().update_flow(flow_id, version, &record.data, &next_csrf, now).await {
+            Ok(true) => version += 1,
+            Ok(false) => return FlowError::OperationNotPermitted.standalone(),
+            Err(_) => return FlowError::Technical.standalone(),
+        }
+    }
     let context =
         Context { state, request, flow_id, data: &data, session: session.as_ref(), profile: current_profile.as_ref() };
     let outcome = match validate_inputs(definition, &input_data) {
         Ok(()) => execute(&context, action_name, &input_data).await,
         Err(error) => Err(error),
     };
-    let next_csrf = csrf_token();
     // A client error keeps the state (the page shows the error); a server error ends the flow.
     let step = match outcome {
         Ok(step) => step,
@@ -297,7 +307,7 @@ pub async fn run(
     };
     let saved = state
         .store()
-        .update_flow(flow_id, record.version, &serde_json::to_string(&step.next).unwrap_or_default(), &next_csrf, now)
+        .update_flow(flow_id, version, &serde_json::to_string(&step.next).unwrap_or_default(), &next_csrf, now)
         .await;
     match saved {
         Ok(true) => {}
@@ -305,6 +315,11 @@ pub async fn run(
         Err(_) => return FlowError::Technical.standalone(),
     }
     render(state, flow_id, step, next_csrf, session.as_ref()).await
+}
+
+/// Actions whose effects reach past the flow's own row.
+fn acts_beyond_the_flow(action_name: &str) -> bool {
+    matches!(action_name, "exchange_token" | "session_delete" | "email_delete" | "account_delete")
 }
 
 /// Everything an action runs against.
@@ -369,7 +384,8 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
             let id = text(input_data, "session_id")
                 .and_then(|id| Uuid::parse_str(id).ok())
                 .ok_or(FlowError::FormDataInvalid)?;
-            state.store().delete_session(id).await.map_err(|_| FlowError::Technical)?;
+            let user = session.ok_or(FlowError::Unauthorized)?.claims.sub;
+            state.store().delete_user_session(user, id).await.map_err(|_| FlowError::Technical)?;
             Ok(Step::to(at(StateName::ProfileInit)))
         }
         "email_delete" => {
@@ -406,7 +422,7 @@ async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) 
     let token = state.store().take_token(&hash(value)).await.map_err(|_| FlowError::Technical)?;
     let Some(token) = token.filter(|t| t.expires_at > clock::now_ms()) else {
         state.audit().record("token_exchange_failed", None, Some("invalid or expired token"), &request.meta).await;
-        return Err(FlowError::Technical);
+        return Err(FlowError::FormDataInvalid);
     };
     if let Some(expected) = &token.code_verifier_hash {
         let presented = text(input_data, "code_verifier").map(hash).unwrap_or_default();

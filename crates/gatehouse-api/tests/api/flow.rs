@@ -134,8 +134,47 @@ async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
     assert_eq!(flow.state["error"]["code"], "form_data_invalid_error");
     assert_eq!(flow.state["status"], 400);
     flow.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
-    assert_eq!(flow.state["error"]["code"], "technical_error", "the token is gone after one try");
-    assert_eq!(flow.name(), "error");
+    assert_eq!(flow.state["error"]["code"], "form_data_invalid_error", "the token is gone after one try");
+    assert_eq!(flow.name(), "thirdparty", "a spent token is the client's error: the flow goes on");
+    flow.run("exchange_token", json!({"token": "made-up", "code_verifier": VERIFIER})).await;
+    assert_eq!((flow.state["status"].as_u64(), flow.name()), (Some(400), "thirdparty"));
+}
+
+/// Sixteen `exchange_token` calls at once on one flow: exactly one succeeds and delivers its session, the others
+/// are refused with a 4xx before they touch anything, and no session is made that nobody received.
+async fn concurrent_actions_on_one_flow_act_once(backend: Backend) {
+    let setup = Setup::start(backend, |config| config.session.enable_auth_token_header = true).await;
+    let mut browser = setup.browser();
+    let mut flow = Flow::start(&setup, "login", None).await;
+    flow.run("register_client_capabilities", capabilities()).await;
+    let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
+    let landing = browser.callback(&browser.at_provider(&authorize).await).await;
+    let token = query(&landing, "hanko_token").unwrap();
+    let server = &setup.server;
+    let url = server.url(flow.state["actions"]["exchange_token"]["href"].as_str().unwrap());
+    let body =
+        json!({"input_data": {"token": token, "code_verifier": VERIFIER}, "csrf_token": flow.state["csrf_token"]});
+    let calls = (0..16).map(|_| {
+        let request = server.client.post(&url).json(&body);
+        tokio::spawn(async move {
+            let response = request.send().await.unwrap();
+            let jwt = response.headers().get("x-auth-token").map(|v| v.to_str().unwrap().to_owned());
+            (response.status().as_u16(), jwt)
+        })
+    });
+    let mut answers = Vec::new();
+    for call in calls.collect::<Vec<_>>() {
+        answers.push(call.await.unwrap());
+    }
+    let successes: Vec<_> = answers.iter().filter(|(status, _)| *status == 200).collect();
+    assert_eq!(successes.len(), 1, "{answers:?}");
+    assert!(answers.iter().all(|(status, _)| *status == 200 || (400..500).contains(status)), "{answers:?}");
+    let jwt = successes[0].1.as_deref().expect("the winner delivers its session");
+    let validated = server.get_json("/sessions/validate", Some(jwt)).await;
+    assert_eq!(validated["is_valid"], true);
+    let user_id: uuid::Uuid = validated["user_id"].as_str().unwrap().parse().unwrap();
+    let sessions = server.state.store().list_sessions(user_id, gatehouse_api::clock::now_ms()).await.unwrap();
+    assert_eq!(sessions.len(), 1, "no session was made that nobody received");
 }
 
 async fn actions_are_guarded(backend: Backend) {
@@ -255,6 +294,12 @@ async fn the_profile_lists_and_revokes(backend: Backend) {
     assert_eq!(server.get_json("/sessions/validate", Some(&current)).await["is_valid"], true);
     let foreign = profile.run("session_delete", json!({"session_id": uuid::Uuid::new_v4()})).await;
     assert_eq!(foreign.status(), 400, "only the user's own other sessions");
+    let someone_else = server.create_user("someone@contoso.com").await;
+    let their_token = server.issue_session(someone_else).await;
+    let their_session = server.get_json("/sessions/validate", Some(&their_token)).await["claims"]["session_id"].clone();
+    let refused = profile.run("session_delete", json!({"session_id": their_session})).await;
+    assert_eq!(refused.status(), 400, "another user's real session id is refused");
+    assert_eq!(server.get_json("/sessions/validate", Some(&their_token)).await["is_valid"], true);
 
     profile.run("account_delete", json!({})).await;
     assert_eq!(profile.name(), "account_deleted");
@@ -315,6 +360,7 @@ async fn a_flow_moves_between_instances(backend: Backend) {
 }
 
 both_backends!(
+    concurrent_actions_on_one_flow_act_once,
     login_reaches_success_with_a_session,
     the_verifier_must_match_and_tokens_work_once,
     actions_are_guarded,
