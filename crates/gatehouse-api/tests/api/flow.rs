@@ -121,14 +121,19 @@ async fn login_reaches_success_with_a_session(backend: Backend) {
     assert_eq!(validated["claims"]["amr"], json!(["ext:microsoft"]));
 }
 
-async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
-    let setup = Setup::start(backend, |_| {}).await;
+/// A login flow in the `thirdparty` state, and the one-time token its browser brought back from the provider.
+async fn at_exchange_token(setup: &Setup) -> (Flow<'_>, String) {
     let mut browser = setup.browser();
-    let mut flow = Flow::start(&setup, "login", None).await;
+    let mut flow = Flow::start(setup, "login", None).await;
     flow.run("register_client_capabilities", capabilities()).await;
     let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
     let landing = browser.callback(&browser.at_provider(&authorize).await).await;
-    let token = query(&landing, "hanko_token").unwrap();
+    (flow, query(&landing, "hanko_token").unwrap())
+}
+
+async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let (mut flow, token) = at_exchange_token(&setup).await;
     flow.run("exchange_token", json!({"token": token, "code_verifier": "x".repeat(64)})).await;
     assert_eq!(flow.name(), "thirdparty", "a client error keeps the state");
     assert_eq!(flow.state["error"]["code"], "form_data_invalid_error");
@@ -144,12 +149,7 @@ async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
 /// are refused with a 4xx before they touch anything, and no session is made that nobody received.
 async fn concurrent_actions_on_one_flow_act_once(backend: Backend) {
     let setup = Setup::start(backend, |config| config.session.enable_auth_token_header = true).await;
-    let mut browser = setup.browser();
-    let mut flow = Flow::start(&setup, "login", None).await;
-    flow.run("register_client_capabilities", capabilities()).await;
-    let authorize = flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
-    let landing = browser.callback(&browser.at_provider(&authorize).await).await;
-    let token = query(&landing, "hanko_token").unwrap();
+    let (flow, token) = at_exchange_token(&setup).await;
     let server = &setup.server;
     let url = server.url(flow.state["actions"]["exchange_token"]["href"].as_str().unwrap());
     let body =
