@@ -218,22 +218,24 @@ impl MicrosoftClient {
             .map(|key| Credential::Certificate(key))
             .chain(usable_secrets(&self.settings.client_secrets, now).into_iter().map(Credential::Secret))
             .collect();
-        let (first, fallback) = match credentials.as_slice() {
-            [] => return Err(MicrosoftError::NoUsableCredential),
-            [first, rest @ ..] => (*first, rest.first().copied()),
-        };
-        match (self.redeem_with(code, code_verifier, first, now).await, fallback) {
-            (Err(MicrosoftError::Refused { error, .. }), Some(next)) if error == "invalid_client" => {
-                self.credential_failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                tracing::warn!(
-                    refused = %first.describe(),
-                    next = %next.describe(),
-                    "Microsoft refused the credential (expired, revoked or not uploaded?); trying the next one"
-                );
-                self.redeem_with(code, code_verifier, next, now).await
+        let mut result = Err(MicrosoftError::NoUsableCredential);
+        // Each usable credential at most once: a certificate not uploaded yet and a revoked secret must not hide a
+        // good secret further down the list.
+        for (index, credential) in credentials.iter().enumerate() {
+            result = self.redeem_with(code, code_verifier, *credential, now).await;
+            match (&result, credentials.get(index + 1)) {
+                (Err(MicrosoftError::Refused { error, .. }), Some(next)) if error == "invalid_client" => {
+                    self.credential_failovers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    tracing::warn!(
+                        refused = %credential.describe(),
+                        next = %next.describe(),
+                        "Microsoft refused the credential (expired, revoked or not uploaded?); trying the next one"
+                    );
+                }
+                _ => break,
             }
-            (result, _) => result,
         }
+        result
     }
 
     async fn redeem_with(

@@ -335,6 +335,10 @@ async fn a_refused_secret_fails_over_to_the_next(backend: Backend) {
         microsoft.secret = Some(gatehouse_core::config::Secret::new("secret-not-yet-in-azure"));
         microsoft.secrets = vec![
             gatehouse_core::config::ClientSecretConfig {
+                value: gatehouse_core::config::Secret::new("revoked-in-azure"),
+                expires_at: Some("2098-12-31".into()),
+            },
+            gatehouse_core::config::ClientSecretConfig {
                 value: gatehouse_core::config::Secret::new("long-expired-secret"),
                 expires_at: Some("2020-01-01".into()),
             },
@@ -346,9 +350,9 @@ async fn a_refused_secret_fails_over_to_the_next(backend: Backend) {
     })
     .await;
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
-    assert!(query(&landing, "hanko_token").is_some(), "the next usable secret was used: {landing}");
-    assert_eq!(setup.entra.token_requests(), 2, "one refusal, one retry; the expired secret is never sent");
-    assert_eq!(setup.server.state.third_party().microsoft().unwrap().credential_failovers(), 1);
+    assert!(query(&landing, "hanko_token").is_some(), "the third usable secret was used: {landing}");
+    assert_eq!(setup.entra.token_requests(), 3, "each usable secret once; the expired secret is never sent");
+    assert_eq!(setup.server.state.third_party().microsoft().unwrap().credential_failovers(), 2);
 
     setup.entra.expire_secret(CLIENT_SECRET);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
