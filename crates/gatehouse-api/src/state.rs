@@ -6,7 +6,7 @@ use gatehouse_store::Store;
 
 use crate::services::{
     admin_keys::ConfiguredKeys,
-    audit::AuditLog,
+    audit::{AnonymousFailures, AuditLog},
     keys::{KeyRing, KeyRingError},
     rate_limit::{RateDecision, RateLimiter},
     session::SessionService,
@@ -42,6 +42,7 @@ struct Inner {
     live: RwLock<Live>,
     token_limiter: Option<RateLimiter>,
     admin_keys: ConfiguredKeys,
+    anonymous_failures: AnonymousFailures,
 }
 
 #[derive(Debug)]
@@ -65,7 +66,11 @@ impl AppState {
             .then(|| RateLimiter::new(limits.token_limits.tokens, limits.token_limits.interval.as_duration()));
         let admin_keys = ConfiguredKeys::new(&config.server.admin.api_keys);
         let live = RwLock::new(Live { version: saved.version, third_party });
-        Ok(Self { inner: Arc::new(Inner { config, store, sealer, keys, live, token_limiter, admin_keys }) })
+        let anonymous_failures =
+            AnonymousFailures::new(AnonymousFailures::WINDOW_MS, AnonymousFailures::ROWS_PER_WINDOW);
+        Ok(Self {
+            inner: Arc::new(Inner { config, store, sealer, keys, live, token_limiter, admin_keys, anonymous_failures }),
+        })
     }
 
     /// The third-party machinery in force now. Callers keep the `Arc` for one request, so a change of settings
@@ -137,7 +142,7 @@ impl AppState {
     }
 
     pub fn audit(&self) -> AuditLog<'_> {
-        AuditLog::new(self.store())
+        AuditLog::new(self.store(), &self.inner.anonymous_failures)
     }
 }
 

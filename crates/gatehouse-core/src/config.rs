@@ -101,7 +101,22 @@ pub struct Config {
     pub account: AccountConfig,
     pub third_party: ThirdPartyConfig,
     pub rate_limiter: RateLimiterConfig,
+    pub audit_log: AuditLogConfig,
     pub log: LogConfig,
+}
+
+/// Hanko's `audit_log` section, the part Gatehouse has: how long rows are kept.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AuditLogConfig {
+    /// Rows older than this are deleted by the periodic sweep (Hanko's default: 30 days).
+    pub retention: GoDuration,
+}
+
+impl Default for AuditLogConfig {
+    fn default() -> Self {
+        Self { retention: GoDuration::from_secs(720 * 3600) }
+    }
 }
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -651,6 +666,9 @@ impl Config {
         }
         if self.rate_limiter.token_limits.interval.as_secs() == 0 {
             issue("rate_limiter.token_limits.interval", "must be at least 1s".into());
+        }
+        if self.audit_log.retention.as_secs() < 3600 {
+            issue("audit_log.retention", "must be at least 1h".into());
         }
         issues.extend(self.third_party.validate());
         issues

@@ -10,6 +10,11 @@ impl Store {
         insert_audit_log(&mut *self.write().await?, entry).await
     }
 
+    /// Deletes audit rows written before `cutoff` (the retention); returns how many.
+    pub async fn delete_audit_logs_before(&self, cutoff: i64) -> Result<u64> {
+        self.delete_rows("DELETE FROM audit_logs WHERE created_at < $1", cutoff).await
+    }
+
     /// Audit log rows matching every given filter, newest first.
     pub async fn list_audit_logs(&self, filter: &AuditLogFilter) -> Result<Vec<AuditLogEntry>> {
         sqlx::query(sqlx::AssertSqlSafe(format!(

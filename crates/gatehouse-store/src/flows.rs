@@ -75,11 +75,7 @@ impl Store {
 
     /// Deletes flows that expired before `now`; returns how many.
     pub async fn delete_expired_flows(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM flows WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *self.write().await?)
-            .await?;
-        Ok(result.rows_affected())
+        self.delete_rows("DELETE FROM flows WHERE expires_at <= $1", now).await
     }
 
     /// Deletes one of the user's emails unless it is their primary one; `false` if there was no such email.

@@ -56,10 +56,6 @@ impl Store {
 
     /// Removes keys retired at or before `retired_before`: no live token can carry their signature any more.
     pub async fn delete_retired_signing_keys(&self, retired_before: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM jwks WHERE retired_at IS NOT NULL AND retired_at <= $1")
-            .bind(retired_before)
-            .execute(&mut *self.write().await?)
-            .await?;
-        Ok(result.rows_affected())
+        self.delete_rows("DELETE FROM jwks WHERE retired_at IS NOT NULL AND retired_at <= $1", retired_before).await
     }
 }

@@ -149,6 +149,13 @@ impl Store {
         self.backend
     }
 
+    /// Runs a `DELETE` whose one parameter is a time; returns how many rows went. The housekeeping deletes are all
+    /// of this shape.
+    async fn delete_rows(&self, sql: &'static str, time: i64) -> Result<u64> {
+        let result = sqlx::query(sql).bind(time).execute(&mut *self.write().await?).await?;
+        Ok(result.rows_affected())
+    }
+
     /// Applies every pending migration of this backend's dialect.
     pub async fn migrate(&self) -> Result<()> {
         match self.backend {

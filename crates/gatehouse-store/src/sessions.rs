@@ -127,11 +127,7 @@ impl Store {
 
     /// Deletes every session that expired at or before `now`; returns how many.
     pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM sessions WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *self.write().await?)
-            .await?;
-        Ok(result.rows_affected())
+        self.delete_rows("DELETE FROM sessions WHERE expires_at <= $1", now).await
     }
 
     /// Deletes a session; `false` if there was none.

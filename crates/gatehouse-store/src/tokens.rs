@@ -45,20 +45,12 @@ impl Store {
 
     /// Deletes the records of used states that have expired; returns how many.
     pub async fn delete_expired_used_states(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM used_states WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *self.write().await?)
-            .await?;
-        Ok(result.rows_affected())
+        self.delete_rows("DELETE FROM used_states WHERE expires_at <= $1", now).await
     }
 
     /// Deletes expired one-time tokens; returns how many.
     pub async fn delete_expired_tokens(&self, now: i64) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM tokens WHERE expires_at <= $1")
-            .bind(now)
-            .execute(&mut *self.write().await?)
-            .await?;
-        Ok(result.rows_affected())
+        self.delete_rows("DELETE FROM tokens WHERE expires_at <= $1", now).await
     }
 }
 

@@ -340,6 +340,11 @@ async fn expired_rows_are_swept(backend: Backend) {
     assert!(
         store.find_flow(live_flow.id).await.unwrap().is_some() && store.find_flow(old_flow.id).await.unwrap().is_none()
     );
+    let audit = |created_at| AuditLogEntry { id: Uuid::now_v7(), kind: "k".into(), created_at, ..Default::default() };
+    store.insert_audit_log(&audit(1_000)).await.unwrap();
+    store.insert_audit_log(&audit(now)).await.unwrap();
+    assert_eq!(store.delete_audit_logs_before(now).await.unwrap(), 1, "rows older than the retention go");
+    assert_eq!(store.count_audit_logs(&AuditLogFilter::default()).await.unwrap(), 1);
     assert!(store.update_flow(live_flow.id, 0, "{\"x\":1}", "d", now).await.unwrap());
     assert!(!store.update_flow(live_flow.id, 0, "{}", "e", now).await.unwrap(), "a stale version is refused");
 }

@@ -175,7 +175,8 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
         tracing::info!("Redirect URL for the Azure app registration: {redirect_url}");
     }
     tokio::spawn(identity_providers::warn_about_expiring_credentials(app.state().clone()));
-    tokio::spawn(gatehouse_api::services::maintenance::run(app.state().store().clone()));
+    let audit_retention = app.state().config().audit_log.retention.as_duration();
+    tokio::spawn(gatehouse_api::services::maintenance::run(app.state().store().clone(), audit_retention));
     app.run_until_stopped(shutdown_signal()).await.context("the server failed")?;
     tracing::info!("stopped");
     Ok(())

@@ -83,7 +83,8 @@ async fn finish(
     status: StatusCode,
 ) -> Response {
     let binding = cookie(headers, STATE_COOKIE);
-    let Finished { location, .. } = state.third_party().finish(state.store(), params, binding, meta).await;
+    let Finished { location, .. } =
+        state.third_party().finish(state.store(), &state.audit(), params, binding, meta).await;
     let mut response = match location {
         Some(location) => redirect(status, location.as_str()),
         None => (

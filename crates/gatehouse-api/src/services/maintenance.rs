@@ -1,5 +1,5 @@
-//! Housekeeping: expired flows, one-time tokens, sessions and used-state records are deleted, so tables do not
-//! grow without bound. Requests never clean up after themselves, which keeps the sign-in path's writes few.
+//! Housekeeping: expired flows, one-time tokens, sessions and used-state records, and audit rows past their
+//! retention, are deleted, so tables do not grow without bound. Requests never clean up after themselves, which keeps the sign-in path's writes few.
 //! Safe to run on every instance at once: each sweep is a plain `DELETE … WHERE expires_at <= now`.
 
 use std::time::Duration;
@@ -18,11 +18,13 @@ pub struct Swept {
     pub tokens: u64,
     pub sessions: u64,
     pub used_states: u64,
+    pub audit_logs: u64,
 }
 
 /// Sweeps every table, each on its own: a failure on one is logged and does not stop the others.
-pub async fn sweep(store: &Store) -> Swept {
+pub async fn sweep(store: &Store, audit_retention: Duration) -> Swept {
     let now = clock::now_ms();
+    let audit_cutoff = now.saturating_sub(i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX));
     let count = |table: &'static str, result: Result<u64, StoreError>| {
         result.unwrap_or_else(|error| {
             tracing::warn!(%error, table, "housekeeping failed; retrying at the next interval");
@@ -34,15 +36,16 @@ pub async fn sweep(store: &Store) -> Swept {
         tokens: count("tokens", store.delete_expired_tokens(now).await),
         sessions: count("sessions", store.delete_expired_sessions(now).await),
         used_states: count("used_states", store.delete_expired_used_states(now).await),
+        audit_logs: count("audit_logs", store.delete_audit_logs_before(audit_cutoff).await),
     }
 }
 
 /// Sweeps every [`SWEEP_INTERVAL`] until the process ends.
-pub async fn run(store: Store) {
+pub async fn run(store: Store, audit_retention: Duration) {
     let mut every = tokio::time::interval(SWEEP_INTERVAL);
     loop {
         every.tick().await;
-        let swept = sweep(&store).await;
+        let swept = sweep(&store, audit_retention).await;
         tracing::debug!(?swept, "housekeeping");
     }
 }

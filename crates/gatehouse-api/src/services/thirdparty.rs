@@ -214,6 +214,7 @@ impl ThirdParty {
     pub async fn finish(
         &self,
         store: &Store,
+        audit: &AuditLog<'_>,
         params: CallbackParams,
         browser_binding: Option<&str>,
         meta: &RequestMeta,
@@ -232,7 +233,7 @@ impl ThirdParty {
                 };
                 return self
                     .fail(
-                        store,
+                        audit,
                         None,
                         self.error_redirect.clone(),
                         ThirdPartyFailure::new(ThirdPartyErrorCode::InvalidRequest, description),
@@ -262,20 +263,20 @@ impl ThirdParty {
                     }),
                 }
             }
-            Err(failure) => self.fail(store, Some(&state), target, failure, meta).await,
+            Err(failure) => self.fail(audit, Some(&state), target, failure, meta).await,
         }
     }
 
     async fn fail(
         &self,
-        store: &Store,
+        audit: &AuditLog<'_>,
         state: Option<&ThirdPartyState>,
         target: Option<Url>,
         failure: ThirdPartyFailure,
         meta: &RequestMeta,
     ) -> Finished {
         if failure.code != ThirdPartyErrorCode::ServerError.as_str() {
-            AuditLog::new(store)
+            audit
                 .record(
                     "thirdparty_signin_signup_failed",
                     state.and_then(|s| s.connect_user_id),

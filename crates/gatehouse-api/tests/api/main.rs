@@ -1,6 +1,7 @@
 //! The public API, driven over HTTP against a real server on port 0, on SQLite and on PostgreSQL.
 
 mod admin;
+mod bounded_writes;
 mod email_proof;
 mod errors;
 mod flow;
