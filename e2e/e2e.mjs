@@ -693,6 +693,29 @@ await scenario("8e. the Users view shows a Microsoft user and revokes a session"
   expectNoProblems(page);
 });
 
+// --- hostile pages ---------------------------------------------------------------------------------------------
+
+await scenario("9. the login page shows fixed text, never a crafted error_description", async () => {
+  const { page } = await newPage();
+  const lure = "Call IT support on +1 555 0100 and read them your code";
+  const cases = [
+    ["access_denied", "Sign-in was cancelled, or Microsoft denied access."],
+    ["user_conflict", "An account with this email address already exists and cannot be joined to this Microsoft account."],
+    ["call_it_support", "The sign-in failed. Please try again."],
+    ["constructor", "The sign-in failed. Please try again."],
+  ];
+  for (const [code, text] of cases) {
+    await page.goto(`${API}/?${new URLSearchParams({ error: code, error_description: lure })}`);
+    await page.getByRole("button", { name: "Sign in with Microsoft" }).waitFor();
+    const shown = await page.locator("#error").textContent();
+    expect(shown === text, `error=${code} shows its fixed text: "${shown}"`);
+    const everything = await page.evaluate(() => document.documentElement.outerHTML + location.href);
+    expect(!everything.includes("Call IT support"), `error=${code}: the description appears nowhere on the page`);
+  }
+  await shot(page, "s9-fixed-error-text");
+  expectNoProblems(page);
+});
+
 await browser.close();
 pages.close();
 cleanup();
