@@ -95,8 +95,9 @@ const CONTROL = `http://127.0.0.1:${controlPort}`;
  * Writes `dir`/gatehouse.yaml and returns its path: a Gatehouse on loopback at `publicPort` with its SQLite database
  * in `dir`, CORS and redirects open to the test page, and Microsoft against the fake Entra ID, on or off.
  * `admin` ({ port, key }) turns on the admin listener with that key; without it the admin listener is off.
+ * `cookieSessions` delivers sessions as a `Set-Cookie` instead of the `X-Auth-Token` header.
  */
-function writeGatehouseConfig(dir, { publicPort, secretKey, microsoftEnabled, admin }) {
+function writeGatehouseConfig(dir, { publicPort, secretKey, microsoftEnabled, admin, cookieSessions = false }) {
   const api = `http://127.0.0.1:${publicPort}`;
   const adminSection = admin
     ? `    address: "127.0.0.1:${admin.port}"
@@ -116,7 +117,7 @@ database:
   url: "sqlite://${path.join(dir, "gatehouse.db")}"
 secret_keys: ["${secretKey}"]
 session:
-  enable_auth_token_header: true
+  enable_auth_token_header: ${!cookieSessions}
   cookie:
     secure: false
 rate_limiter:
@@ -691,6 +692,102 @@ await scenario("8e. the Users view shows a Microsoft user and revokes a session"
   await auditRows.first().waitFor();
   await shot(page, "s8e-4-audit");
   expectNoProblems(page);
+});
+
+// --- hostile pages ---------------------------------------------------------------------------------------------
+
+await scenario("9. the login page shows fixed text, never a crafted error_description", async () => {
+  const { page } = await newPage();
+  const lure = "Call IT support on +1 555 0100 and read them your code";
+  const cases = [
+    ["access_denied", "Sign-in was cancelled, or Microsoft denied access."],
+    ["user_conflict", "An account with this email address already exists and cannot be joined to this Microsoft account."],
+    ["call_it_support", "The sign-in failed. Please try again."],
+    ["constructor", "The sign-in failed. Please try again."],
+  ];
+  for (const [code, text] of cases) {
+    await page.goto(`${API}/?${new URLSearchParams({ error: code, error_description: lure })}`);
+    await page.getByRole("button", { name: "Sign in with Microsoft" }).waitFor();
+    const shown = await page.locator("#error").textContent();
+    expect(shown === text, `error=${code} shows its fixed text: "${shown}"`);
+    const everything = await page.evaluate(() => document.documentElement.outerHTML + location.href);
+    expect(!everything.includes("Call IT support"), `error=${code}: the description appears nowhere on the page`);
+  }
+  await shot(page, "s9-fixed-error-text");
+  expectNoProblems(page);
+});
+
+/**
+ * The attacker's half of a login CSRF: a complete sign-in of the attacker's own Microsoft account through the flow
+ * API of `api`, stopped just before `exchange_token`. Returns that action's URL and the body that would finish it.
+ */
+async function attackerExchange(api) {
+  const post = async (href, body) =>
+    (await fetch(`${api}${href}`, { method: "POST", headers: { "content-type": "application/json" }, body: body && JSON.stringify(body) })).json();
+  let state = await post("/login");
+  state = await post(state.actions.register_client_capabilities.href, { input_data: { webauthn_available: false }, csrf_token: state.csrf_token });
+  const code_verifier = randomBytes(48).toString("base64url");
+  const oauth = { provider: "microsoft", redirect_to: `${PAGE}/`, code_verifier };
+  state = await post(state.actions.thirdparty_oauth.href, { input_data: oauth, csrf_token: state.csrf_token });
+  await control("/next-user", { email: "mallory@fabrikam.com", upn: "mallory@fabrikam.com", xms_edov: true });
+  const callback = (await fetch(state.payload.redirect_url, { redirect: "manual" })).headers.get("location");
+  const landing = (await fetch(callback, { redirect: "manual" })).headers.get("location");
+  const token = new URL(landing).searchParams.get("hanko_token");
+  expect(token, `the attacker's sign-in reached the app: ${landing}`);
+  return { url: `${api}${state.actions.exchange_token.href}`, body: { input_data: { token, code_verifier }, csrf_token: state.csrf_token } };
+}
+
+/**
+ * Serves one page on its own port, reached as `http://localhost:<port>`: another site than the
+ * `http://127.0.0.1` pages and APIs. The page auto-submits a `text/plain` form whose body is `body` as JSON (the
+ * form encodes `name=value`, so the `=` is hidden inside a padding string) to `url`.
+ */
+async function serveForgingPage(url, body) {
+  const json = JSON.stringify({ ...body, padding: "" });
+  const [name, value] = [json.slice(0, -2), json.slice(-2)];
+  const html = `<!doctype html><form method="POST" enctype="text/plain"></form><script>
+    const form = document.forms[0];
+    form.action = ${JSON.stringify(url)};
+    const input = Object.assign(document.createElement("input"), { type: "hidden", name: ${JSON.stringify(name)}, value: ${JSON.stringify(value)} });
+    form.append(input);
+    form.submit();
+  </script>`;
+  const server = http.createServer((request, response) => response.writeHead(200, { "content-type": "text/html" }).end(html));
+  const port = await freePort();
+  await new Promise((resolve) => server.listen(port, "127.0.0.1", resolve));
+  return { server, url: `http://localhost:${port}/` };
+}
+
+await scenario("10. a cross-site text/plain form cannot sign the visitor in as the attacker (login CSRF)", async () => {
+  // Cookie sessions: the answer to the forged POST itself would carry the attacker's session cookie.
+  const publicPort = await freePort();
+  const api = `http://127.0.0.1:${publicPort}`;
+  const dir = mkdtempSync(path.join(os.tmpdir(), "gatehouse-csrf-"));
+  const config = writeGatehouseConfig(dir, { publicPort, secretKey: "e2e-csrf-secret-key-0123456789abcdef", microsoftEnabled: true, cookieSessions: true });
+  await start(GATEHOUSE, ["serve", "--config", config], "listening on");
+  await waitFor(`${api}/health/ready`);
+
+  const exchange = await attackerExchange(api);
+  const forging = await serveForgingPage(exchange.url, exchange.body);
+  try {
+    const { context, page } = await newPage();
+    const forged = page.waitForResponse((response) => response.url() === exchange.url);
+    await page.goto(forging.url);
+    const answer = await forged;
+    expect(answer.request().postData()?.startsWith('{"input_data":'), `the form posted the JSON body: ${answer.request().postData()}`);
+    await shot(page, "s10-forged-post");
+    const cookie = (await context.cookies(api)).find((c) => c.name === "hanko");
+    const me = await context.request.get(`${api}/me`);
+    expect(me.status() === 401, `the visitor is not signed in: ${me.status()} ${await me.text()}`);
+    expect(!cookie, `the visitor has no session cookie: ${JSON.stringify(cookie)}`);
+    expect([403, 415].includes(answer.status()), `the forged exchange is refused: ${answer.status()}`);
+  } finally {
+    forging.server.close();
+  }
+  // The refused body was a working one: sent as JSON by the attacker's own client, it signs the attacker in.
+  const own = await fetch(exchange.url, { method: "POST", headers: { "content-type": "application/json" }, body: JSON.stringify(exchange.body) });
+  const state = await own.json();
+  expect(state.name === "success" && state.payload.user.emails[0].address === "mallory@fabrikam.com", `the attacker's own exchange: ${JSON.stringify(state)}`);
 });
 
 await browser.close();

@@ -4,6 +4,8 @@ const SAVED = "gatehouse_login_flow";
 // In header mode (session.enable_auth_token_header) the session comes as X-Auth-Token instead of a cookie.
 const TOKEN = "gatehouse_session_token";
 
+// Fixed text per error code (ThirdPartyErrorCode in gatehouse-core, and the provider's access_denied). The URL's
+// error_description is never shown: anyone can craft a link to this page that puts their own words there.
 const ERRORS = {
   access_denied: "Sign-in was cancelled, or Microsoft denied access.",
   unverified_email: "Microsoft did not confirm that this email address belongs to you, so it cannot be used to sign in.",
@@ -14,6 +16,11 @@ const ERRORS = {
   invalid_request: "The sign-in could not be completed. Please try again.",
   server_error: "Something went wrong on our side. Please try again later.",
 };
+const UNKNOWN_ERROR = "The sign-in failed. Please try again.";
+
+function errorText(code) {
+  return Object.hasOwn(ERRORS, code) ? ERRORS[code] : UNKNOWN_ERROR;
+}
 
 function show(section) {
   for (const id of ["loading", "signed-out", "no-provider", "signed-in"]) $(id).hidden = id !== section;
@@ -109,7 +116,7 @@ async function main() {
   const params = new URLSearchParams(location.search);
   const saved = JSON.parse(sessionStorage.getItem(SAVED) ?? "null");
   if (params.has("error")) {
-    showError(ERRORS[params.get("error")] ?? params.get("error_description") ?? "The sign-in failed.");
+    showError(errorText(params.get("error")));
     sessionStorage.removeItem(SAVED);
     cleanUrl();
   } else if (params.has("hanko_token") && saved) {

@@ -1,12 +1,12 @@
 //! The router: every route, and the layers every request passes through.
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use axum::{
     Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, Request, header},
-    middleware::map_response,
+    middleware::{from_fn_with_state, map_response},
     routing::{get, post},
 };
 use tower::ServiceBuilder;
@@ -21,6 +21,7 @@ use tower_http::{
 
 use crate::{
     ApiError, AppState,
+    csrf::{WriteGuard, refuse_forged_writes},
     error::render_plain_errors,
     flow,
     routes::{health, login_page, sessions, thirdparty, users, well_known},
@@ -44,11 +45,18 @@ pub fn app(state: AppState) -> Router {
         .route("/logout", post(sessions::logout))
         .route("/me", get(users::me))
         .route("/thirdparty/auth", get(thirdparty::auth))
-        .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
         .route("/token", post(thirdparty::token))
         .route("/login", post(flow::login))
         .route("/registration", post(flow::registration))
         .route("/profile", post(flow::profile))
+        // Every route above: writes only as JSON and only from this origin or an allowed one (see `csrf`).
+        .route_layer(from_fn_with_state(
+            Arc::new(WriteGuard::new(&state.config().server.public.cors.allow_origins)),
+            refuse_forged_writes,
+        ))
+        // Added after the guard on purpose: Microsoft's form_post is a cross-site form by design. Its sealed
+        // single-use state (and the binding cookie or PKCE verifier) is what protects it.
+        .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
         .fallback(|| async { ApiError::not_found() });
     let cors = cors(&state);
     with_layers(router.with_state(state), Some(cors))

@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 
 use crate::{ApiError, AppState, services::session::Authenticated};
 
+/// What a request with another content type than JSON is told.
+pub const EXPECTED_JSON: &str = "expected Content-Type: application/json";
+
 /// `axum::Json`, but malformed JSON, a wrong content type or an oversized body answer in Hanko's error shape.
 #[derive(Debug)]
 pub struct AppJson<T>(pub T);
@@ -25,7 +28,7 @@ impl<T: DeserializeOwned> FromRequest<AppState> for AppJson<T> {
 
 fn json_rejection(rejection: JsonRejection) -> ApiError {
     let message = match &rejection {
-        JsonRejection::MissingJsonContentType(_) => "expected Content-Type: application/json".to_owned(),
+        JsonRejection::MissingJsonContentType(_) => EXPECTED_JSON.to_owned(),
         JsonRejection::JsonSyntaxError(_) => "the request body is not valid JSON".to_owned(),
         JsonRejection::JsonDataError(error) => format!("invalid request body: {}", error.body_text()),
         _ => rejection.body_text(),

@@ -3,6 +3,7 @@
 
 mod app;
 pub mod clock;
+mod csrf;
 mod dto;
 mod error;
 mod extract;

@@ -122,6 +122,7 @@ async fn handle(state: AppState, request: FlowRequest, query: ActionQuery, body:
             let Ok(flow_id) = Uuid::parse_str(flow_id) else {
                 return FlowError::OperationNotPermitted.standalone();
             };
+            // Only JSON reaches this point: the router's CSRF guard (`crate::csrf`) refuses any other content type.
             let body: ActionBody = match serde_json::from_slice(&body) {
                 Ok(body) => body,
                 Err(_) if body.is_empty() => ActionBody::default(),

@@ -1,7 +1,8 @@
 use gatehouse_testkit::{Backend, TestServer, both_backends};
 use serde_json::{Value, json};
 
-async fn expect_error(response: reqwest::Response, status: u16) -> Value {
+/// Asserts that `response` is a `status` error in Hanko's shape; returns its body.
+pub async fn expect_error(response: reqwest::Response, status: u16) -> Value {
     assert_eq!(response.status(), status);
     assert!(response.headers()["content-type"].to_str().unwrap().starts_with("application/json"));
     let body: Value = response.json().await.unwrap();

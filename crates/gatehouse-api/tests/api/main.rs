@@ -2,6 +2,7 @@
 
 mod admin;
 mod bounded_writes;
+mod csrf;
 mod email_proof;
 mod errors;
 mod flow;

@@ -713,6 +713,9 @@ async fn form_post_callbacks_answer_303(backend: Backend) {
         .client
         .post(server.url("/thirdparty/callback"))
         .header("cookie", browser.cookie_header())
+        // Microsoft's page posts this form: a cross-site write that the CSRF guard must let through.
+        .header("origin", "https://login.microsoftonline.com")
+        .header("sec-fetch-site", "cross-site")
         .form(&form)
         .send()
         .await
