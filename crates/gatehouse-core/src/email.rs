@@ -36,7 +36,10 @@ impl Email {
                     && !label.ends_with('-')
                     && label.chars().all(|c| c.is_alphanumeric() || c == '-')
             });
-        if local_ok && domain_ok { Ok(Self(address.to_lowercase())) } else { Err(InvalidEmail) }
+        // A character outside ASCII whose lower case is ASCII (the Kelvin sign lowers to `k`) would make two
+        // different addresses one.
+        let folds_into_ascii = address.chars().any(|c| !c.is_ascii() && c.to_lowercase().any(|l| l.is_ascii()));
+        if local_ok && domain_ok && !folds_into_ascii { Ok(Self(address.to_lowercase())) } else { Err(InvalidEmail) }
     }
 
     pub fn as_str(&self) -> &str {
@@ -76,6 +79,26 @@ pub enum EmailProof {
     Upn,
 }
 
+/// How much a proof says about who owns an address now. A tenant that verified the address's domain speaks for the
+/// domain today; a personal account's address was verified once, when the account was made — possibly long ago, and
+/// possibly a work address since given to someone else.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum ProofStrength {
+    Unproven,
+    Mailbox,
+    Domain,
+}
+
+impl ProofStrength {
+    pub fn of(proof: Option<EmailProof>) -> Self {
+        match proof {
+            None => Self::Unproven,
+            Some(EmailProof::PersonalAccount) => Self::Mailbox,
+            Some(EmailProof::DomainOwnerVerified | EmailProof::Upn) => Self::Domain,
+        }
+    }
+}
+
 impl EmailProof {
     /// The stored form.
     pub fn as_str(self) -> &'static str {
@@ -113,7 +136,8 @@ mod tests {
 
     #[test]
     fn accepts_common_forms() {
-        for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@xn--bcher-kva.example"] {
+        for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@xn--bcher-kva.example", "Jürgen@Bücher.example"]
+        {
             assert!(Email::parse(ok).is_ok(), "{ok}");
         }
     }
@@ -134,6 +158,8 @@ mod tests {
             "a@-b.com",
             "a\u{0}@b.com",
             "a@b.com\nx",
+            "\u{212A}im@contoso.com",
+            "kim@contoso.co\u{212A}",
         ] {
             assert!(Email::parse(bad).is_err(), "{bad:?} should be refused");
         }

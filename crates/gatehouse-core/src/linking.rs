@@ -1,11 +1,13 @@
 //! What a provider sign-in does to accounts: sign in, link, or sign up — or which error. Hanko's rules, made
-//! safe against nOAuth and account pre-hijacking: an existing account is only ever joined with positive proof that
-//! the provider's email belongs to the person signing in *and* to the account's owner, an unverified email never
-//! signs anyone in when verification is required, and an address that nobody proved gives way to whoever proves it.
+//! safe against nOAuth and account pre-hijacking: an existing account is only ever joined with a domain-level proof
+//! that the provider's email belongs to the person signing in *and* a proof stored by the account's owner, an
+//! unverified email never signs anyone in when verification is required, an address gives way to a stronger proof
+//! of it ([`ProofStrength`]), and a known identity always reaches its own account.
 
 use uuid::Uuid;
 
 use crate::{
+    email::{EmailProof, ProofStrength},
     error::ThirdPartyErrorCode,
     microsoft::claims::{EmailEvidence, ProviderEmail},
 };
@@ -23,8 +25,8 @@ pub struct ExistingIdentity {
 pub struct EmailOwner {
     /// `None`: the address is stored but belongs to nobody.
     pub user_id: Option<Uuid>,
-    /// Whether a proof of ownership is stored with the address ([`crate::email::EmailProof`]).
-    pub proven: bool,
+    /// The proof stored with the address.
+    pub proof: Option<EmailProof>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -59,9 +61,9 @@ pub enum AddressAction {
     ClaimUnassigned,
     /// The user already owns the address: attach the identity to it.
     AttachOwn,
-    /// Another user holds the address without ever having proven it, and this sign-in proves it: the address moves
-    /// to the user, and the holder keeps their account without it.
-    TakeFromUnproven { holder: Uuid },
+    /// Another user holds the address with a weaker proof than this sign-in's (or none): the address moves to the
+    /// user, and the holder keeps their account without it.
+    TakeFromWeaker { holder: Uuid },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,20 +108,20 @@ impl LinkingError {
 /// 1. `require_verification` and an unproven provider email: [`LinkingError::UnverifiedEmail`], whatever the path
 ///    (Hanko only checks this on its legacy path).
 /// 2. An identity exists: sign in as its user — unless a signed-in user connecting from the profile is someone
-///    else ([`LinkingError::IdentityOwnedByAnother`]). A changed email is claimed, attached, taken from an
-///    unproven holder or created ([`AddressAction`]); another user's address is [`LinkingError::MultipleAccounts`],
-///    a full address book [`LinkingError::EmailMaxNum`].
+///    else ([`LinkingError::IdentityOwnedByAnother`]). A changed email is claimed, attached, taken from a weaker
+///    holder or created ([`AddressAction`]), or left alone when another user holds it as strongly: the identity
+///    still reaches its own account (Hanko refuses with `multiple_accounts`, which would lock the user out of their
+///    account over an address). A full address book is [`LinkingError::EmailMaxNum`].
 /// 3. A signed-in user connects from the profile: link to them, unless the address belongs to another user who
-///    proved it ([`LinkingError::MultipleAccounts`]: the identity could never sign in).
+///    proved it as strongly ([`LinkingError::MultipleAccounts`]).
 /// 4. The address belongs to a user who proved it: link to them.
-/// 5. The address is held by a user who never proved it: a proven sign-in signs up with it (the holder loses it),
-///    an unproven one is a [`LinkingError::UserConflict`].
+/// 5. Otherwise, if the address is held with a weaker proof than this sign-in's (or none), sign up with it (the
+///    holder loses it); if it is held as strongly, [`LinkingError::UserConflict`].
 /// 6. Otherwise sign up, claiming an unassigned row of the address, if `allow_signup`.
 ///
-/// Linking (3, 4) needs `allow_linking` *and* positive proof that the email is the person's
-/// ([`ProviderEmail::proof`]), otherwise [`LinkingError::UserConflict`]: an email a tenant admin could set freely
-/// never opens an existing account (nOAuth), and an account whose address nobody proved is never a link target
-/// (pre-hijacking).
+/// Linking (3, 4) needs `allow_linking` *and* a domain-level proof by this sign-in ([`ProofStrength::Domain`]),
+/// otherwise [`LinkingError::UserConflict`]: an email a tenant admin could set freely never opens an existing
+/// account (nOAuth), and an account whose address nobody proved is never a link target (pre-hijacking).
 pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
     let policy = &input.policy;
     let email = input.provider_user_email.as_ref();
@@ -128,10 +130,10 @@ pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
     {
         return Err(LinkingError::UnverifiedEmail(email.evidence));
     }
-    let proven = email.is_some_and(|email| email.proof().is_some());
+    let strength = ProofStrength::of(email.and_then(ProviderEmail::proof));
     let owner = input.email_owner.as_ref();
-    // The address is held by someone who never proved it, and this sign-in proves it.
-    let unproven_holder = owner.filter(|owner| proven && !owner.proven).and_then(|owner| owner.user_id);
+    // The address is held by someone whose proof is weaker than this sign-in's.
+    let weaker_holder = owner.filter(|owner| ProofStrength::of(owner.proof) < strength).and_then(|owner| owner.user_id);
     let add_address = |action: AddressAction| {
         if input.user_email_count >= policy.email_limit { Err(LinkingError::EmailMaxNum) } else { Ok(action) }
     };
@@ -149,28 +151,25 @@ pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
             Some(_) => match owner.map(|owner| owner.user_id) {
                 Some(None) => AddressAction::ClaimUnassigned,
                 Some(Some(owner)) if owner == identity.user_id => AddressAction::AttachOwn,
-                Some(Some(holder)) if unproven_holder == Some(holder) => {
-                    add_address(AddressAction::TakeFromUnproven { holder })?
+                Some(Some(holder)) if weaker_holder == Some(holder) => {
+                    add_address(AddressAction::TakeFromWeaker { holder })?
                 }
-                Some(Some(_)) => return Err(LinkingError::MultipleAccounts),
+                Some(Some(_)) => AddressAction::Keep,
                 None => add_address(AddressAction::Create)?,
             },
         };
         return Ok(LinkingDecision::SignIn { user_id: identity.user_id, address });
     }
 
+    let may_link = policy.allow_linking && strength == ProofStrength::Domain;
     let link = |user_id: Uuid, address: AddressAction| {
-        if policy.allow_linking && proven {
-            Ok(LinkingDecision::Link { user_id, address })
-        } else {
-            Err(LinkingError::UserConflict)
-        }
+        if may_link { Ok(LinkingDecision::Link { user_id, address }) } else { Err(LinkingError::UserConflict) }
     };
     if let Some(user_id) = input.signed_in_user {
         return match owner.and_then(|owner| owner.user_id) {
             Some(owner) if owner == user_id => link(user_id, AddressAction::AttachOwn),
-            Some(holder) if unproven_holder == Some(holder) => {
-                link(user_id, add_address(AddressAction::TakeFromUnproven { holder })?)
+            Some(holder) if weaker_holder == Some(holder) => {
+                link(user_id, add_address(AddressAction::TakeFromWeaker { holder })?)
             }
             Some(_) => Err(LinkingError::MultipleAccounts),
             None => link(user_id, AddressAction::Keep),
@@ -180,11 +179,11 @@ pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
         if policy.allow_signup { Ok(LinkingDecision::SignUp { address }) } else { Err(LinkingError::SignupDisabled) }
     };
     match owner {
-        Some(EmailOwner { user_id: Some(owner), proven: true }) => link(*owner, AddressAction::AttachOwn),
-        Some(EmailOwner { user_id: Some(holder), proven: false }) if proven => {
-            sign_up(AddressAction::TakeFromUnproven { holder: *holder })
+        Some(EmailOwner { user_id: Some(owner), proof: Some(_) }) if may_link => link(*owner, AddressAction::AttachOwn),
+        Some(EmailOwner { user_id: Some(holder), .. }) if weaker_holder == Some(*holder) => {
+            sign_up(AddressAction::TakeFromWeaker { holder: *holder })
         }
-        Some(EmailOwner { user_id: Some(_), proven: false }) => Err(LinkingError::UserConflict),
+        Some(EmailOwner { user_id: Some(_), .. }) => Err(LinkingError::UserConflict),
         Some(EmailOwner { user_id: None, .. }) => sign_up(AddressAction::ClaimUnassigned),
         None if email.is_some() => sign_up(AddressAction::Create),
         None => sign_up(AddressAction::Keep),
@@ -197,7 +196,7 @@ mod tests {
 
     use super::*;
     use crate::{
-        email::Email,
+        email::{Email, EmailProof},
         microsoft::claims::EmailEvidence::{self, EdovAbsent, EdovFalse, EdovTrue, PersonalAccount, Upn},
     };
 
@@ -229,14 +228,19 @@ mod tests {
         Some(ExistingIdentity { user_id, email_address: address.map(str::to_owned) })
     }
 
-    /// The address is stored with a proof, owned by `user_id` (or nobody).
+    /// The address is stored with a UPN's proof, owned by `user_id` (or nobody).
     fn owned_by(user_id: Option<Uuid>) -> Option<EmailOwner> {
-        Some(EmailOwner { user_id, proven: true })
+        Some(EmailOwner { user_id, proof: Some(EmailProof::Upn) })
     }
 
     /// The address is stored without a proof, held by `user_id`.
     fn held_unproven_by(user_id: Uuid) -> Option<EmailOwner> {
-        Some(EmailOwner { user_id: Some(user_id), proven: false })
+        Some(EmailOwner { user_id: Some(user_id), proof: None })
+    }
+
+    /// The address is stored with a personal account's proof, held by `user_id`.
+    fn held_by_personal_account(user_id: Uuid) -> Option<EmailOwner> {
+        Some(EmailOwner { user_id: Some(user_id), proof: Some(EmailProof::PersonalAccount) })
     }
 
     fn sign_in(address: AddressAction) -> Result<LinkingDecision, LinkingError> {
@@ -341,13 +345,18 @@ mod tests {
                 link(ALICE, AttachOwn),
             ),
             (
-                "link by a personal account",
+                "no link by a personal account: its address was verified once, maybe long ago",
                 LinkingInput {
                     provider_user_email: email(PersonalAccount),
                     email_owner: owned_by(Some(ALICE)),
                     ..base()
                 },
-                link(ALICE, AttachOwn),
+                Err(UserConflict),
+            ),
+            (
+                "a domain proof links into an account a personal account proved",
+                LinkingInput { email_owner: held_by_personal_account(BOB), ..base() },
+                link(BOB, AttachOwn),
             ),
             (
                 "no link without xms_edov, verification not required",
@@ -387,12 +396,12 @@ mod tests {
             (
                 "a proven newcomer takes the address from its unproven holder",
                 LinkingInput { email_owner: held_unproven_by(BOB), policy: no_linking.clone(), ..base() },
-                sign_up(TakeFromUnproven { holder: BOB }),
+                sign_up(TakeFromWeaker { holder: BOB }),
             ),
             (
                 "an unproven holder is never a link target",
                 LinkingInput { email_owner: held_unproven_by(BOB), ..base() },
-                sign_up(TakeFromUnproven { holder: BOB }),
+                sign_up(TakeFromWeaker { holder: BOB }),
             ),
             (
                 "taking the address still needs sign-up",
@@ -417,7 +426,40 @@ mod tests {
                     user_email_count: 1,
                     ..base()
                 },
-                sign_in(TakeFromUnproven { holder: BOB }),
+                sign_in(TakeFromWeaker { holder: BOB }),
+            ),
+            (
+                "a domain proof takes the address from a personal account's holder, linking off",
+                LinkingInput { email_owner: held_by_personal_account(BOB), policy: no_linking.clone(), ..base() },
+                sign_up(TakeFromWeaker { holder: BOB }),
+            ),
+            (
+                "a personal account takes the address from an unproven holder",
+                LinkingInput {
+                    provider_user_email: email(PersonalAccount),
+                    email_owner: held_unproven_by(BOB),
+                    ..base()
+                },
+                sign_up(TakeFromWeaker { holder: BOB }),
+            ),
+            (
+                "a personal account never takes from a domain-proven holder",
+                LinkingInput {
+                    provider_user_email: email(PersonalAccount),
+                    email_owner: owned_by(Some(BOB)),
+                    ..base()
+                },
+                Err(UserConflict),
+            ),
+            (
+                "a known identity takes its address back from a personal account",
+                LinkingInput {
+                    existing_identity: identity(ALICE, None),
+                    email_owner: held_by_personal_account(BOB),
+                    user_email_count: 0,
+                    ..base()
+                },
+                sign_in(TakeFromWeaker { holder: BOB }),
             ),
             (
                 "changed email held without proof, address book full",
@@ -432,7 +474,7 @@ mod tests {
             (
                 "connect, address held without proof by another user",
                 LinkingInput { signed_in_user: Some(ALICE), email_owner: held_unproven_by(BOB), ..base() },
-                link(ALICE, TakeFromUnproven { holder: BOB }),
+                link(ALICE, TakeFromWeaker { holder: BOB }),
             ),
             (
                 "own unproven address is still the user's own",
@@ -556,13 +598,23 @@ mod tests {
                 sign_in(AttachOwn),
             ),
             (
-                "changed email, another user's address",
+                "changed email, another user's address proven as strongly: signed in, address left alone",
                 LinkingInput {
                     existing_identity: identity(ALICE, Some("old@contoso.com")),
                     email_owner: owned_by(Some(BOB)),
                     ..base()
                 },
-                Err(MultipleAccounts),
+                sign_in(Keep),
+            ),
+            (
+                "a personal account's changed email held by a domain-proven user",
+                LinkingInput {
+                    provider_user_email: email(PersonalAccount),
+                    existing_identity: identity(ALICE, None),
+                    email_owner: owned_by(Some(BOB)),
+                    ..base()
+                },
+                sign_in(Keep),
             ),
         ];
         for (name, input, expected) in cases {
@@ -605,8 +657,13 @@ mod tests {
                 user_id,
                 email_address: address.map(str::to_owned),
             }));
+        let proof = proptest::option::of(prop_oneof![
+            Just(EmailProof::Upn),
+            Just(EmailProof::DomainOwnerVerified),
+            Just(EmailProof::PersonalAccount)
+        ]);
         let owner = proptest::option::of(
-            (proptest::option::of(user()), any::<bool>()).prop_map(|(user_id, proven)| EmailOwner { user_id, proven }),
+            (proptest::option::of(user()), proof).prop_map(|(user_id, proof)| EmailOwner { user_id, proof }),
         );
         let policy = (any::<bool>(), any::<bool>(), any::<bool>(), 0usize..7).prop_map(
             |(allow_linking, allow_signup, require_verification, email_limit)| LinkingPolicy {
@@ -646,46 +703,68 @@ mod tests {
         fn no_link_without_permission_and_proof(input in linking_input()) {
             let result = decide(&input);
             let email = input.provider_user_email.as_ref();
-            let proven = email.is_some_and(|email| email.proof().is_some());
+            let strength = ProofStrength::of(email.and_then(ProviderEmail::proof));
             if let Ok(LinkingDecision::Link { user_id, .. }) = result {
                 prop_assert!(input.policy.allow_linking);
-                prop_assert!(proven);
+                prop_assert_eq!(strength, ProofStrength::Domain);
                 // Without a signed-in user, only an owner who proved the address is joined.
                 if input.signed_in_user.is_none() {
-                    prop_assert!(input.email_owner.as_ref().is_some_and(|o| o.proven && o.user_id == Some(user_id)));
+                    let owner = input.email_owner.as_ref();
+                    prop_assert!(owner.is_some_and(|o| o.proof.is_some() && o.user_id == Some(user_id)));
                 }
             }
             if let Ok(decision) = &result
-                && let AddressAction::TakeFromUnproven { holder } = address_of(decision)
+                && let AddressAction::TakeFromWeaker { holder } = address_of(decision)
             {
-                prop_assert!(proven);
-                prop_assert!(input.email_owner.as_ref().is_some_and(|o| !o.proven && o.user_id == Some(holder)));
+                let owner = input.email_owner.as_ref();
+                prop_assert!(owner.is_some_and(|o| ProofStrength::of(o.proof) < strength && o.user_id == Some(holder)));
             }
-            if input.policy.require_verification && let Some(email) = email.filter(|_| !proven) {
+            if input.policy.require_verification && let Some(email) = email.filter(|e| e.proof().is_none()) {
                 prop_assert_eq!(result, Err(LinkingError::UnverifiedEmail(email.evidence)));
             }
         }
 
-        /// An address nobody proved never keeps out the person who proves it.
+        /// An address never keeps out the person who proves it more strongly than its holder.
         #[test]
-        fn an_unproven_holder_never_blocks_a_proven_newcomer(input in linking_input()) {
-            let proven = input.provider_user_email.as_ref().is_some_and(|email| email.proof().is_some());
-            let held_unproven = input.email_owner.as_ref().is_some_and(|o| !o.proven && o.user_id.is_some());
-            if proven && held_unproven && input.existing_identity.is_none() && input.signed_in_user.is_none()
-                && input.policy.allow_signup
-            {
-                let signs_up = matches!(decide(&input), Ok(LinkingDecision::SignUp { .. }));
-                prop_assert!(signs_up, "{:?}", input);
+        fn a_weaker_holder_never_blocks_a_stronger_proof(input in linking_input()) {
+            let strength = ProofStrength::of(input.provider_user_email.as_ref().and_then(ProviderEmail::proof));
+            let owner = input.email_owner.as_ref();
+            let weaker = owner.is_some_and(|o| o.user_id.is_some() && ProofStrength::of(o.proof) < strength);
+            let newcomer = input.existing_identity.is_none() && input.signed_in_user.is_none();
+            if weaker && newcomer && input.policy.allow_signup {
+                let result = decide(&input);
+                let proceeds = matches!(result, Ok(LinkingDecision::SignUp { .. } | LinkingDecision::Link { .. }));
+                prop_assert!(proceeds, "{:?} gave {:?}", input, result);
+            }
+        }
+
+        /// A known identity always reaches its own account: an address is never a reason to lock a user out.
+        #[test]
+        fn a_known_identity_is_never_locked_out_over_an_address(input in linking_input()) {
+            if input.existing_identity.is_some() {
+                let result = decide(&input);
+                let allowed = matches!(
+                    result,
+                    Ok(LinkingDecision::SignIn { .. })
+                        | Err(
+                            LinkingError::IdentityOwnedByAnother
+                                | LinkingError::UnverifiedEmail(_)
+                                | LinkingError::EmailMaxNum
+                        )
+                );
+                prop_assert!(allowed, "{:?}", result);
             }
         }
 
         /// Nobody lands in an account that is not theirs: a sign-in is the identity's user, a link the connecting
-        /// user or the address's owner, a sign-up only when no one owns the identity and no one proved the address.
+        /// user or the address's owner, a sign-up only when no one owns the identity and no one proved the address
+        /// as strongly.
         #[test]
         fn decisions_target_the_right_user(input in linking_input()) {
             let identity_user = input.existing_identity.as_ref().map(|identity| identity.user_id);
             let owner = input.email_owner.as_ref().and_then(|owner| owner.user_id);
-            let owner_proven = input.email_owner.as_ref().is_some_and(|owner| owner.proven);
+            let strength = ProofStrength::of(input.provider_user_email.as_ref().and_then(ProviderEmail::proof));
+            let owner_weaker = input.email_owner.as_ref().is_some_and(|o| ProofStrength::of(o.proof) < strength);
             match decide(&input) {
                 Ok(LinkingDecision::SignIn { user_id, .. }) => {
                     prop_assert_eq!(Some(user_id), identity_user);
@@ -694,17 +773,17 @@ mod tests {
                 Ok(LinkingDecision::Link { user_id, address }) => {
                     prop_assert!(identity_user.is_none());
                     prop_assert_eq!(Some(user_id), input.signed_in_user.or(owner));
-                    let taken = matches!(address, AddressAction::TakeFromUnproven { .. });
-                    prop_assert!(owner.is_none_or(|owner| owner == user_id || (taken && !owner_proven)));
+                    let taken = matches!(address, AddressAction::TakeFromWeaker { .. });
+                    prop_assert!(owner.is_none_or(|owner| owner == user_id || (taken && owner_weaker)));
                 }
                 Ok(LinkingDecision::SignUp { address }) => {
                     prop_assert!(input.policy.allow_signup);
                     prop_assert!(identity_user.is_none() && input.signed_in_user.is_none());
-                    prop_assert!(owner.is_none() || !owner_proven);
+                    prop_assert!(owner.is_none() || owner_weaker);
                     let expected = match (&input.email_owner, &input.provider_user_email) {
                         (Some(EmailOwner { user_id: None, .. }), _) => AddressAction::ClaimUnassigned,
                         (Some(EmailOwner { user_id: Some(holder), .. }), _) => {
-                            AddressAction::TakeFromUnproven { holder: *holder }
+                            AddressAction::TakeFromWeaker { holder: *holder }
                         }
                         (None, Some(_)) => AddressAction::Create,
                         (None, None) => AddressAction::Keep,

@@ -3,7 +3,7 @@
 //! failure or race leaves a half-made user or an unrecorded sign-in.
 
 use gatehouse_core::{
-    email::EmailProof,
+    email::{EmailProof, ProofStrength},
     linking::{AddressAction, EmailOwner, ExistingIdentity, LinkingDecision},
 };
 use sqlx::{Any, Row, Transaction};
@@ -17,6 +17,7 @@ use crate::{
 /// Concurrent first sign-ins of one provider user race to create it; the losers retry and find it.
 const ATTEMPTS: usize = 4;
 
+#[derive(PartialEq, Eq)]
 struct Found {
     identity: Option<(Uuid, ExistingIdentity)>,
     email: Option<(Uuid, EmailOwner)>,
@@ -67,6 +68,11 @@ impl Store {
         let user_email_count = match subject_user {
             Some(user_id) => {
                 self.lock_user(&mut tx, user_id).await?;
+                // Under PostgreSQL's read committed, a concurrent sign-in may have moved the address or the identity
+                // between the read and the lock: act only on what holds once the user is locked.
+                if self.backend() == crate::Backend::Postgres && find(&mut tx, profile).await? != found {
+                    return Err(StoreError::Conflict("provider account"));
+                }
                 let row = sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE user_id = $1")
                     .bind(user_id.to_string())
                     .fetch_one(&mut *tx)
@@ -122,8 +128,10 @@ async fn find(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile) -> Resul
         _ => None,
     };
     let email = uuid("email_id")?.map(|id| {
-        let proven = row.try_get::<Option<String>, _>("email_evidence")?.is_some();
-        Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")?, proven }))
+        let proof = row.try_get::<Option<String>, _>("email_evidence")?.map(|text| {
+            EmailProof::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{text:?} is not an email proof")))
+        });
+        Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")?, proof: proof.transpose()? }))
     });
     Ok(Found { identity, email: email.transpose()? })
 }
@@ -196,7 +204,7 @@ async fn apply(
         LinkingDecision::SignIn { address, .. }
         | LinkingDecision::Link { address, .. }
         | LinkingDecision::SignUp { address } => match address {
-            AddressAction::TakeFromUnproven { holder } => Some(holder),
+            AddressAction::TakeFromWeaker { holder } => Some(holder),
             _ => None,
         },
     };
@@ -215,8 +223,10 @@ async fn settle_address(
 ) -> Result<Option<Uuid>> {
     let proof = profile.email.as_ref().and_then(|email| email.proof);
     let found_row = || found.email.as_ref().map(|(id, _)| *id).ok_or(StoreError::Corrupt("no email row".into()));
-    // The user already holds the provider's address, unproven, and the provider proves it now.
-    let proves_own_row = |(_, owner): &(Uuid, EmailOwner)| owner.user_id == Some(user_id) && !owner.proven;
+    // The user already holds the provider's address, and the provider proves it more strongly now.
+    let proves_own_row = |(_, owner): &(Uuid, EmailOwner)| {
+        owner.user_id == Some(user_id) && ProofStrength::of(owner.proof) < ProofStrength::of(proof)
+    };
     if let (Some(proof), Some((email_id, _))) = (proof, found.email.as_ref().filter(|row| proves_own_row(row))) {
         record_proof(tx, *email_id, proof, now).await?;
     }
@@ -229,9 +239,10 @@ async fn settle_address(
             move_email(tx, email_id, None, user_id, proof, now).await?;
             Ok(Some(email_id))
         }
-        AddressAction::TakeFromUnproven { holder } => {
+        AddressAction::TakeFromWeaker { holder } => {
             let email_id = found_row()?;
-            move_email(tx, email_id, Some(holder), user_id, proof, now).await?;
+            let held_with = found.email.as_ref().and_then(|(_, owner)| owner.proof);
+            move_email(tx, email_id, Some((holder, held_with)), user_id, proof, now).await?;
             // The holder keeps their account, without the address: not as primary, not under their identities.
             sqlx::query("DELETE FROM primary_emails WHERE email_id = $1")
                 .bind(email_id.to_string())
@@ -257,12 +268,13 @@ async fn record_proof(tx: &mut Transaction<'_, Any>, email_id: Uuid, proof: Emai
     Ok(())
 }
 
-/// Gives the address row to `user_id` with `proof`, from nobody (`from: None`) or from an unproven holder. The row
-/// must still be as the decision saw it: otherwise someone changed it since, and the retry will see how.
+/// Gives the address row to `user_id` with `proof`, from nobody (`from: None`) or from a holder and the proof they
+/// held it with. The row must still be as the decision saw it: otherwise someone changed it since, and the retry
+/// will see how.
 async fn move_email(
     tx: &mut Transaction<'_, Any>,
     email_id: Uuid,
-    from: Option<Uuid>,
+    from: Option<(Uuid, Option<EmailProof>)>,
     user_id: Uuid,
     proof: Option<EmailProof>,
     now: i64,
@@ -271,7 +283,7 @@ async fn move_email(
         None => "UPDATE emails SET user_id = $2, evidence = $3, updated_at = $4 WHERE id = $1 AND user_id IS NULL",
         Some(_) => {
             "UPDATE emails SET user_id = $2, evidence = $3, updated_at = $4
-             WHERE id = $1 AND user_id = $5 AND evidence IS NULL"
+             WHERE id = $1 AND user_id = $5 AND COALESCE(evidence, '') = $6"
         }
     };
     let mut query = sqlx::query(sql)
@@ -279,8 +291,8 @@ async fn move_email(
         .bind(user_id.to_string())
         .bind(proof.map(EmailProof::as_str))
         .bind(now);
-    if let Some(holder) = from {
-        query = query.bind(holder.to_string());
+    if let Some((holder, held_with)) = from {
+        query = query.bind(holder.to_string()).bind(held_with.map_or("", EmailProof::as_str));
     }
     let moved = query.execute(&mut **tx).await?;
     if moved.rows_affected() == 0 { Err(StoreError::Conflict("email address")) } else { Ok(()) }

@@ -380,15 +380,19 @@ impl ThirdParty {
     }
 }
 
-/// The audit event of an address taken from the user who held it without proof, by a sign-in that proved it.
+/// The audit event of an address taken from the user who held it with a weaker proof (or none), by a sign-in that
+/// proved it more strongly. The row's actor is the holder who lost it; the request metadata is the newcomer's.
 pub const EMAIL_TAKEN_BY_PROVEN_OWNER: &str = "email_taken_by_proven_owner";
 
 /// The audit rows of a successful sign-in: the sign-in's, and the displaced holder's when an address moved.
 fn audit_entries(account: &ProviderAccount, profile: &ProviderProfile, meta: &RequestMeta) -> Vec<AuditLogEntry> {
     let signed_in = AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta);
     let displaced = account.displaced_holder.map(|holder| {
-        let proof = profile.email.as_ref().and_then(|email| email.proof).map(EmailProof::as_str);
-        let details = serde_json::json!({ "proven_owner_user_id": account.user_id, "proof": proof });
+        let email = profile.email.as_ref();
+        let proof = email.and_then(|email| email.proof).map(EmailProof::as_str);
+        let address = email.map(|email| email.address.as_str());
+        let details =
+            serde_json::json!({ "address": address, "proven_owner_user_id": account.user_id, "proof": proof });
         AuditLogEntry {
             details: Some(details.to_string()),
             ..AuditLog::entry(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None, meta)

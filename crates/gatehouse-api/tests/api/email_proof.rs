@@ -64,6 +64,7 @@ async fn an_unproven_holder_gives_way_to_the_proven_owner(backend: Backend) {
     for allow_linking in [false, true] {
         let relaxed = |config: &mut Config| {
             config.email.require_verification = false;
+            config.rate_limiter.enabled = false;
             config.third_party.providers.microsoft.allow_linking = allow_linking;
         };
         let setup = Setup::start(backend, relaxed).await;
@@ -98,10 +99,11 @@ async fn an_unproven_holder_gives_way_to_the_proven_owner(backend: Backend) {
         assert_eq!(audit.len(), 1);
         assert_eq!(audit[0].actor_user_id.map(|id| id.to_string()), Some(attacker_id.clone()));
         let details: Value = serde_json::from_str(audit[0].details.as_deref().unwrap()).unwrap();
-        assert_eq!(details, json!({"proven_owner_user_id": victim_id, "proof": "upn"}));
+        assert_eq!(details, json!({"address": VICTIM, "proven_owner_user_id": victim_id, "proof": "upn"}));
 
-        let (code, _) = sign_in(&setup, attacker_identity).await.unwrap_err();
-        assert_eq!(code, "multiple_accounts", "the address stays with its owner");
+        let (again, token) = sign_in(&setup, attacker_identity).await.expect("the holder still reaches their account");
+        assert_eq!(again, attacker_id);
+        assert!(emails_of(&server.me(&token).await).is_empty(), "the address stays with its owner");
         let (again, _) = sign_in(&setup, owner).await.unwrap();
         assert_eq!(again, victim_id, "the owner signs in to their own account again");
     }
@@ -118,7 +120,36 @@ async fn a_later_proof_is_recorded_for_the_holder(backend: Backend) {
     assert_eq!(emails_of(&setup.server.me(&token).await), [("megan@contoso.com".to_owned(), true)]);
 }
 
+/// The review's lock-out: a work user whose address is unproven (as every work address is right after the upgrade)
+/// loses it to a personal account made with that address; their next sign-in with a UPN still reaches their own
+/// account, and the tenant's domain proof takes the address back from the personal account's weaker one.
+async fn a_domain_proof_outranks_a_personal_account(backend: Backend) {
+    let setup = Setup::start(backend, |config| {
+        config.email.require_verification = false;
+        config.rate_limiter.enabled = false;
+    })
+    .await;
+    let server = &setup.server;
+    let work = FakeUser::new(VICTIM).without_proof();
+    let (work_id, _) = sign_in(&setup, work.clone()).await.unwrap();
+    let personal = FakeUser::new(VICTIM).in_tenant(gatehouse_testkit::fake_entra::CONSUMER_TENANT).without_proof();
+    let (personal_id, personal_token) = sign_in(&setup, personal.clone()).await.expect("a mailbox proof beats none");
+    assert_ne!(personal_id, work_id);
+    assert_eq!(emails_of(&server.me(&personal_token).await), [(VICTIM.to_owned(), true)]);
+
+    let (again, work_token) = sign_in(&setup, work.with_upn(VICTIM)).await.expect("never locked out");
+    assert_eq!(again, work_id, "the work identity reaches its own account");
+    assert_eq!(emails_of(&server.me(&work_token).await), [(VICTIM.to_owned(), true)], "and takes its address back");
+    assert!(emails_of(&server.me(&personal_token).await).is_empty());
+
+    let (code, _) = sign_in(&setup, FakeUser::new(VICTIM).in_tenant(gatehouse_testkit::fake_entra::CONSUMER_TENANT))
+        .await
+        .unwrap_err();
+    assert_eq!(code, "user_conflict", "a new personal account never takes a domain-proven address");
+}
+
 both_backends!(
+    a_domain_proof_outranks_a_personal_account,
     an_unproven_email_is_refused_by_default,
     an_unproven_holder_gives_way_to_the_proven_owner,
     a_later_proof_is_recorded_for_the_holder,

@@ -242,8 +242,8 @@ pub enum EmailEvidence {
     Upn,
     /// `email` with `xms_edov` true: the tenant verified the domain owner.
     EdovTrue,
-    /// `email` of a personal Microsoft account (the consumer tenant), without `xms_edov`: Microsoft verified the
-    /// address when the account was made.
+    /// `email` of a personal Microsoft account (the consumer tenant), unless `xms_edov` is false: Microsoft
+    /// verified the address when the account was made.
     PersonalAccount,
     /// `email` of a work or school account without `xms_edov`: no proof. The claim is absent whenever the app
     /// registration lacks it, and before mid-2023 Microsoft put unverified addresses in `email`.
@@ -331,10 +331,12 @@ pub fn provider_user(claims: &MicrosoftClaims) -> Result<ProviderUser, ClaimsErr
     let personal_account = claims.tid.eq_ignore_ascii_case(CONSUMERS_TENANT_ID);
     let email = from_upn.or_else(|| {
         let address = Email::parse(claims.email.as_deref()?).ok()?;
+        // A personal account's address is only ever a personal account's proof, whatever `xms_edov` says: it was
+        // verified when the account was made, not by a tenant that owns the domain.
         let evidence = match edov(claims.xms_edov.as_ref()) {
-            Some(true) => EmailEvidence::EdovTrue,
             Some(false) => EmailEvidence::EdovFalse,
-            None if personal_account => EmailEvidence::PersonalAccount,
+            _ if personal_account => EmailEvidence::PersonalAccount,
+            Some(true) => EmailEvidence::EdovTrue,
             None => EmailEvidence::EdovAbsent,
         };
         Some(ProviderEmail { address, evidence })
@@ -633,6 +635,11 @@ mod tests {
             c.xms_edov = Some(json!(false));
         });
         assert_eq!(refused.2, EmailEvidence::EdovFalse, "an explicit false wins, even for a personal account");
+        let capped = evidence(|c| {
+            c.tid = CONSUMERS_TENANT_ID.into();
+            c.xms_edov = Some(json!(true));
+        });
+        assert_eq!(capped.2, EmailEvidence::PersonalAccount, "never a domain proof for a personal account");
         assert!(EmailEvidence::EdovAbsent.shortfall().contains("upn, email and xms_edov"));
     }
 
