@@ -5,7 +5,7 @@ use std::time::Duration;
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderName, HeaderValue, Method, Request, header},
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
     middleware::map_response,
     routing::{get, post},
 };
@@ -16,6 +16,7 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
+    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -51,13 +52,15 @@ pub fn app(state: AppState) -> Router {
         .route("/profile", post(flow::profile))
         .fallback(|| async { ApiError::not_found() });
     let cors = cors(&state);
-    with_layers(router.with_state(state), Some(cors))
+    with_layers(router.with_state(state.clone()), &state, Some(cors))
 }
 
 /// The layers every request of either listener passes through: request ids, tracing without query strings,
-/// CORS (public listener only), Hanko's error shape for every error, panics caught, bodies limited.
-pub fn with_layers(router: Router, cors: Option<CorsLayer>) -> Router {
+/// CORS (public listener only), Hanko's error shape for every error, panics caught,
+/// requests cut off after `server.timeouts.request` (a body sent slowly included), bodies limited.
+pub fn with_layers(router: Router, state: &AppState, cors: Option<CorsLayer>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let request_timeout = state.config().server.timeouts.request.as_duration();
     router.layer(
         ServiceBuilder::new()
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
@@ -75,6 +78,7 @@ pub fn with_layers(router: Router, cors: Option<CorsLayer>) -> Router {
             .option_layer(cors)
             .layer(map_response(render_plain_errors))
             .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
             .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
             .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
     )

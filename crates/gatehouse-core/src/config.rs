@@ -112,6 +112,11 @@ pub struct ServerConfig {
     /// How often an instance checks the database for identity-provider settings saved by the admin API (on any
     /// instance); a change applies within this time everywhere.
     pub settings_poll_interval: GoDuration,
+    /// How long a slow or idle client may hold a connection (both listeners).
+    pub timeouts: ServerTimeouts,
+    /// Most connections each listener keeps open; one more is closed at once. Unset: as many as the open-file
+    /// limit allows (see [`Config::max_connections_per_listener`]).
+    pub max_connections: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -120,7 +125,26 @@ impl Default for ServerConfig {
             public: PublicServerConfig::default(),
             admin: AdminServerConfig::default(),
             settings_poll_interval: GoDuration::from_secs(2),
+            timeouts: ServerTimeouts::default(),
+            max_connections: None,
         }
+    }
+}
+
+/// Limits that keep slow clients (slowloris) from holding connections for ever.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTimeouts {
+    /// The longest wait for a request's headers, counted from the connection's start or from the end of the
+    /// previous response; so it is also how long a kept-alive connection may sit idle before it is closed.
+    pub read_header: GoDuration,
+    /// The longest one request may take, reading its body included; it is answered 408 after that.
+    pub request: GoDuration,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        Self { read_header: GoDuration::from_secs(10), request: GoDuration::from_secs(30) }
     }
 }
 
@@ -568,7 +592,24 @@ pub struct ConfigIssue {
 
 pub const MIN_SECRET_KEY_LEN: usize = 16;
 
+/// Open files kept free of connections: database connections, log files, the listeners themselves.
+const RESERVED_OPEN_FILES: u64 = 64;
+
 impl Config {
+    /// The connection cap of each listener: `server.max_connections`, or else an even share of the open files
+    /// left after the database's and a reserve, so that a flood of connections is refused before the process
+    /// runs out of file descriptors (which would stop every listener accepting).
+    pub fn max_connections_per_listener(&self, open_files_limit: u64) -> u32 {
+        if let Some(max) = self.server.max_connections {
+            return max;
+        }
+        // A SQLite connection holds up to three files (database, -wal, -shm).
+        let database = 3 * u64::from(self.database.max_connections);
+        let listeners = if self.server.admin.enabled { 2 } else { 1 };
+        let share = open_files_limit.saturating_sub(RESERVED_OPEN_FILES + database) / listeners;
+        u32::try_from(share).unwrap_or(u32::MAX).max(1)
+    }
+
     /// `secret_keys` followed by v2's `secrets.keys`; the first one encrypts.
     pub fn all_secret_keys(&self) -> Vec<Secret> {
         self.secret_keys.iter().chain(&self.secrets.keys).cloned().collect()
@@ -587,6 +628,18 @@ impl Config {
             if let Err(message) = check_admin_key(key.expose()) {
                 issue("server.admin.api_keys", message);
             }
+        }
+        let timeouts = [
+            ("server.timeouts.read_header", self.server.timeouts.read_header),
+            ("server.timeouts.request", self.server.timeouts.request),
+        ];
+        for (key, timeout) in timeouts {
+            if timeout.as_duration().is_zero() {
+                issue(key, "must be more than 0".into());
+            }
+        }
+        if self.server.max_connections == Some(0) {
+            issue("server.max_connections", "must be at least 1".into());
         }
         if self.server.settings_poll_interval.as_duration().is_zero() {
             issue("server.settings_poll_interval", "must be more than 0".into());
@@ -890,6 +943,25 @@ mod tests {
         config.server.public.cors.allow_origins =
             vec!["https://app.example.com".into(), "https://app.example.com/path".into()];
         assert_eq!(keys(&config), vec!["server.public.cors.allow_origins"]);
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let mut config = valid();
+        config.server.timeouts.read_header = GoDuration::from_secs(0);
+        config.server.max_connections = Some(0);
+        assert_eq!(keys(&config), vec!["server.timeouts.read_header", "server.max_connections"]);
+    }
+
+    #[test]
+    fn connection_cap_shares_the_open_files() {
+        let mut config = valid();
+        assert_eq!(config.max_connections_per_listener(1024), (1024 - 64 - 30) / 2);
+        assert_eq!(config.max_connections_per_listener(10), 1, "never 0");
+        config.server.admin.enabled = false;
+        assert_eq!(config.max_connections_per_listener(1024), 1024 - 64 - 30);
+        config.server.max_connections = Some(7);
+        assert_eq!(config.max_connections_per_listener(1024), 7);
     }
 
     #[test]

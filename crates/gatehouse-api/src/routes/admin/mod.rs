@@ -100,7 +100,7 @@ pub fn admin_app(state: AppState) -> Router {
         )
         .merge(api)
         .fallback(|| async { ApiError::not_found() });
-    crate::app::with_layers(router.with_state(state), None)
+    crate::app::with_layers(router.with_state(state.clone()), &state, None)
 }
 
 /// Lets a request through only with a valid admin key, and hands the handlers who it is.
