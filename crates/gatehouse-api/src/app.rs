@@ -16,6 +16,7 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer,
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
@@ -56,13 +57,18 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The layers every request of either listener passes through: request ids, tracing without query strings,
-/// CORS (public listener only), Hanko's error shape for every error, panics caught,
+/// `nosniff` on every response, CORS (public listener only), Hanko's error shape for every error, panics caught,
 /// requests cut off after `server.timeouts.request` (a body sent slowly included), bodies limited.
 pub fn with_layers(router: Router, state: &AppState, cors: Option<CorsLayer>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let request_timeout = state.config().server.timeouts.request.as_duration();
     router.layer(
         ServiceBuilder::new()
+            // No browser may guess a type other than the one sent: a JSON answer must never run as a script.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
