@@ -169,6 +169,23 @@ impl Default for AdminServerConfig {
 pub const ADMIN_KEY_HASH_PREFIX: &str = "sha256:";
 /// Plain admin keys in the configuration must be at least this long; generated keys are longer.
 pub const MIN_ADMIN_KEY_LEN: usize = 32;
+/// An admin key's name is shown on one line of `admin-key list`, the console and the audit log.
+pub const MAX_ADMIN_KEY_NAME_CHARS: usize = 64;
+
+/// Checks an admin key's name: one line of printable text, not blank, at most [`MAX_ADMIN_KEY_NAME_CHARS`].
+/// Control characters (a newline, an escape sequence) would forge lines in listings and logs.
+pub fn check_admin_key_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a name must not be empty or blank".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a name must not contain control characters such as a newline".into());
+    }
+    if name.chars().count() > MAX_ADMIN_KEY_NAME_CHARS {
+        return Err(format!("a name must be at most {MAX_ADMIN_KEY_NAME_CHARS} characters"));
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -943,6 +960,15 @@ mod tests {
         config.server.public.cors.allow_origins =
             vec!["https://app.example.com".into(), "https://app.example.com/path".into()];
         assert_eq!(keys(&config), vec!["server.public.cors.allow_origins"]);
+    }
+
+    #[test]
+    fn admin_key_names_are_one_short_printable_line() {
+        assert_eq!(check_admin_key_name("ops laptop"), Ok(()));
+        assert_eq!(check_admin_key_name(&"é".repeat(MAX_ADMIN_KEY_NAME_CHARS)), Ok(()));
+        for bad in ["", "   ", "ops\nadmin key forged", "tab\there", "\u{1b}[31mred", &"x".repeat(65)] {
+            assert!(check_admin_key_name(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

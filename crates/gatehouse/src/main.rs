@@ -71,8 +71,9 @@ enum AdminKeyCommand {
     New {
         #[command(flatten)]
         config: ConfigArg,
-        /// What the key is for (shown in the audit log), e.g. "ops laptop" or "terraform".
-        #[arg(long)]
+        /// What the key is for (shown in the audit log), e.g. "ops laptop" or "terraform": one line, at most 64
+        /// characters.
+        #[arg(long, value_parser = parse_admin_key_name)]
         name: String,
     },
     /// List admin keys in the database (never the keys themselves).
@@ -218,6 +219,10 @@ async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow:
 async fn admin_store(args: &ConfigArg) -> anyhow::Result<Store> {
     let (config, _) = load(args)?;
     open_store(&config).await
+}
+
+fn parse_admin_key_name(name: &str) -> Result<String, String> {
+    gatehouse_core::config::check_admin_key_name(name).map(|()| name.to_owned())
 }
 
 async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {
