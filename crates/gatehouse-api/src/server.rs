@@ -95,7 +95,8 @@ impl Application {
         let follower = tokio::spawn(settings::follow(self.state.clone(), interval));
         let admin = async {
             if let Some(listener) = self.admin_listener {
-                serve(listener, admin_app(self.state.clone()), limits, stopped.clone()).await;
+                let bound = listener.local_addr().expect("a bound listener has an address");
+                serve(listener, admin_app(self.state.clone(), bound), limits, stopped.clone()).await;
             }
         };
         let public = serve(self.listener, app(self.state.clone()), limits, stopped.clone());

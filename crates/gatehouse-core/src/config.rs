@@ -154,6 +154,9 @@ impl Default for ServerTimeouts {
 pub struct AdminServerConfig {
     pub enabled: bool,
     pub address: String,
+    /// More `Host` names the admin listener answers to (`admin.internal`, or `admin.internal:8443` for one
+    /// port), for operators who reach it through a name. See [`AdminServerConfig::allows_host`].
+    pub allowed_hosts: Vec<String>,
     /// Admin API keys, each either the key itself or, better, its hash as printed by `gatehouse admin-key
     /// hash` (`sha256:…`). Keys created with `gatehouse admin-key new` live in the database instead.
     pub api_keys: Vec<Secret>,
@@ -161,7 +164,31 @@ pub struct AdminServerConfig {
 
 impl Default for AdminServerConfig {
     fn default() -> Self {
-        Self { enabled: true, address: "127.0.0.1:8001".into(), api_keys: Vec::new() }
+        Self { enabled: true, address: "127.0.0.1:8001".into(), allowed_hosts: Vec::new(), api_keys: Vec::new() }
+    }
+}
+
+impl AdminServerConfig {
+    /// Whether a request's `Host` names the admin listener bound at `bound`: its own IP address (any IP address
+    /// when it listens on all of them, any loopback address or `localhost` when it listens on loopback) with its
+    /// port, or a name from `allowed_hosts`. Any other name is refused: a page whose name was rebound to this
+    /// listener's address (DNS rebinding) still sends its own name.
+    pub fn allows_host(&self, host: &str, bound: SocketAddr) -> bool {
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) if !port.contains(']') => (name, port.parse::<u16>().ok()),
+            _ => (host, Some(80)),
+        };
+        let listed = self.allowed_hosts.iter().any(|allowed| {
+            allowed.eq_ignore_ascii_case(host) || (!allowed.contains(':') && allowed.eq_ignore_ascii_case(name))
+        });
+        if listed {
+            return true;
+        }
+        let own_address = match name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            Ok(ip) => ip == bound.ip() || bound.ip().is_unspecified() || (bound.ip().is_loopback() && ip.is_loopback()),
+            Err(_) => name.eq_ignore_ascii_case("localhost") && bound.ip().is_loopback(),
+        };
+        own_address && port == Some(bound.port())
     }
 }
 
@@ -658,6 +685,11 @@ impl Config {
         if self.server.max_connections == Some(0) {
             issue("server.max_connections", "must be at least 1".into());
         }
+        for host in &admin.allowed_hosts {
+            if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
+                issue("server.admin.allowed_hosts", format!("{host:?} is not a host name"));
+            }
+        }
         if self.server.settings_poll_interval.as_duration().is_zero() {
             issue("server.settings_poll_interval", "must be more than 0".into());
         }
@@ -972,11 +1004,32 @@ mod tests {
     }
 
     #[test]
+    fn admin_listener_answers_only_its_own_hosts() {
+        let mut admin = AdminServerConfig::default();
+        let loopback: SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        for host in ["127.0.0.1:8001", "localhost:8001", "LOCALHOST:8001", "[::1]:8001"] {
+            assert!(admin.allows_host(host, loopback), "{host}");
+        }
+        for host in ["evil.example:8001", "evil.example", "127.0.0.1:8002", "localhost", "10.0.0.5:8001", ""] {
+            assert!(!admin.allows_host(host, loopback), "{host}");
+        }
+        let private: SocketAddr = "10.0.0.5:8001".parse().unwrap();
+        assert!(admin.allows_host("10.0.0.5:8001", private) && !admin.allows_host("localhost:8001", private));
+        admin.allowed_hosts = vec!["admin.internal".into(), "console.internal:443".into()];
+        assert!(admin.allows_host("admin.internal:8443", private) && admin.allows_host("Admin.Internal", private));
+        assert!(admin.allows_host("console.internal:443", private) && !admin.allows_host("console.internal", private));
+    }
+
+    #[test]
     fn server_limits_are_checked() {
         let mut config = valid();
         config.server.timeouts.read_header = GoDuration::from_secs(0);
         config.server.max_connections = Some(0);
-        assert_eq!(keys(&config), vec!["server.timeouts.read_header", "server.max_connections"]);
+        config.server.admin.allowed_hosts = vec!["admin.internal".into(), "bad host".into()];
+        assert_eq!(
+            keys(&config),
+            vec!["server.timeouts.read_header", "server.max_connections", "server.admin.allowed_hosts"]
+        );
     }
 
     #[test]
