@@ -5,7 +5,7 @@ use std::{sync::Arc, time::Duration};
 use axum::{
     Router,
     extract::DefaultBodyLimit,
-    http::{HeaderName, HeaderValue, Method, Request, header},
+    http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
     middleware::{from_fn_with_state, map_response},
     routing::{get, post},
 };
@@ -16,6 +16,8 @@ use tower_http::{
     limit::RequestBodyLimitLayer,
     request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer},
     sensitive_headers::SetSensitiveRequestHeadersLayer,
+    set_header::SetResponseHeaderLayer,
+    timeout::TimeoutLayer,
     trace::TraceLayer,
 };
 
@@ -59,15 +61,22 @@ pub fn app(state: AppState) -> Router {
         .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
         .fallback(|| async { ApiError::not_found() });
     let cors = cors(&state);
-    with_layers(router.with_state(state), Some(cors))
+    with_layers(router.with_state(state.clone()), &state, Some(cors))
 }
 
 /// The layers every request of either listener passes through: request ids, tracing without query strings,
-/// CORS (public listener only), Hanko's error shape for every error, panics caught, bodies limited.
-pub fn with_layers(router: Router, cors: Option<CorsLayer>) -> Router {
+/// `nosniff` on every response, CORS (public listener only), Hanko's error shape for every error, panics caught,
+/// requests cut off after `server.timeouts.request` (a body sent slowly included), bodies limited.
+pub fn with_layers(router: Router, state: &AppState, cors: Option<CorsLayer>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
+    let request_timeout = state.config().server.timeouts.request.as_duration();
     router.layer(
         ServiceBuilder::new()
+            // No browser may guess a type other than the one sent: a JSON answer must never run as a script.
+            .layer(SetResponseHeaderLayer::overriding(
+                header::X_CONTENT_TYPE_OPTIONS,
+                HeaderValue::from_static("nosniff"),
+            ))
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
@@ -83,6 +92,7 @@ pub fn with_layers(router: Router, cors: Option<CorsLayer>) -> Router {
             .option_layer(cors)
             .layer(map_response(render_plain_errors))
             .layer(CatchPanicLayer::new())
+            .layer(TimeoutLayer::with_status_code(StatusCode::REQUEST_TIMEOUT, request_timeout))
             .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
             .layer(RequestBodyLimitLayer::new(BODY_LIMIT_BYTES)),
     )

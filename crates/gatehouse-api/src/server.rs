@@ -1,16 +1,25 @@
 //! Binding and serving: `Application::build` binds the public listener and, when enabled, the admin listener
 //! (port 0 in tests); `run_until_stopped` serves both until the shutdown future completes, then drains in-flight
 //! requests. Saved identity-provider settings are followed while it runs.
+//!
+//! Both listeners are served by [`serve`], which defends against slow and idle clients (slowloris): headers must
+//! arrive within `server.timeouts.read_header`, and each listener holds at most its connection cap open.
 
-use std::{
-    future::{Future, IntoFuture},
-    net::SocketAddr,
-    sync::Arc,
-};
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
+use axum::{Router, extract::ConnectInfo, http::Request};
 use gatehouse_core::config::Config;
 use gatehouse_store::Store;
-use tokio::net::TcpListener;
+use hyper::body::Incoming;
+use hyper_util::{
+    rt::{TokioIo, TokioTimer},
+    service::TowerToHyperService,
+};
+use tokio::{
+    net::TcpListener,
+    sync::{Semaphore, watch},
+};
+use tower::ServiceExt;
 
 use crate::{AppState, admin_app, app, services::settings, state::StateError};
 
@@ -75,33 +84,101 @@ impl Application {
         &self.state
     }
 
-    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-        let (stop, stopped) = tokio::sync::watch::channel(());
-        let until_stopped = move || {
-            let mut stopped = stopped.clone();
-            async move {
-                let _ = stopped.changed().await;
-            }
+    pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) {
+        let (stop, stopped) = watch::channel(());
+        let config = self.state.config();
+        let limits = ConnectionLimits {
+            read_header: config.server.timeouts.read_header.as_duration(),
+            max_connections: config.max_connections_per_listener(open_files_limit()),
         };
-        let interval = self.state.config().server.settings_poll_interval.as_duration();
+        let interval = config.server.settings_poll_interval.as_duration();
         let follower = tokio::spawn(settings::follow(self.state.clone(), interval));
         let admin = async {
-            match self.admin_listener {
-                Some(listener) => {
-                    let router = admin_app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-                    axum::serve(listener, router).with_graceful_shutdown(until_stopped()).await
-                }
-                None => Ok(()),
+            if let Some(listener) = self.admin_listener {
+                let bound = listener.local_addr().expect("a bound listener has an address");
+                serve(listener, admin_app(self.state.clone(), bound), limits, stopped.clone()).await;
             }
         };
-        let router = app(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let public = axum::serve(self.listener, router).with_graceful_shutdown(until_stopped()).into_future();
+        let public = serve(self.listener, app(self.state.clone()), limits, stopped.clone());
         let trigger = async move {
             shutdown.await;
             let _ = stop.send(());
         };
-        let (public, admin, ()) = tokio::join!(public, admin, trigger);
+        tokio::join!(public, admin, trigger);
         follower.abort();
-        public.and(admin)
     }
+}
+
+/// How one listener treats its connections.
+#[derive(Clone, Copy, Debug)]
+struct ConnectionLimits {
+    read_header: Duration,
+    max_connections: u32,
+}
+
+/// How long to wait after a failed `accept` (out of file descriptors, say): retrying at once would spin.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Serves `router` on `listener` until `stopped` changes, then lets the open connections finish their requests.
+/// A connection over the cap is closed as soon as it is accepted, so the listener keeps accepting (and answering
+/// again once connections end) instead of running the process out of file descriptors.
+async fn serve(listener: TcpListener, router: Router, limits: ConnectionLimits, mut stopped: watch::Receiver<()>) {
+    let slots = Arc::new(Semaphore::new(limits.max_connections as usize));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new()).header_read_timeout(limits.read_header);
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = stopped.changed() => break,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                tracing::warn!(%error, "cannot accept a connection");
+                tokio::select! {
+                    () = tokio::time::sleep(ACCEPT_ERROR_PAUSE) => continue,
+                    _ = stopped.changed() => break,
+                }
+            }
+        };
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            // Debug only: under a flood this happens thousands of times a second.
+            tracing::debug!(%peer, "connection closed: the listener is at server.max_connections");
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        // Handlers read the peer address as axum's `ConnectInfo`, as with `into_make_service_with_connect_info`.
+        let service = router.clone().map_request(move |mut request: Request<Incoming>| {
+            request.extensions_mut().insert(ConnectInfo(peer));
+            request
+        });
+        let connection = http.serve_connection(TokioIo::new(stream), TowerToHyperService::new(service));
+        let mut stopped = stopped.clone();
+        tokio::spawn(async move {
+            let _slot = slot;
+            tokio::pin!(connection);
+            tokio::select! {
+                _ = connection.as_mut() => {}
+                _ = stopped.changed() => {
+                    connection.as_mut().graceful_shutdown();
+                    let _ = connection.await;
+                }
+            }
+        });
+    }
+    drop(listener);
+    // Each connection holds a slot until it ends: all slots back means every request in flight has finished.
+    let _ = slots.acquire_many(limits.max_connections).await;
+}
+
+/// The process's open-file limit (raised to its maximum by the binary at start).
+#[cfg(unix)]
+fn open_files_limit() -> u64 {
+    rustix::process::getrlimit(rustix::process::Resource::Nofile).current.unwrap_or(u64::MAX)
+}
+
+/// Without a limit to read, the conventional one.
+#[cfg(not(unix))]
+fn open_files_limit() -> u64 {
+    1024
 }

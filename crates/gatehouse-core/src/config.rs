@@ -127,6 +127,11 @@ pub struct ServerConfig {
     /// How often an instance checks the database for identity-provider settings saved by the admin API (on any
     /// instance); a change applies within this time everywhere.
     pub settings_poll_interval: GoDuration,
+    /// How long a slow or idle client may hold a connection (both listeners).
+    pub timeouts: ServerTimeouts,
+    /// Most connections each listener keeps open; one more is closed at once. Unset: as many as the open-file
+    /// limit allows (see [`Config::max_connections_per_listener`]).
+    pub max_connections: Option<u32>,
 }
 
 impl Default for ServerConfig {
@@ -135,7 +140,26 @@ impl Default for ServerConfig {
             public: PublicServerConfig::default(),
             admin: AdminServerConfig::default(),
             settings_poll_interval: GoDuration::from_secs(2),
+            timeouts: ServerTimeouts::default(),
+            max_connections: None,
         }
+    }
+}
+
+/// Limits that keep slow clients (slowloris) from holding connections for ever.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerTimeouts {
+    /// The longest wait for a request's headers, counted from the connection's start or from the end of the
+    /// previous response; so it is also how long a kept-alive connection may sit idle before it is closed.
+    pub read_header: GoDuration,
+    /// The longest one request may take, reading its body included; it is answered 408 after that.
+    pub request: GoDuration,
+}
+
+impl Default for ServerTimeouts {
+    fn default() -> Self {
+        Self { read_header: GoDuration::from_secs(10), request: GoDuration::from_secs(30) }
     }
 }
 
@@ -145,6 +169,9 @@ impl Default for ServerConfig {
 pub struct AdminServerConfig {
     pub enabled: bool,
     pub address: String,
+    /// More `Host` names the admin listener answers to (`admin.internal`, or `admin.internal:8443` for one
+    /// port), for operators who reach it through a name. See [`AdminServerConfig::allows_host`].
+    pub allowed_hosts: Vec<String>,
     /// Admin API keys, each either the key itself or, better, its hash as printed by `gatehouse admin-key
     /// hash` (`sha256:…`). Keys created with `gatehouse admin-key new` live in the database instead.
     pub api_keys: Vec<Secret>,
@@ -152,7 +179,31 @@ pub struct AdminServerConfig {
 
 impl Default for AdminServerConfig {
     fn default() -> Self {
-        Self { enabled: true, address: "127.0.0.1:8001".into(), api_keys: Vec::new() }
+        Self { enabled: true, address: "127.0.0.1:8001".into(), allowed_hosts: Vec::new(), api_keys: Vec::new() }
+    }
+}
+
+impl AdminServerConfig {
+    /// Whether a request's `Host` names the admin listener bound at `bound`: its own IP address (any IP address
+    /// when it listens on all of them, any loopback address or `localhost` when it listens on loopback) with its
+    /// port, or a name from `allowed_hosts`. Any other name is refused: a page whose name was rebound to this
+    /// listener's address (DNS rebinding) still sends its own name.
+    pub fn allows_host(&self, host: &str, bound: SocketAddr) -> bool {
+        let (name, port) = match host.rsplit_once(':') {
+            Some((name, port)) if !port.contains(']') => (name, port.parse::<u16>().ok()),
+            _ => (host, Some(80)),
+        };
+        let listed = self.allowed_hosts.iter().any(|allowed| {
+            allowed.eq_ignore_ascii_case(host) || (!allowed.contains(':') && allowed.eq_ignore_ascii_case(name))
+        });
+        if listed {
+            return true;
+        }
+        let own_address = match name.trim_start_matches('[').trim_end_matches(']').parse::<std::net::IpAddr>() {
+            Ok(ip) => ip == bound.ip() || bound.ip().is_unspecified() || (bound.ip().is_loopback() && ip.is_loopback()),
+            Err(_) => name.eq_ignore_ascii_case("localhost") && bound.ip().is_loopback(),
+        };
+        own_address && port == Some(bound.port())
     }
 }
 
@@ -160,6 +211,23 @@ impl Default for AdminServerConfig {
 pub const ADMIN_KEY_HASH_PREFIX: &str = "sha256:";
 /// Plain admin keys in the configuration must be at least this long; generated keys are longer.
 pub const MIN_ADMIN_KEY_LEN: usize = 32;
+/// An admin key's name is shown on one line of `admin-key list`, the console and the audit log.
+pub const MAX_ADMIN_KEY_NAME_CHARS: usize = 64;
+
+/// Checks an admin key's name: one line of printable text, not blank, at most [`MAX_ADMIN_KEY_NAME_CHARS`].
+/// Control characters (a newline, an escape sequence) would forge lines in listings and logs.
+pub fn check_admin_key_name(name: &str) -> Result<(), String> {
+    if name.trim().is_empty() {
+        return Err("a name must not be empty or blank".into());
+    }
+    if name.chars().any(char::is_control) {
+        return Err("a name must not contain control characters such as a newline".into());
+    }
+    if name.chars().count() > MAX_ADMIN_KEY_NAME_CHARS {
+        return Err(format!("a name must be at most {MAX_ADMIN_KEY_NAME_CHARS} characters"));
+    }
+    Ok(())
+}
 
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -583,7 +651,24 @@ pub struct ConfigIssue {
 
 pub const MIN_SECRET_KEY_LEN: usize = 16;
 
+/// Open files kept free of connections: database connections, log files, the listeners themselves.
+const RESERVED_OPEN_FILES: u64 = 64;
+
 impl Config {
+    /// The connection cap of each listener: `server.max_connections`, or else an even share of the open files
+    /// left after the database's and a reserve, so that a flood of connections is refused before the process
+    /// runs out of file descriptors (which would stop every listener accepting).
+    pub fn max_connections_per_listener(&self, open_files_limit: u64) -> u32 {
+        if let Some(max) = self.server.max_connections {
+            return max;
+        }
+        // A SQLite connection holds up to three files (database, -wal, -shm).
+        let database = 3 * u64::from(self.database.max_connections);
+        let listeners = if self.server.admin.enabled { 2 } else { 1 };
+        let share = open_files_limit.saturating_sub(RESERVED_OPEN_FILES + database) / listeners;
+        u32::try_from(share).unwrap_or(u32::MAX).max(1)
+    }
+
     /// `secret_keys` followed by v2's `secrets.keys`; the first one encrypts.
     pub fn all_secret_keys(&self) -> Vec<Secret> {
         self.secret_keys.iter().chain(&self.secrets.keys).cloned().collect()
@@ -601,6 +686,23 @@ impl Config {
         for key in &admin.api_keys {
             if let Err(message) = check_admin_key(key.expose()) {
                 issue("server.admin.api_keys", message);
+            }
+        }
+        let timeouts = [
+            ("server.timeouts.read_header", self.server.timeouts.read_header),
+            ("server.timeouts.request", self.server.timeouts.request),
+        ];
+        for (key, timeout) in timeouts {
+            if timeout.as_duration().is_zero() {
+                issue(key, "must be more than 0".into());
+            }
+        }
+        if self.server.max_connections == Some(0) {
+            issue("server.max_connections", "must be at least 1".into());
+        }
+        for host in &admin.allowed_hosts {
+            if host.is_empty() || host.contains(|c: char| c.is_whitespace() || c.is_control() || c == '/') {
+                issue("server.admin.allowed_hosts", format!("{host:?} is not a host name"));
             }
         }
         if self.server.settings_poll_interval.as_duration().is_zero() {
@@ -908,6 +1010,55 @@ mod tests {
         config.server.public.cors.allow_origins =
             vec!["https://app.example.com".into(), "https://app.example.com/path".into()];
         assert_eq!(keys(&config), vec!["server.public.cors.allow_origins"]);
+    }
+
+    #[test]
+    fn admin_key_names_are_one_short_printable_line() {
+        assert_eq!(check_admin_key_name("ops laptop"), Ok(()));
+        assert_eq!(check_admin_key_name(&"é".repeat(MAX_ADMIN_KEY_NAME_CHARS)), Ok(()));
+        for bad in ["", "   ", "ops\nadmin key forged", "tab\there", "\u{1b}[31mred", &"x".repeat(65)] {
+            assert!(check_admin_key_name(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn admin_listener_answers_only_its_own_hosts() {
+        let mut admin = AdminServerConfig::default();
+        let loopback: SocketAddr = "127.0.0.1:8001".parse().unwrap();
+        for host in ["127.0.0.1:8001", "localhost:8001", "LOCALHOST:8001", "[::1]:8001"] {
+            assert!(admin.allows_host(host, loopback), "{host}");
+        }
+        for host in ["evil.example:8001", "evil.example", "127.0.0.1:8002", "localhost", "10.0.0.5:8001", ""] {
+            assert!(!admin.allows_host(host, loopback), "{host}");
+        }
+        let private: SocketAddr = "10.0.0.5:8001".parse().unwrap();
+        assert!(admin.allows_host("10.0.0.5:8001", private) && !admin.allows_host("localhost:8001", private));
+        admin.allowed_hosts = vec!["admin.internal".into(), "console.internal:443".into()];
+        assert!(admin.allows_host("admin.internal:8443", private) && admin.allows_host("Admin.Internal", private));
+        assert!(admin.allows_host("console.internal:443", private) && !admin.allows_host("console.internal", private));
+    }
+
+    #[test]
+    fn server_limits_are_checked() {
+        let mut config = valid();
+        config.server.timeouts.read_header = GoDuration::from_secs(0);
+        config.server.max_connections = Some(0);
+        config.server.admin.allowed_hosts = vec!["admin.internal".into(), "bad host".into()];
+        assert_eq!(
+            keys(&config),
+            vec!["server.timeouts.read_header", "server.max_connections", "server.admin.allowed_hosts"]
+        );
+    }
+
+    #[test]
+    fn connection_cap_shares_the_open_files() {
+        let mut config = valid();
+        assert_eq!(config.max_connections_per_listener(1024), (1024 - 64 - 30) / 2);
+        assert_eq!(config.max_connections_per_listener(10), 1, "never 0");
+        config.server.admin.enabled = false;
+        assert_eq!(config.max_connections_per_listener(1024), 1024 - 64 - 30);
+        config.server.max_connections = Some(7);
+        assert_eq!(config.max_connections_per_listener(1024), 7);
     }
 
     #[test]

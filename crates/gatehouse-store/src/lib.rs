@@ -52,6 +52,8 @@ pub enum StoreError {
     Corrupt(String),
     #[error("unsupported database URL (use sqlite://path or postgres://…)")]
     UnsupportedUrl,
+    #[error("cannot create the database file: {0}")]
+    CreateFile(std::io::Error),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -85,6 +87,21 @@ pub struct Store {
     direct: Option<Arc<DirectReader>>,
 }
 
+/// Creates the SQLite database file, if it is missing, readable and writable by its owner only: it holds
+/// sessions and encrypted keys. SQLite creates the `-wal` and `-shm` files with the database file's permissions.
+/// An existing file keeps the permissions its operator gave it.
+fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    match options.open(path) {
+        Ok(_) => Ok(()),
+        Err(error) if error.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(error) => Err(error),
+    }
+}
+
 /// How long a request waits for a database connection before it fails.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -105,6 +122,14 @@ impl Store {
                 } else {
                     format!("{url}?mode=rwc")
                 };
+                let file = if url.contains(":memory:") || url.contains("mode=memory") {
+                    None
+                } else {
+                    Some(SqliteConnectOptions::from_str(&url)?.get_filename().to_owned())
+                };
+                if let Some(path) = &file {
+                    create_private_file(path).map_err(StoreError::CreateFile)?;
+                }
                 let options = AnyConnectOptions::from_str(&url)?;
                 let mut writer = AnyConnection::connect_with(&options).await?;
                 writer.execute(SQLITE_PRAGMAS).await?;
@@ -122,12 +147,12 @@ impl Store {
                     })
                     .connect_with(options)
                     .await?;
-                let direct = if url.contains(":memory:") || url.contains("mode=memory") {
-                    None
-                } else {
-                    let path = SqliteConnectOptions::from_str(&url)?.get_filename().to_owned();
-                    let count = std::thread::available_parallelism().map_or(2, usize::from);
-                    Some(Arc::new(DirectReader::open(&path, count)?))
+                let direct = match file {
+                    Some(path) => {
+                        let count = std::thread::available_parallelism().map_or(2, usize::from);
+                        Some(Arc::new(DirectReader::open(&path, count)?))
+                    }
+                    None => None,
                 };
                 Ok(Self { backend, reader, writer, direct })
             }

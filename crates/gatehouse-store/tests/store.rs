@@ -446,3 +446,20 @@ both_backends!(
     admin_keys_are_stored_as_hashes_and_revoked,
     users_are_searched_and_their_sessions_and_identities_removed,
 );
+
+/// The SQLite files hold sessions and encrypted keys: only their owner may read them, whatever the umask.
+#[cfg(unix)]
+#[tokio::test]
+async fn sqlite_files_are_private_to_their_owner() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("gatehouse.db");
+    let store = Store::connect(&format!("sqlite://{}", path.display()), 2).await.unwrap();
+    store.migrate().await.unwrap();
+    for suffix in ["", "-wal", "-shm"] {
+        let file = format!("{}{suffix}", path.display());
+        let mode = std::fs::metadata(&file).unwrap_or_else(|e| panic!("{file}: {e}")).permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{file} has mode {:o}", mode & 0o777);
+    }
+    store.close().await;
+}

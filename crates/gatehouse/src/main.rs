@@ -71,8 +71,9 @@ enum AdminKeyCommand {
     New {
         #[command(flatten)]
         config: ConfigArg,
-        /// What the key is for (shown in the audit log), e.g. "ops laptop" or "terraform".
-        #[arg(long)]
+        /// What the key is for (shown in the audit log), e.g. "ops laptop" or "terraform": one line, at most 64
+        /// characters.
+        #[arg(long, value_parser = parse_admin_key_name)]
         name: String,
     },
     /// List admin keys in the database (never the keys themselves).
@@ -158,6 +159,7 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     let (config, dev) = load(&args)?;
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
+    raise_open_files_limit();
     let store = open_store(&config).await?;
     if !matches!(dev, config::DevSecret::NotNeeded) {
         create_development_admin_key(&config, &store).await?;
@@ -177,10 +179,30 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     tokio::spawn(identity_providers::warn_about_expiring_credentials(app.state().clone()));
     let audit_retention = app.state().config().audit_log.retention.as_duration();
     tokio::spawn(gatehouse_api::services::maintenance::run(app.state().store().clone(), audit_retention));
-    app.run_until_stopped(shutdown_signal()).await.context("the server failed")?;
+    app.run_until_stopped(shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
 }
+
+/// Raises the soft open-file limit to the hard one: every connection is a file, and the default soft limit
+/// (often 1,024) would cap the connections far below what the machine can serve. Each listener's connection cap
+/// is then sized from the raised limit.
+#[cfg(unix)]
+fn raise_open_files_limit() {
+    use rustix::process::{Resource, getrlimit, setrlimit};
+    let limit = getrlimit(Resource::Nofile);
+    if limit.current == limit.maximum {
+        return;
+    }
+    let raised = rustix::process::Rlimit { current: limit.maximum, maximum: limit.maximum };
+    match setrlimit(Resource::Nofile, raised) {
+        Ok(()) => tracing::debug!(limit = ?limit.maximum, "open-file limit raised"),
+        Err(error) => tracing::warn!(%error, current = ?limit.current, "cannot raise the open-file limit"),
+    }
+}
+
+#[cfg(not(unix))]
+fn raise_open_files_limit() {}
 
 /// In development mode only (no secret_keys configured): an admin key, so the console can be tried at once.
 /// Printed once; later starts find it in the database and print nothing.
@@ -198,6 +220,10 @@ async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow:
 async fn admin_store(args: &ConfigArg) -> anyhow::Result<Store> {
     let (config, _) = load(args)?;
     open_store(&config).await
+}
+
+fn parse_admin_key_name(name: &str) -> Result<String, String> {
+    gatehouse_core::config::check_admin_key_name(name).map(|()| name.to_owned())
 }
 
 async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {

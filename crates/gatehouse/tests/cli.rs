@@ -256,6 +256,20 @@ fn admin_keys_are_created_listed_hashed_and_revoked() {
 }
 
 #[test]
+fn admin_key_names_must_be_one_short_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    for name in ["", "  ", "ops\nforged line", &"x".repeat(65)] {
+        let output =
+            gatehouse(dir.path(), &["admin-key", "new", "--config", &config, "--name", name]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(!output.status.success(), "{name:?} was accepted");
+        assert!(stderr.contains("--name") && stderr.contains("a name must"), "a clear error for {name:?}: {stderr}");
+        assert!(output.stdout.is_empty(), "no key is made for {name:?}");
+    }
+}
+
+#[test]
 fn serve_refuses_an_admin_api_without_a_key() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");

@@ -485,7 +485,37 @@ async fn users_are_found_inspected_and_acted_on(backend: Backend) {
     assert!(status == 400 && bad_filter["message"].as_str().unwrap().contains("user_id"), "{bad_filter}");
 }
 
+/// DNS rebinding: a page on another name, rebound to the admin listener's address, still sends its own `Host`,
+/// so the console and the API refuse it; the listener's own address, `localhost` and configured names pass.
+async fn admin_listener_answers_only_its_own_host_names(backend: Backend) {
+    let server = TestServer::start(backend, |config| {
+        config.server.admin.allowed_hosts = vec!["admin.internal".into()];
+    })
+    .await;
+    let admin = server.admin_url.clone().expect("the admin API is on");
+    let port = admin.rsplit(':').next().unwrap().to_owned();
+    let get = |path: &'static str, host: String| {
+        let request = server.admin(Method::GET, path).header("host", host);
+        async move { request.send().await.unwrap() }
+    };
+    for host in [format!("127.0.0.1:{port}"), format!("localhost:{port}"), "admin.internal:8443".into()] {
+        assert_eq!(get("/", host.clone()).await.status(), 200, "{host}");
+        assert_eq!(get("/users", host.clone()).await.status(), 200, "{host}");
+    }
+    for host in [format!("rebound.example:{port}"), "rebound.example".into(), "127.0.0.1:1".into()] {
+        for path in ["/", "/users"] {
+            let response = get(path, host.clone()).await;
+            assert_eq!(response.status(), 421, "{host}{path}");
+            let body: Value = response.json().await.unwrap();
+            assert_eq!(body, json!({"code": 421, "message": "Misdirected Request"}), "Hanko's error shape");
+        }
+    }
+    let public = server.client.get(server.url("/health/alive")).header("host", "api.example.com").send();
+    assert_eq!(public.await.unwrap().status(), 200, "the public listener serves any name");
+}
+
 both_backends!(
+    admin_listener_answers_only_its_own_host_names,
     every_admin_request_needs_a_key,
     no_admin_key_no_admin_listener,
     settings_saved_in_the_console_apply_without_restart,

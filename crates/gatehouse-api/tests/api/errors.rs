@@ -116,4 +116,34 @@ async fn health_and_legacy_config(backend: Backend) {
     assert!(id.headers().get("x-request-id").is_some());
 }
 
-both_backends!(every_error_has_hankos_shape, cors_answers_exact_allowed_origins, health_and_legacy_config);
+/// No browser may sniff a JSON answer (or an error) into something it runs: every response of both listeners says
+/// `nosniff`.
+async fn every_response_forbids_type_sniffing(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let admin = server.admin_url.clone().expect("the admin API is on");
+    let responses = [
+        server.client.get(server.url("/.well-known/jwks.json")).send().await.unwrap(),
+        server.client.get(server.url("/no/such/route")).send().await.unwrap(),
+        server.client.get(server.url("/me")).send().await.unwrap(),
+        server.client.get(server.url("/")).send().await.unwrap(),
+        server.admin(reqwest::Method::GET, "/users").send().await.unwrap(),
+        server.client.get(format!("{admin}/users")).send().await.unwrap(),
+        server.client.get(format!("{admin}/")).send().await.unwrap(),
+    ];
+    for response in responses {
+        assert_eq!(
+            response.headers().get("x-content-type-options").map(|v| v.to_str().unwrap()),
+            Some("nosniff"),
+            "{} {}",
+            response.url(),
+            response.status()
+        );
+    }
+}
+
+both_backends!(
+    every_error_has_hankos_shape,
+    cors_answers_exact_allowed_origins,
+    health_and_legacy_config,
+    every_response_forbids_type_sniffing,
+);

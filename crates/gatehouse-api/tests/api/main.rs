@@ -9,4 +9,5 @@ mod flow;
 mod jose;
 mod logs;
 mod sessions;
+mod slow_clients;
 mod thirdparty;

@@ -4,6 +4,8 @@
 mod identity_providers;
 mod users;
 
+use std::net::SocketAddr;
+
 use axum::{
     Json, Router,
     extract::{Request, State},
@@ -63,7 +65,8 @@ impl Modify for AdminKeyAuth {
 }
 
 /// The admin router. Pure, like the public one: tests can drive it in-process.
-pub fn admin_app(state: AppState) -> Router {
+/// The admin API and console for the listener bound at `bound` (its port is needed to check `Host`).
+pub fn admin_app(state: AppState, bound: SocketAddr) -> Router {
     let api = Router::new()
         .route("/identity-providers", get(identity_providers::get).put(identity_providers::update))
         .route("/identity-providers/microsoft/secrets", axum::routing::post(identity_providers::add_secret))
@@ -99,8 +102,23 @@ pub fn admin_app(state: AppState) -> Router {
             }),
         )
         .merge(api)
-        .fallback(|| async { ApiError::not_found() });
-    crate::app::with_layers(router.with_state(state), None)
+        .fallback(|| async { ApiError::not_found() })
+        .layer(middleware::from_fn_with_state((state.clone(), bound), require_own_host));
+    crate::app::with_layers(router.with_state(state.clone()), &state, None)
+}
+
+/// Refuses requests whose `Host` is not this listener's (DNS rebinding), before anything else runs.
+async fn require_own_host(
+    State((state, bound)): State<(AppState, SocketAddr)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let host = request.headers().get(header::HOST).and_then(|host| host.to_str().ok()).unwrap_or("");
+    if state.config().server.admin.allows_host(host, bound) {
+        next.run(request).await
+    } else {
+        ApiError::status(StatusCode::MISDIRECTED_REQUEST).into_response()
+    }
 }
 
 /// Lets a request through only with a valid admin key, and hands the handlers who it is.
