@@ -778,10 +778,6 @@ impl Config {
 }
 
 impl ThirdPartyConfig {
-    pub fn any_provider_enabled(&self) -> bool {
-        self.providers.microsoft.enabled
-    }
-
     pub fn validate(&self) -> Vec<ConfigIssue> {
         let mut issues = Vec::new();
         let mut issue = |key: &'static str, message: String| issues.push(ConfigIssue { key, message });

@@ -702,8 +702,7 @@ mod tests {
             ("nested too deep", format!("https://a.com/{}x{}", "{".repeat(9), "}".repeat(9)), PatternError::TooComplex),
         ];
         for (label, pattern, error) in rows {
-            assert_eq!(RedirectPattern::parse(&pattern).err(), Some(error.clone()), "{label}: {pattern:?}");
-            assert!(error.to_string().len() > 10, "{label}: {error}");
+            assert_eq!(RedirectPattern::parse(&pattern).err(), Some(error), "{label}: {pattern:?}");
         }
     }
 
@@ -729,7 +728,6 @@ mod tests {
         let pattern = RedirectPattern::parse("https://*.example.com/**").unwrap();
         assert_eq!(pattern.as_str(), "https://*.example.com/**");
         assert_eq!(pattern.to_string(), "https://*.example.com/**");
-        assert_eq!(format!("{pattern:?}"), "RedirectPattern(\"https://*.example.com/**\")");
         assert_eq!(pattern.clone(), pattern);
         assert_ne!(pattern, RedirectPattern::parse("https://*.example.com").unwrap());
         let list = RedirectAllowList::new(vec![pattern.clone()]);

@@ -6,7 +6,9 @@ use std::time::Duration;
 use gatehouse_core::{
     config::{ClientAuthMethod, ClientSecret, MicrosoftProviderConfig, ThirdPartyConfig, usable_secrets},
     error::ThirdPartyErrorCode,
-    microsoft::claims::{MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims},
+    microsoft::claims::{
+        ClaimsError, MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims,
+    },
 };
 use jsonwebtoken::{Algorithm, Validation};
 use serde::Deserialize;
@@ -103,9 +105,29 @@ pub enum MicrosoftError {
     #[error("Microsoft's token response has no id_token")]
     NoIdToken,
     #[error("the ID token is not acceptable: {0}")]
-    IdToken(String),
+    IdToken(#[from] IdTokenError),
     #[error(transparent)]
     Keys(#[from] JwksError),
+}
+
+/// Why an ID token was refused: each rule has its own variant, so a refusal can say which rule refused it. The texts
+/// hold nothing from the token, so they may reach the browser.
+#[derive(Debug, thiserror::Error)]
+pub enum IdTokenError {
+    #[error("the ID token is malformed")]
+    Malformed,
+    #[error("the ID token is not signed with RS256")]
+    NotRs256,
+    #[error("the ID token names no signing key (kid)")]
+    NoKid,
+    #[error("the ID token is signed by a key the provider does not publish")]
+    UnknownKey,
+    #[error("the ID token's signature does not verify")]
+    Signature,
+    #[error("the ID token is signed by a key that may not sign for its issuer")]
+    KeyIssuer,
+    #[error(transparent)]
+    Claims(#[from] ClaimsError),
 }
 
 impl MicrosoftError {
@@ -298,25 +320,30 @@ impl MicrosoftClient {
         expected_nonce: &str,
         now: i64,
     ) -> Result<ProviderUser, MicrosoftError> {
-        let invalid = |reason: &str| MicrosoftError::IdToken(reason.to_owned());
-        let header = jsonwebtoken::decode_header(id_token).map_err(|_| invalid("malformed header"))?;
+        let header = jsonwebtoken::decode_header(id_token).map_err(|_| IdTokenError::Malformed)?;
         if header.alg != Algorithm::RS256 {
-            return Err(invalid("not signed with RS256"));
+            return Err(IdTokenError::NotRs256.into());
         }
-        let kid = header.kid.ok_or_else(|| invalid("no kid"))?;
-        let key = self.jwks.key(&kid).await?;
+        let kid = header.kid.ok_or(IdTokenError::NoKid)?;
+        let key = self.jwks.key(&kid).await.map_err(|error| match error {
+            JwksError::UnknownKey(_) => MicrosoftError::IdToken(IdTokenError::UnknownKey),
+            fetch => MicrosoftError::Keys(fetch),
+        })?;
         // Signature only: time, audience and issuer rules are Microsoft-specific and live in the core.
         let mut validation = Validation::new(Algorithm::RS256);
         validation.validate_exp = false;
         validation.validate_aud = false;
         validation.required_spec_claims.clear();
         let claims: MicrosoftClaims = jsonwebtoken::decode(id_token, &key.key, &validation)
-            .map_err(|e| MicrosoftError::IdToken(format!("signature or claims: {e}")))?
+            .map_err(|error| match error.kind() {
+                jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::Signature,
+                _ => IdTokenError::Malformed,
+            })?
             .claims;
         if let Some(key_issuer) = &key.issuer {
             // A key may only sign for the issuer its JWKS entry names; `{tenantid}` stands for the token's tenant.
             if key_issuer.replace("{tenantid}", &claims.tid) != claims.iss {
-                return Err(invalid("signed by a key that may not sign for this issuer"));
+                return Err(IdTokenError::KeyIssuer.into());
             }
         }
         let expectations = TokenExpectations {
@@ -328,7 +355,7 @@ impl MicrosoftClient {
             now,
             max_skew_secs: CLOCK_SKEW_SECS,
         };
-        validate_claims(&claims, &expectations).map_err(|e| MicrosoftError::IdToken(e.to_string()))?;
-        provider_user(&claims).map_err(|e| MicrosoftError::IdToken(e.to_string()))
+        validate_claims(&claims, &expectations).map_err(IdTokenError::from)?;
+        Ok(provider_user(&claims).map_err(IdTokenError::from)?)
     }
 }

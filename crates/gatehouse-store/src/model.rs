@@ -142,12 +142,8 @@ pub struct NewToken {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
-    pub id: Uuid,
     pub user_id: Uuid,
-    pub identity_id: Option<Uuid>,
     pub code_verifier_hash: Option<String>,
-    pub is_flow: bool,
-    pub user_created: bool,
     pub expires_at: i64,
 }
 

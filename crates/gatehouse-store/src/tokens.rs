@@ -1,6 +1,6 @@
 use sqlx::{Any, Executor, Row};
 
-use crate::{NewToken, Result, Store, TokenRecord, conflict, flag, parse_uuid};
+use crate::{NewToken, Result, Store, TokenRecord, conflict, parse_uuid};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
@@ -12,19 +12,15 @@ impl Store {
     pub async fn take_token(&self, value_hash: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
             "DELETE FROM tokens WHERE value_hash = $1
-             RETURNING id, user_id, identity_id, code_verifier_hash, is_flow, user_created, expires_at",
+             RETURNING user_id, code_verifier_hash, expires_at",
         )
         .bind(value_hash)
         .fetch_optional(&mut *self.write().await?)
         .await?;
         row.map(|row| {
             Ok(TokenRecord {
-                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
-                identity_id: row.try_get::<Option<String>, _>("identity_id")?.as_deref().map(parse_uuid).transpose()?,
                 code_verifier_hash: row.try_get("code_verifier_hash")?,
-                is_flow: flag(&row, "is_flow")?,
-                user_created: flag(&row, "user_created")?,
                 expires_at: row.try_get("expires_at")?,
             })
         })

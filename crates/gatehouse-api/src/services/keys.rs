@@ -2,7 +2,10 @@
 //! instance (or by `gatehouse keys rotate`) is seen everywhere within seconds.
 
 use std::{
-    sync::{Arc, RwLock},
+    sync::{
+        Arc, RwLock,
+        atomic::{AtomicU64, Ordering},
+    },
     time::{Duration, Instant},
 };
 
@@ -46,6 +49,8 @@ pub struct KeyRing {
     audience: Audience,
     loaded: RwLock<Loaded>,
     reload: tokio::sync::Mutex<()>,
+    /// Reloads caused by a token naming a key rotated in elsewhere: shown in `/metrics`.
+    unknown_kid_reloads: AtomicU64,
 }
 
 impl KeyRing {
@@ -58,6 +63,7 @@ impl KeyRing {
             audience: Audience { audience: session.audience.clone(), issuer: session.issuer.clone() },
             loaded: RwLock::new(Loaded { set: Arc::new(KeySet::default()), at: Instant::now() - MAX_AGE * 2 }),
             reload: tokio::sync::Mutex::new(()),
+            unknown_kid_reloads: AtomicU64::new(0),
         }
     }
 
@@ -145,6 +151,11 @@ impl KeyRing {
         Ok(set)
     }
 
+    /// How many times a token naming a key this instance had not loaded caused a reload.
+    pub fn unknown_kid_reloads(&self) -> u64 {
+        self.unknown_kid_reloads.load(Ordering::Relaxed)
+    }
+
     pub async fn sign(&self, claims: &SessionClaims) -> Result<String, KeyError> {
         self.current().await.sign(claims)
     }
@@ -160,6 +171,7 @@ impl KeyRing {
                 if set.contains(&kid) || !self.store.has_signing_key(&kid).await.unwrap_or(false) {
                     return Err(VerifyError::UnknownKey);
                 }
+                self.unknown_kid_reloads.fetch_add(1, Ordering::Relaxed);
                 let set = self.reload().await.map_err(|_| VerifyError::UnknownKey)?;
                 set.verify(token, &self.audience)
             }

@@ -13,7 +13,7 @@ use gatehouse_core::{
 };
 use gatehouse_crypto::{random, sealing::Sealer};
 use gatehouse_oidc::{
-    microsoft::{MicrosoftClient, MicrosoftSettings},
+    microsoft::{MicrosoftClient, MicrosoftError, MicrosoftSettings},
     pkce,
     state::{STATE_LIFETIME_SECS, StateError, ThirdPartyState},
 };
@@ -341,7 +341,12 @@ impl ThirdParty {
         })?;
         let user = client.verify_id_token(&id_token, &state.nonce, now).await.map_err(|error| {
             tracing::warn!(%error, "ID token refused");
-            ThirdPartyFailure::new(error.code(), "could not retrieve user data from provider")
+            // Hanko's text, then the rule that refused the token (the rules' texts hold nothing from the token).
+            let description = match &error {
+                MicrosoftError::IdToken(rule) => format!("could not retrieve user data from provider: {rule}"),
+                _ => "could not retrieve user data from provider".to_owned(),
+            };
+            ThirdPartyFailure::new(error.code(), description)
         })?;
         let profile = profile(&user);
         let token = random::token();

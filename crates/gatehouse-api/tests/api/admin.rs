@@ -514,7 +514,25 @@ async fn admin_listener_answers_only_its_own_host_names(backend: Backend) {
     assert_eq!(public.await.unwrap().status(), 200, "the public listener serves any name");
 }
 
+/// An admin action names the user and the session (or identity): one of another user is not touched, even with a
+/// real id, at the endpoint.
+async fn admin_actions_never_reach_another_users_rows(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let (alice, bob) = (server.create_user("alice@contoso.com").await, server.create_user("bob@contoso.com").await);
+    let bob_token = server.issue_session(bob).await;
+    let bob_session = server.get_json("/sessions/validate", Some(&bob_token)).await["claims"]["session_id"].clone();
+    let bob_session = bob_session.as_str().unwrap();
+    let (status, _) =
+        admin_json(&server, Method::DELETE, &format!("/users/{alice}/sessions/{bob_session}"), None).await;
+    assert_eq!(status, 404, "Bob's session is not Alice's");
+    assert_eq!(server.get_json("/sessions/validate", Some(&bob_token)).await["is_valid"], true, "and it lives on");
+    let (status, _) = admin_json(&server, Method::DELETE, &format!("/users/{bob}/sessions/{bob_session}"), None).await;
+    assert_eq!(status, 204);
+    assert_eq!(server.get_json("/sessions/validate", Some(&bob_token)).await["is_valid"], false);
+}
+
 both_backends!(
+    admin_actions_never_reach_another_users_rows,
     admin_listener_answers_only_its_own_host_names,
     every_admin_request_needs_a_key,
     no_admin_key_no_admin_listener,

@@ -325,7 +325,7 @@ async fn client_secret_basic_works(backend: Backend) {
     let landing = browser.sign_in(&format!("{APP}/")).await;
     assert_eq!(browser.exchange(&landing).await.status(), 200);
     let record = setup.entra.last_token_request().unwrap();
-    assert_eq!(format!("{:?}", record.client_auth), "Basic");
+    assert_eq!(record.client_auth, ClientAuth::Basic);
     assert!(record.code_verifier_present, "PKCE is always used");
 }
 
@@ -401,25 +401,33 @@ async fn bad_id_tokens_are_refused(backend: Backend) {
         "iss".to_owned(),
         json!(format!("{}/{}/v2.0", setup.entra.base_url(), "00000000-0000-0000-0000-000000000001")),
     )]);
-    let bad_tid = serde_json::Map::from_iter([("tid".to_owned(), json!("not-a-guid"))]);
+    // With an `iss` to match, so that the key's issuer scoping lets it through to the claim rules.
+    let bad_tid = serde_json::Map::from_iter([
+        ("tid".to_owned(), json!("not-a-guid")),
+        ("iss".to_owned(), json!(format!("{}/not-a-guid/v2.0", setup.entra.base_url()))),
+    ]);
+    // Each bad token, and the rule that must refuse it (named in the error description).
     let tweaks = vec![
-        ("alg none", IdTokenTweak::AlgNone),
-        ("HS256 with the public key", IdTokenTweak::Hs256WithPublicKey),
-        ("unknown kid", IdTokenTweak::UnknownKid),
-        ("foreign key", IdTokenTweak::SignedByForeignKey),
-        ("no kid", IdTokenTweak::NoKid),
-        ("expired", IdTokenTweak::Expired),
-        ("not yet valid", IdTokenTweak::NotYetValid),
-        ("wrong audience", IdTokenTweak::WrongAudience),
-        ("wrong nonce", IdTokenTweak::WrongNonce),
-        ("iss of another tenant", IdTokenTweak::Claims(wrong_issuer)),
-        ("tid not a GUID", IdTokenTweak::Claims(bad_tid)),
-        ("no nonce", IdTokenTweak::RemoveClaims(vec!["nonce".into()])),
+        ("alg none (no such algorithm to jsonwebtoken)", IdTokenTweak::AlgNone, "is malformed"),
+        ("HS256 with the public key", IdTokenTweak::Hs256WithPublicKey, "not signed with RS256"),
+        ("unknown kid", IdTokenTweak::UnknownKid, "a key the provider does not publish"),
+        ("foreign key", IdTokenTweak::SignedByForeignKey, "signature does not verify"),
+        ("no kid", IdTokenTweak::NoKid, "names no signing key"),
+        ("expired", IdTokenTweak::Expired, "has expired"),
+        ("not yet valid", IdTokenTweak::NotYetValid, "not valid yet"),
+        ("wrong audience", IdTokenTweak::WrongAudience, "aud does not name this app"),
+        ("wrong nonce", IdTokenTweak::WrongNonce, "nonce does not match"),
+        ("iss of another tenant", IdTokenTweak::Claims(wrong_issuer), "may not sign for its issuer"),
+        ("tid not a GUID", IdTokenTweak::Claims(bad_tid), "tid is not a tenant GUID"),
+        ("no nonce", IdTokenTweak::RemoveClaims(vec!["nonce".into()]), "nonce does not match"),
     ];
-    for (name, tweak) in tweaks {
+    for (name, tweak, rule) in tweaks {
         setup.entra.tweak_next_id_token(tweak);
         let landing = setup.browser().sign_in(&format!("{APP}/")).await;
-        assert_eq!(error_of(&landing).0, "invalid_request", "{name}: {landing}");
+        let (code, description) = error_of(&landing);
+        assert_eq!(code, "invalid_request", "{name}: {landing}");
+        assert!(description.starts_with("could not retrieve user data from provider: "), "{name}: {description}");
+        assert!(description.contains(rule), "{name} must be refused by the rule {rule:?}, not: {description}");
         assert!(query(&landing, "hanko_token").is_none(), "{name}");
     }
     assert_eq!(setup.server.state.store().count_users().await.unwrap(), 0);
@@ -455,6 +463,29 @@ async fn a_key_with_a_fixed_issuer_signs_only_for_it(backend: Backend) {
     setup.entra.sign_next_with(&kid);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert!(query(&landing, "hanko_token").is_some(), "the consumer key signs consumer tokens: {landing}");
+}
+
+/// The tenant is sealed into the state at the start: a sign-in started under one tenant setting is refused when the
+/// setting changed before the callback (an admin narrowing the tenant must not let started sign-ins through).
+async fn a_tenant_change_during_a_sign_in_refuses_it(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut browser = setup.browser();
+    let authorize = browser.start(&format!("{APP}/")).await;
+    let callback = browser.at_provider(&authorize).await;
+    let (status, body) = crate::admin::admin_json(
+        &setup.server,
+        reqwest::Method::PUT,
+        "/identity-providers",
+        Some(json!({ "providers": { "microsoft": { "tenant": FAKE_ORG_TENANT } } })),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let landing = browser.callback(&callback).await;
+    assert_eq!(
+        error_of(&landing),
+        ("invalid_request".into(), "the provider's tenant setting changed during the sign-in".into())
+    );
+    assert_eq!(setup.entra.token_requests(), 0, "refused before the code is redeemed");
 }
 
 async fn tenant_modes_hold(backend: Backend) {
@@ -525,7 +556,9 @@ async fn email_comes_from_upn_then_verified_email(backend: Backend) {
     nothing.email = None;
     setup.entra.queue_user(nothing);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
-    assert_eq!(error_of(&landing), ("invalid_request".into(), "could not retrieve user data from provider".into()));
+    let (code, description) = error_of(&landing);
+    assert_eq!(code, "invalid_request");
+    assert!(description.ends_with("carries no usable email (neither upn nor email)"), "{description}");
 }
 
 async fn existing_users_are_linked_only_with_proof(backend: Backend) {
@@ -748,6 +781,7 @@ both_backends!(
     keys_are_cached_and_rollover_is_followed,
     a_key_with_a_fixed_issuer_signs_only_for_it,
     tenant_modes_hold,
+    a_tenant_change_during_a_sign_in_refuses_it,
     email_comes_from_upn_then_verified_email,
     existing_users_are_linked_only_with_proof,
     a_changed_email_follows_hankos_rules,

@@ -207,19 +207,30 @@ async fn execute(conn: &mut AnyConnection, sql: &str) -> Result<()> {
 
 #[cfg(test)]
 mod tests {
+    use gatehouse_core::email::EmailProof;
+    use gatehouse_testkit::{Backend, TestDb, both_backends};
+
     use super::*;
 
-    #[test]
-    fn every_statement_uses_the_dialects_functions() {
-        let args = Args { database_url: String::new(), users: 10, sessions: 20 };
-        for dialect in [Dialect::Sqlite, Dialect::Postgres] {
-            let statements = statements(dialect, &args, "abcd1234", 1);
-            let sql: String = statements.iter().map(|(_, sql)| sql.as_str()).collect();
-            assert_eq!(sql.contains("gen_random_uuid"), dialect == Dialect::Postgres);
-            assert_eq!(sql.contains("WITH RECURSIVE"), dialect == Dialect::Sqlite);
-            assert!(statements.iter().any(|(what, _)| *what == "sessions"));
+    /// The seeder on a database migrated as `gatehouse migrate` leaves it: every user looks as a Microsoft sign-up
+    /// leaves them (a primary address proven by a UPN, an identity), with their sessions.
+    async fn seeding_adds_users_as_sign_ups_leave_them(backend: Backend) {
+        let db = TestDb::new(backend).await;
+        let store = db.store().await;
+        seed(Args { database_url: db.url().to_owned(), users: 10, sessions: 20 }).await.unwrap();
+        let (users, total) = store.search_users(Some("@seed.example"), 100, 0).await.unwrap();
+        assert_eq!(total, 10);
+        let mut sessions = 0;
+        for summary in users {
+            let user = store.find_user(summary.id).await.unwrap().unwrap();
+            let email = user.primary_email().expect("a primary address");
+            assert_eq!(email.proof, Some(EmailProof::Upn));
+            assert_eq!(user.identities.len(), 1);
+            assert_eq!(user.identities[0].email_id, Some(email.id));
+            sessions += store.list_sessions(user.id, 0).await.unwrap().len();
         }
-        let without_sessions = statements(Dialect::Sqlite, &Args { sessions: 0, ..args }, "abcd1234", 1);
-        assert!(without_sessions.iter().all(|(what, _)| *what != "sessions"));
+        assert_eq!(sessions, 20);
     }
+
+    both_backends!(seeding_adds_users_as_sign_ups_leave_them);
 }

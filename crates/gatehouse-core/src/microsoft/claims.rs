@@ -3,10 +3,7 @@
 
 use serde::Deserialize;
 
-use crate::{
-    email::{Email, EmailProof},
-    error::ThirdPartyErrorCode,
-};
+use crate::email::{Email, EmailProof};
 
 /// The tenant of personal Microsoft accounts.
 pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
@@ -166,23 +163,6 @@ pub enum ClaimsError {
     Subject,
     #[error("the token carries no usable email (neither upn nor email)")]
     NoEmail,
-}
-
-impl ClaimsError {
-    /// Every refusal is the user's side of the flow: Hanko's `invalid_request`.
-    pub fn code(&self) -> ThirdPartyErrorCode {
-        ThirdPartyErrorCode::InvalidRequest
-    }
-
-    /// [`Self::code`] as the browser sees it in `error=…`.
-    pub fn hanko_code(&self) -> &'static str {
-        self.code().as_str()
-    }
-
-    /// The fixed `error_description` for the browser (Hanko's text); details go to the log through `Display`.
-    pub fn public_description(&self) -> &'static str {
-        "could not retrieve user data from provider"
-    }
 }
 
 /// Microsoft's rules for an ID token whose signature has been verified (OIDC Core §3.1.3.7 and Microsoft's
@@ -515,16 +495,6 @@ mod tests {
         ] {
             assert_eq!(TenantMode::parse(setting).unwrap().authority_segment(), segment, "{setting:?}");
         }
-    }
-
-    #[test]
-    fn errors_never_leak_to_the_browser() {
-        for error in [ClaimsError::Audience, ClaimsError::Issuer, ClaimsError::Nonce, ClaimsError::NoEmail] {
-            assert_eq!(error.hanko_code(), "invalid_request");
-            assert_eq!(error.code(), ThirdPartyErrorCode::InvalidRequest);
-            assert_eq!(error.public_description(), "could not retrieve user data from provider");
-        }
-        assert!(ClaimsError::Issuer.to_string().contains("iss"), "the log gets the detail");
     }
 
     #[test]

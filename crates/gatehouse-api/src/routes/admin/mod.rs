@@ -173,8 +173,12 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
          gatehouse_credential_failovers_total{{provider=\"microsoft\"}} {failovers}\n\
          # HELP gatehouse_settings_version Version of the saved identity-provider settings in force.\n\
          # TYPE gatehouse_settings_version gauge\n\
-         gatehouse_settings_version {}\n",
-        state.settings_version()
+         gatehouse_settings_version {}\n\
+         # HELP gatehouse_signing_key_reloads_total Session signing keys reloaded because a token named a key rotated in elsewhere.\n\
+         # TYPE gatehouse_signing_key_reloads_total counter\n\
+         gatehouse_signing_key_reloads_total{{cause=\"unknown_kid\"}} {}\n",
+        state.settings_version(),
+        state.keys().unknown_kid_reloads()
     ));
     let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
