@@ -447,6 +447,12 @@ async fn keys_are_cached_and_rollover_is_followed(backend: Backend) {
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert!(query(&landing, "hanko_token").is_some(), "a token signed with a new key works: {landing}");
     assert_eq!(setup.entra.jwks_requests(), 2, "the unknown kid caused exactly one refetch");
+    for _ in 0..3 {
+        setup.entra.tweak_next_id_token(IdTokenTweak::UnknownKid);
+        let landing = setup.browser().sign_in(&format!("{APP}/")).await;
+        assert_eq!(error_of(&landing).0, "invalid_request");
+    }
+    assert_eq!(setup.entra.jwks_requests(), 2, "made-up kids within 30 s of the last refetch cause no request");
 }
 
 async fn a_key_with_a_fixed_issuer_signs_only_for_it(backend: Backend) {
