@@ -603,6 +603,13 @@ pub struct RateLimit {
     pub interval: GoDuration,
 }
 
+impl RateLimit {
+    pub fn fixed_window(&self) -> crate::rate_limit::FixedWindow {
+        let interval_ms = i64::try_from(self.interval.as_duration().as_millis()).unwrap_or(i64::MAX);
+        crate::rate_limit::FixedWindow { limit: self.tokens, interval_ms }
+    }
+}
+
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LogFormat {

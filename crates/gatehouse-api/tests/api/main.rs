@@ -8,5 +8,6 @@ mod errors;
 mod flow;
 mod jose;
 mod logs;
+mod rate_limits;
 mod sessions;
 mod thirdparty;
