@@ -23,6 +23,7 @@ use tower_http::{
 
 use crate::{
     ApiError, AppState,
+    client_address::resolve_client_address,
     csrf::{WriteGuard, refuse_forged_writes},
     error::render_plain_errors,
     flow,
@@ -59,7 +60,8 @@ pub fn app(state: AppState) -> Router {
         // Added after the guard on purpose: Microsoft's form_post is a cross-site form by design. Its sealed
         // single-use state (and the binding cookie or PKCE verifier) is what protects it.
         .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
-        .fallback(|| async { ApiError::not_found() });
+        .fallback(|| async { ApiError::not_found() })
+        .layer(from_fn_with_state(state.trusted_proxies().clone(), resolve_client_address));
     let cors = cors(&state);
     with_layers(router.with_state(state.clone()), &state, Some(cors))
 }

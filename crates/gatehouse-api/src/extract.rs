@@ -6,7 +6,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::{ApiError, AppState, services::session::Authenticated};
+use crate::{ApiError, AppState, client_address::ClientAddress, services::session::Authenticated};
 
 /// What a request with another content type than JSON is told.
 pub const EXPECTED_JSON: &str = "expected Content-Type: application/json";
@@ -104,7 +104,8 @@ impl FromRequestParts<AppState> for Authenticated {
     }
 }
 
-/// Where the request came from. The source IP is the peer address (no proxy headers are trusted).
+/// Where the request came from. The source IP is the [`ClientAddress`] on the public listener (proxy headers
+/// count only through `server.public.trusted_proxies`), the peer address elsewhere.
 impl<S: Send + Sync> FromRequestParts<S> for crate::services::audit::RequestMeta {
     type Rejection = std::convert::Infallible;
 
@@ -115,8 +116,13 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::services::audit::RequestMeta
             request_id: header_text("x-request-id"),
             source_ip: parts
                 .extensions
-                .get::<axum::extract::ConnectInfo<std::net::SocketAddr>>()
-                .map(|info| info.0.ip().to_string()),
+                .get::<ClientAddress>()
+                .map(|client| client.0)
+                .or_else(|| {
+                    let peer = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+                    peer.map(|info| info.0.ip().to_canonical())
+                })
+                .map(|address| address.to_string()),
             user_agent: header_text("user-agent"),
         })
     }

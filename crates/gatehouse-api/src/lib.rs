@@ -2,6 +2,7 @@
 //! every error renders Hanko's `{"code","message"}` shape.
 
 mod app;
+mod client_address;
 pub mod clock;
 mod csrf;
 mod dto;

@@ -21,7 +21,12 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::{AppState, admin_app, app, services::settings, state::StateError};
+use crate::{
+    AppState, admin_app, app,
+    clock::{Clock, SystemClock},
+    services::settings,
+    state::StateError,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -53,7 +58,16 @@ impl Application {
     /// Prepares the state (signing key, saved settings) and binds `server.public.address` and, unless the admin
     /// API is off, `server.admin.address`, which needs at least one admin key.
     pub async fn build(config: Arc<Config>, store: Store) -> Result<Self, StartError> {
-        let state = AppState::new(config.clone(), store).await?;
+        Self::build_with_clock(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::build`], with the clock the rate limiter reads.
+    pub async fn build_with_clock(
+        config: Arc<Config>,
+        store: Store,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, StartError> {
+        let state = AppState::with_clock(config.clone(), store, clock).await?;
         let admin = &config.server.admin;
         let admin_listener = if admin.enabled {
             if state.admin_keys().is_empty() && state.store().active_admin_keys().await?.is_empty() {

@@ -1,17 +1,25 @@
 use std::sync::{Arc, RwLock};
 
-use gatehouse_core::{config::Config, settings::ProviderSettings};
+use gatehouse_core::{
+    client_address::{NetworkError, TrustedProxies},
+    config::Config,
+    rate_limit::RateDecision,
+    settings::ProviderSettings,
+};
 use gatehouse_crypto::sealing::Sealer;
 use gatehouse_store::Store;
 
-use crate::services::{
-    admin_keys::ConfiguredKeys,
-    audit::{AnonymousFailures, AuditLog},
-    keys::{KeyRing, KeyRingError},
-    rate_limit::{RateDecision, RateLimiter},
-    session::SessionService,
-    settings::{self, SettingsError},
-    thirdparty::ThirdParty,
+use crate::{
+    clock::{Clock, SystemClock},
+    services::{
+        admin_keys::ConfiguredKeys,
+        audit::{AnonymousFailures, AuditLog, RequestMeta},
+        keys::{KeyRing, KeyRingError},
+        rate_limit::RateLimiter,
+        session::SessionService,
+        settings::{self, SettingsError},
+        thirdparty::ThirdParty,
+    },
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -24,6 +32,10 @@ pub enum StateError {
     ThirdParty(String),
     #[error(transparent)]
     Settings(#[from] SettingsError),
+    #[error("server.public.trusted_proxies: {0}")]
+    TrustedProxies(#[from] NetworkError),
+    #[error("rate_limiter.redis_config: {0}")]
+    RateLimiter(String),
 }
 
 /// Everything a handler may reach. Cheap to clone; there is no global state anywhere else.
@@ -40,7 +52,9 @@ struct Inner {
     keys: KeyRing,
     /// The third-party machinery of the settings in force, replaced whole when saved settings change.
     live: RwLock<Live>,
+    /// Counts failed token exchanges per client; `None` when rate limiting is off.
     token_limiter: Option<RateLimiter>,
+    trusted_proxies: Arc<TrustedProxies>,
     admin_keys: ConfiguredKeys,
     anonymous_failures: AnonymousFailures,
 }
@@ -55,21 +69,41 @@ impl AppState {
     /// Prepares the state: derives the sealing keys, makes sure a session signing key exists, and applies the
     /// identity-provider settings saved in the database over the configuration file's.
     pub async fn new(config: Arc<Config>, store: Store) -> Result<Self, StateError> {
+        Self::with_clock(config, store, Arc::new(SystemClock)).await
+    }
+
+    /// [`Self::new`], with the clock the rate limiter reads (tests move it instead of sleeping).
+    pub async fn with_clock(config: Arc<Config>, store: Store, clock: Arc<dyn Clock>) -> Result<Self, StateError> {
         let sealer = Arc::new(Sealer::new(&config.all_secret_keys().iter().map(|k| k.expose()).collect::<Vec<_>>())?);
         let keys = KeyRing::new(store.clone(), sealer.clone(), &config.session);
         keys.ensure_signing_key().await?;
         let saved = settings::load(&store, &sealer).await?;
         let third_party = Arc::new(build_third_party(&config, &saved.settings, &sealer)?);
         let limits = &config.rate_limiter;
-        let token_limiter = limits
-            .enabled
-            .then(|| RateLimiter::new(limits.token_limits.tokens, limits.token_limits.interval.as_duration()));
+        let token_limiter = if limits.enabled {
+            let rule = limits.token_limits.fixed_window();
+            let limiter = RateLimiter::new(rule, limits.store, &limits.redis_config, clock);
+            Some(limiter.map_err(StateError::RateLimiter)?)
+        } else {
+            None
+        };
+        let trusted_proxies = Arc::new(TrustedProxies::parse(&config.server.public.trusted_proxies)?);
         let admin_keys = ConfiguredKeys::new(&config.server.admin.api_keys);
         let live = RwLock::new(Live { version: saved.version, third_party });
         let anonymous_failures =
             AnonymousFailures::new(AnonymousFailures::WINDOW_MS, AnonymousFailures::ROWS_PER_WINDOW);
         Ok(Self {
-            inner: Arc::new(Inner { config, store, sealer, keys, live, token_limiter, admin_keys, anonymous_failures }),
+            inner: Arc::new(Inner {
+                config,
+                store,
+                sealer,
+                keys,
+                live,
+                token_limiter,
+                trusted_proxies,
+                admin_keys,
+                anonymous_failures,
+            }),
         })
     }
 
@@ -112,9 +146,25 @@ impl AppState {
         }
     }
 
-    /// Counts one token exchange for `client`; `None` when rate limiting is off.
-    pub fn token_rate_limit(&self, client: &str) -> Option<RateDecision> {
-        self.inner.token_limiter.as_ref().map(|limiter| limiter.check(client))
+    /// Records a failed token exchange (unknown or expired token, wrong verifier): its audit row, and one count
+    /// against the client's limit. The decision says whether the client is now over it; `None` when nothing was
+    /// counted (rate limiting off, or its Redis unreachable).
+    ///
+    /// Only failures are counted, and only after the token was looked up, so a valid token is never refused:
+    /// junk, from another client or from the same address (a shared NAT, a misconfigured proxy), cannot stop a
+    /// sign-in. Successes are not capped at all: each consumes a single-use token that only a completed sign-in
+    /// at Microsoft mints, so they are bounded there, and a cap per address would bring back one bucket for
+    /// everyone behind it. What the limit still does: tell a client that floods junk to back off (429 with
+    /// `Retry-After`), in place of an answer per guess; the guesses themselves are hopeless (256-bit tokens).
+    pub async fn failed_token_exchange(&self, meta: &RequestMeta, reason: &str) -> Option<RateDecision> {
+        self.audit().record("token_exchange_failed", None, Some(reason), meta).await;
+        let client = meta.source_ip.as_deref().unwrap_or("unknown");
+        self.inner.token_limiter.as_ref()?.count(&format!("token_exchange/{client}")).await
+    }
+
+    /// The proxies whose forwarding headers name the client on the public listener.
+    pub fn trusted_proxies(&self) -> &Arc<TrustedProxies> {
+        &self.inner.trusted_proxies
     }
 
     pub fn config(&self) -> &Config {

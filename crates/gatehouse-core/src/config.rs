@@ -234,11 +234,14 @@ pub fn check_admin_key_name(name: &str) -> Result<(), String> {
 pub struct PublicServerConfig {
     pub address: String,
     pub cors: CorsConfig,
+    /// Networks (CIDRs) of the reverse proxies whose `Forwarded` / `X-Forwarded-For` headers name the client;
+    /// see [`crate::client_address`]. Empty: the TCP peer is the client.
+    pub trusted_proxies: Vec<String>,
 }
 
 impl Default for PublicServerConfig {
     fn default() -> Self {
-        Self { address: "127.0.0.1:8000".into(), cors: CorsConfig::default() }
+        Self { address: "127.0.0.1:8000".into(), cors: CorsConfig::default(), trusted_proxies: Vec::new() }
     }
 }
 
@@ -603,12 +606,61 @@ impl Default for MicrosoftProviderConfig {
 #[serde(default, deny_unknown_fields)]
 pub struct RateLimiterConfig {
     pub enabled: bool,
+    /// Where the counters live: this instance's memory, or Redis shared by every instance.
+    pub store: RateLimitStore,
+    pub redis_config: RedisConfig,
+    /// Failed token exchanges per client and interval.
     pub token_limits: RateLimit,
 }
 
 impl Default for RateLimiterConfig {
     fn default() -> Self {
-        Self { enabled: true, token_limits: RateLimit { tokens: 3, interval: GoDuration::from_secs(60) } }
+        Self {
+            enabled: true,
+            store: RateLimitStore::InMemory,
+            redis_config: RedisConfig::default(),
+            token_limits: RateLimit { tokens: 3, interval: GoDuration::from_secs(60) },
+        }
+    }
+}
+
+/// Hanko's `rate_limiter.store` values; `memory` is accepted for `in_memory`.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateLimitStore {
+    #[default]
+    #[serde(alias = "memory")]
+    InMemory,
+    Redis,
+}
+
+/// Hanko's `rate_limiter.redis_config`, plus Gatehouse's `key_prefix`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisConfig {
+    /// `host:port`, as in Hanko.
+    pub address: String,
+    pub password: Option<Secret>,
+    /// Prepended to every key, so that deployments (or tests) can share one Redis.
+    pub key_prefix: String,
+}
+
+impl Default for RedisConfig {
+    fn default() -> Self {
+        Self { address: "127.0.0.1:6379".into(), password: None, key_prefix: "gatehouse:".into() }
+    }
+}
+
+impl RedisConfig {
+    /// The host and port of `address`; IPv6 hosts are written in brackets (`[::1]:6379`).
+    pub fn host_and_port(&self) -> Result<(String, u16), String> {
+        let (host, port) = self.address.rsplit_once(':').ok_or("is not host:port")?;
+        let host = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')).unwrap_or(host);
+        let port = port.parse::<u16>().map_err(|_| format!("{port:?} is not a port"))?;
+        if host.is_empty() || host.contains(|c: char| c.is_whitespace() || "/@[]".contains(c)) {
+            return Err(format!("{host:?} is not a host"));
+        }
+        Ok((host.to_owned(), port))
     }
 }
 
@@ -617,6 +669,13 @@ impl Default for RateLimiterConfig {
 pub struct RateLimit {
     pub tokens: u32,
     pub interval: GoDuration,
+}
+
+impl RateLimit {
+    pub fn fixed_window(&self) -> crate::rate_limit::FixedWindow {
+        let interval_ms = i64::try_from(self.interval.as_duration().as_millis()).unwrap_or(i64::MAX);
+        crate::rate_limit::FixedWindow { limit: self.tokens, interval_ms }
+    }
 }
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -714,6 +773,11 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:8000", self.server.public.address),
             );
         }
+        for network in &self.server.public.trusted_proxies {
+            if let Err(error) = network.parse::<crate::client_address::TrustedNetwork>() {
+                issue("server.public.trusted_proxies", error.to_string());
+            }
+        }
         for origin in &self.server.public.cors.allow_origins {
             if let Err(message) = check_origin(origin) {
                 issue("server.public.cors.allow_origins", format!("{origin:?}: {message}"));
@@ -768,6 +832,15 @@ impl Config {
         }
         if self.rate_limiter.token_limits.interval.as_secs() == 0 {
             issue("rate_limiter.token_limits.interval", "must be at least 1s".into());
+        }
+        if self.rate_limiter.enabled
+            && self.rate_limiter.store == RateLimitStore::Redis
+            && let Err(message) = self.rate_limiter.redis_config.host_and_port()
+        {
+            issue(
+                "rate_limiter.redis_config.address",
+                format!("{:?} {message}", self.rate_limiter.redis_config.address),
+            );
         }
         if self.audit_log.retention.as_secs() < 3600 {
             issue("audit_log.retention", "must be at least 1h".into());
@@ -1058,13 +1131,47 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_must_be_networks() {
+        let mut config = valid();
+        config.server.public.trusted_proxies = vec!["10.0.0.0/8".into(), "fd00::/8".into(), "192.0.2.7".into()];
+        assert_eq!(config.validate(), vec![]);
+        config.server.public.trusted_proxies = vec!["10.0.0.0/8".into(), "10.0.0.1/8".into(), "proxy".into()];
+        let issues = config.validate();
+        assert_eq!(keys(&config), vec!["server.public.trusted_proxies", "server.public.trusted_proxies"]);
+        assert!(issues[0].to_string().starts_with("server.public.trusted_proxies: \"10.0.0.1/8\" has bits set"));
+    }
+
+    #[test]
+    fn the_redis_store_needs_an_address() {
+        let mut config = valid();
+        config.rate_limiter.store = RateLimitStore::Redis;
+        assert_eq!(config.validate(), vec![]);
+        for good in ["redis.internal:6379", "[::1]:6379"] {
+            config.rate_limiter.redis_config.address = good.into();
+            assert_eq!(config.validate(), vec![], "{good}");
+        }
+        for bad in ["redis.internal", "redis://redis.internal:6379", ":6379", "host:99999"] {
+            config.rate_limiter.redis_config.address = bad.into();
+            assert_eq!(keys(&config), vec!["rate_limiter.redis_config.address"], "{bad}");
+        }
+        let store: RateLimiterConfig = serde_json::from_str(r#"{"store":"memory"}"#).unwrap();
+        assert_eq!(store.store, RateLimitStore::InMemory, "the short name is accepted");
+        let store: RateLimiterConfig = serde_json::from_str(r#"{"store":"in_memory"}"#).unwrap();
+        assert_eq!(store.store, RateLimitStore::InMemory, "Hanko's name");
+    }
+
+    #[test]
     fn secrets_never_serialise() {
         let mut config = valid();
         config.database.url = DatabaseUrl::new("postgres://gate:hunter2@db.internal/gatehouse");
         config.third_party.providers.microsoft.secret = Some(Secret::new("client-secret-value"));
+        config.rate_limiter.redis_config.password = Some(Secret::new("redis-password-value"));
         let text = serde_json::to_string(&config).unwrap();
         assert!(
-            !text.contains("hunter2") && !text.contains("client-secret-value") && !text.contains("0123456789abcdef")
+            !text.contains("hunter2")
+                && !text.contains("client-secret-value")
+                && !text.contains("redis-password-value")
+                && !text.contains("0123456789abcdef")
         );
         assert!(text.contains("<redacted>"));
         assert!(!format!("{config:?}").contains("hunter2"));

@@ -135,6 +135,24 @@ mod tests {
     }
 
     #[test]
+    fn at_most_254_characters() {
+        // A 64-character local part, then three labels of at most 63: `last` sets the length.
+        let address =
+            |last: usize| format!("{}@{}.{}.{}", "l".repeat(64), "d".repeat(63), "d".repeat(63), "d".repeat(last));
+        assert_eq!(address(61).len(), 254);
+        assert!(Email::parse(&address(61)).is_ok());
+        assert_eq!(address(62).len(), 255);
+        assert_eq!(Email::parse(&address(62)), Err(InvalidEmail), "valid labels, but too long as a whole");
+    }
+
+    #[test]
+    fn serialises_as_the_address() {
+        let email = Email::parse("Megan@Contoso.com").unwrap();
+        assert_eq!(serde_json::to_value(&email).unwrap(), serde_json::json!("megan@contoso.com"));
+        assert_eq!(serde_json::from_value::<Email>(serde_json::json!("x@y.z")).unwrap().as_str(), "x@y.z");
+    }
+
+    #[test]
     fn accepts_common_forms() {
         for ok in ["a@b.co", "first.last+tag@sub.example.org", "x_y-z@xn--bcher-kva.example", "Jürgen@Bücher.example"]
         {

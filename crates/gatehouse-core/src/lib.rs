@@ -1,11 +1,13 @@
 //! Gatehouse's domain rules. Nothing in this crate performs I/O or reads the clock: callers pass `now`.
 
+pub mod client_address;
 pub mod config;
 pub mod duration;
 pub mod email;
 pub mod error;
 pub mod linking;
 pub mod microsoft;
+pub mod rate_limit;
 pub mod redirect;
 pub mod session;
 pub mod settings;

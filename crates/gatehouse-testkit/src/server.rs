@@ -1,6 +1,6 @@
 use std::sync::Arc;
 
-use gatehouse_api::{AppState, Application, services::audit::RequestMeta};
+use gatehouse_api::{AppState, Application, clock::ManualClock, services::audit::RequestMeta};
 use gatehouse_core::{
     config::{Config, DatabaseUrl, Secret},
     email::{Email, EmailProof},
@@ -28,10 +28,16 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
+/// Where every test server's rate-limit clock starts: half a second into a minute, so windows of whole minutes
+/// (or seconds) never end in the middle of a test, and a window's reset is a whole number of seconds plus 0.5.
+pub const TEST_LIMITER_START_MS: i64 = 1_800_000_000_500;
+
 /// A Gatehouse server on its own port and database, stopped when dropped.
 #[derive(Debug)]
 pub struct TestServer {
     pub base_url: String,
+    /// The clock of the server's rate limiter: it stands at [`TEST_LIMITER_START_MS`] until a test moves it.
+    pub limiter_clock: Arc<ManualClock>,
     /// The admin listener, when the admin API is on.
     pub admin_url: Option<String>,
     pub state: AppState,
@@ -59,7 +65,10 @@ impl TestServer {
         assert!(issues.is_empty(), "test configuration is invalid: {issues:?}");
         let store = gatehouse_store::Store::connect(config.database.url.expose(), 5).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let app = Application::build(Arc::new(config), store).await.expect("start Gatehouse");
+        let limiter_clock = Arc::new(ManualClock::new(TEST_LIMITER_START_MS));
+        let app = Application::build_with_clock(Arc::new(config), store, limiter_clock.clone())
+            .await
+            .expect("start Gatehouse");
         let base_url = format!("http://{}", app.local_addr());
         let admin_url = app.admin_addr().map(|address| format!("http://{address}"));
         let state = app.state().clone();
@@ -71,7 +80,7 @@ impl TestServer {
             .await;
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { base_url, admin_url, state, client, shutdown: Some(shutdown), task: Some(task), db: None }
+        Self { base_url, admin_url, limiter_clock, state, client, shutdown: Some(shutdown), task: Some(task), db: None }
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -413,21 +413,15 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
 
 async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) -> Result<Step, FlowError> {
     let Context { state, request, data, session, .. } = *context;
-    if let Some(decision) = state.token_rate_limit(request.meta.source_ip.as_deref().unwrap_or("unknown"))
-        && !decision.allowed
-    {
-        return Err(FlowError::RateLimitExceeded);
-    }
     let value = text(input_data, "token").ok_or(FlowError::FormDataInvalid)?;
     let token = state.store().take_token(&hash(value)).await.map_err(|_| FlowError::Technical)?;
     let Some(token) = token.filter(|t| t.expires_at > clock::now_ms()) else {
-        state.audit().record("token_exchange_failed", None, Some("invalid or expired token"), &request.meta).await;
-        return Err(FlowError::FormDataInvalid);
+        return Err(exchange_failed(state, request, "invalid or expired token").await);
     };
     if let Some(expected) = &token.code_verifier_hash {
         let presented = text(input_data, "code_verifier").map(hash).unwrap_or_default();
         if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
-            return Err(FlowError::FormDataInvalid);
+            return Err(exchange_failed(state, request, "code_verifier does not match").await);
         }
     }
     if data.name == FlowName::Profile {
@@ -455,4 +449,13 @@ async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) 
         headers: state.sessions().delivery_headers(&issued),
         error: None,
     })
+}
+
+/// A failed exchange's error: invalid input while the client is within its limit, `rate_limit_exceeded` past it
+/// (see [`AppState::failed_token_exchange`]).
+async fn exchange_failed(state: &AppState, request: &FlowRequest, reason: &str) -> FlowError {
+    match state.failed_token_exchange(&request.meta, reason).await {
+        Some(decision) if !decision.allowed => FlowError::RateLimitExceeded,
+        _ => FlowError::FormDataInvalid,
+    }
 }

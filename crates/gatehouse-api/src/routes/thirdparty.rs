@@ -105,47 +105,47 @@ pub struct TokenBody {
     code_verifier: Option<String>,
 }
 
-/// `POST /token`: trades a one-time token for a session. Rate limited per client IP.
+/// `POST /token`: trades a one-time token for a session. Failed exchanges are rate limited per client; a valid
+/// token never is (see [`AppState::failed_token_exchange`]).
 pub async fn token(
     State(state): State<AppState>,
     meta: RequestMeta,
     AppJson(body): AppJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    let limits = state.token_rate_limit(meta.source_ip.as_deref().unwrap_or("unknown"));
-    let mut rate_headers = HeaderMap::new();
-    if let Some(decision) = limits {
-        rate_headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
-        rate_headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
-        rate_headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
-        if !decision.allowed {
-            rate_headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.reset_secs));
-            return Ok((rate_headers, ApiError::status(StatusCode::TOO_MANY_REQUESTS)).into_response());
-        }
-    }
     let Some(token) = state.store().take_token(&hash(&body.value)).await? else {
-        return Err(exchange_failed(&state, &meta, StatusCode::NOT_FOUND, "token not found").await);
+        return Ok(exchange_failed(&state, &meta, StatusCode::NOT_FOUND, "token not found").await);
     };
     if token.expires_at <= clock::now_ms() {
-        return Err(exchange_failed(&state, &meta, StatusCode::UNPROCESSABLE_ENTITY, "token has expired").await);
+        return Ok(exchange_failed(&state, &meta, StatusCode::UNPROCESSABLE_ENTITY, "token has expired").await);
     }
     if let Some(expected) = &token.code_verifier_hash {
         let presented = body.code_verifier.as_deref().map(hash).unwrap_or_default();
         if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
-            return Err(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
+            return Ok(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
         }
     }
     let (_, issued) = state
         .sessions()
         .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &meta, Some("token_exchange_succeeded"))
         .await?;
-    let mut headers = state.sessions().delivery_headers(&issued);
-    headers.extend(rate_headers);
-    Ok((headers, Json(json!({ "user_id": token.user_id }))).into_response())
+    Ok((state.sessions().delivery_headers(&issued), Json(json!({ "user_id": token.user_id }))).into_response())
 }
 
-async fn exchange_failed(state: &AppState, meta: &RequestMeta, status: StatusCode, message: &str) -> ApiError {
-    state.audit().record("token_exchange_failed", None, Some(message), meta).await;
-    ApiError::new(status, message)
+/// A failed exchange's answer: its own error while the client is within its limit, 429 with `Retry-After` past
+/// it; with the `X-RateLimit-*` headers whenever the failure was counted.
+async fn exchange_failed(state: &AppState, meta: &RequestMeta, status: StatusCode, message: &str) -> Response {
+    let Some(decision) = state.failed_token_exchange(meta, message).await else {
+        return ApiError::new(status, message).into_response();
+    };
+    let mut headers = HeaderMap::new();
+    headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
+    headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
+    headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
+    if decision.allowed {
+        return (headers, ApiError::new(status, message)).into_response();
+    }
+    headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.reset_secs));
+    (headers, ApiError::status(StatusCode::TOO_MANY_REQUESTS)).into_response()
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response {

@@ -145,6 +145,23 @@ async fn the_verifier_must_match_and_tokens_work_once(backend: Backend) {
     assert_eq!((flow.state["status"].as_u64(), flow.name()), (Some(400), "thirdparty"));
 }
 
+async fn junk_tokens_never_lock_out_a_valid_one(backend: Backend) {
+    let setup = Setup::start(backend, |_| {}).await;
+    let (mut flow, token) = at_exchange_token(&setup).await;
+    let mut codes = Vec::new();
+    for _ in 0..4 {
+        flow.run("exchange_token", json!({"token": "made-up", "code_verifier": VERIFIER})).await;
+        codes.push(flow.state["error"]["code"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(
+        codes,
+        ["form_data_invalid_error", "form_data_invalid_error", "form_data_invalid_error", "rate_limit_exceeded"]
+    );
+    assert_eq!((flow.state["status"].as_u64(), flow.name()), (Some(429), "thirdparty"));
+    flow.run("exchange_token", json!({"token": token, "code_verifier": VERIFIER})).await;
+    assert_eq!(flow.name(), "success", "the valid token still works: {}", flow.state);
+}
+
 /// Sixteen `exchange_token` calls at once on one flow: exactly one succeeds and delivers its session, the others
 /// are refused with a 4xx before they touch anything, and no session is made that nobody received.
 async fn concurrent_actions_on_one_flow_act_once(backend: Backend) {
@@ -363,6 +380,7 @@ both_backends!(
     concurrent_actions_on_one_flow_act_once,
     login_reaches_success_with_a_session,
     the_verifier_must_match_and_tokens_work_once,
+    junk_tokens_never_lock_out_a_valid_one,
     actions_are_guarded,
     provider_errors_come_back_to_the_flow,
     no_provider_no_thirdparty_action,

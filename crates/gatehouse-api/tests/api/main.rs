@@ -8,6 +8,7 @@ mod errors;
 mod flow;
 mod jose;
 mod logs;
+mod rate_limits;
 mod sessions;
 mod slow_clients;
 mod thirdparty;

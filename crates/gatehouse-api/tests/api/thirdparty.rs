@@ -734,21 +734,6 @@ async fn client_verifier_binds_the_token(backend: Backend) {
     assert_eq!(with.await.unwrap().status(), 200);
 }
 
-async fn token_exchange_is_rate_limited(backend: Backend) {
-    let setup = Setup::start(backend, |_| {}).await;
-    let server = &setup.server;
-    let mut statuses = Vec::new();
-    for _ in 0..4 {
-        let response = server.client.post(server.url("/token")).json(&json!({"value": "x"})).send().await.unwrap();
-        statuses.push(response.status().as_u16());
-        if response.status() == 429 {
-            assert!(response.headers().get("retry-after").is_some());
-            assert_eq!(response.headers()["x-ratelimit-remaining"], "0");
-        }
-    }
-    assert_eq!(statuses, vec![404, 404, 404, 429]);
-}
-
 async fn form_post_callbacks_answer_303(backend: Backend) {
     let setup = Setup::start(backend, |_| {}).await;
     let mut browser = setup.browser();
@@ -795,7 +780,6 @@ both_backends!(
     concurrent_first_logins_make_one_user,
     one_time_tokens_are_single_use,
     client_verifier_binds_the_token,
-    token_exchange_is_rate_limited,
     form_post_callbacks_answer_303,
 );
 
