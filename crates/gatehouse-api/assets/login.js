@@ -15,6 +15,7 @@ const ERRORS = {
   signup_disabled: "New accounts cannot be created here.",
   invalid_request: "The sign-in could not be completed. Please try again.",
   server_error: "Something went wrong on our side. Please try again later.",
+  rate_limit_exceeded: "Too many sign-ins from your network. Please wait a minute and try again.",
 };
 const UNKNOWN_ERROR = "The sign-in failed. Please try again.";
 

@@ -52,8 +52,11 @@ struct Inner {
     keys: KeyRing,
     /// The third-party machinery of the settings in force, replaced whole when saved settings change.
     live: RwLock<Live>,
-    /// Counts failed token exchanges per client; `None` when rate limiting is off.
+    /// Count per client: failed token exchanges, new flows, callbacks carrying a code; `None` when rate limiting
+    /// is off.
     token_limiter: Option<RateLimiter>,
+    flow_limiter: Option<RateLimiter>,
+    callback_limiter: Option<RateLimiter>,
     trusted_proxies: Arc<TrustedProxies>,
     admin_keys: ConfiguredKeys,
     anonymous_failures: AnonymousFailures,
@@ -80,13 +83,16 @@ impl AppState {
         let saved = settings::load(&store, &sealer).await?;
         let third_party = Arc::new(build_third_party(&config, &saved.settings, &sealer)?);
         let limits = &config.rate_limiter;
-        let token_limiter = if limits.enabled {
-            let rule = limits.token_limits.fixed_window();
-            let limiter = RateLimiter::new(rule, limits.store, &limits.redis_config, clock);
-            Some(limiter.map_err(StateError::RateLimiter)?)
-        } else {
-            None
+        let limiter = |rule: &gatehouse_core::config::RateLimit| {
+            limits
+                .enabled
+                .then(|| RateLimiter::new(rule.fixed_window(), limits.store, &limits.redis_config, clock.clone()))
+                .transpose()
+                .map_err(StateError::RateLimiter)
         };
+        let token_limiter = limiter(&limits.token_limits)?;
+        let flow_limiter = limiter(&limits.flow_limits)?;
+        let callback_limiter = limiter(&limits.callback_limits)?;
         let trusted_proxies = Arc::new(TrustedProxies::parse(&config.server.public.trusted_proxies)?);
         let admin_keys = ConfiguredKeys::new(&config.server.admin.api_keys);
         let live = RwLock::new(Live { version: saved.version, third_party });
@@ -100,6 +106,8 @@ impl AppState {
                 keys,
                 live,
                 token_limiter,
+                flow_limiter,
+                callback_limiter,
                 trusted_proxies,
                 admin_keys,
                 anonymous_failures,
@@ -160,6 +168,23 @@ impl AppState {
         self.audit().record("token_exchange_failed", None, Some(reason), meta).await;
         let client = meta.source_ip.as_deref().unwrap_or("unknown");
         self.inner.token_limiter.as_ref()?.count(&format!("token_exchange/{client}")).await
+    }
+
+    /// Counts a new flow for the client: `false` when it is over `rate_limiter.flow_limits`.
+    pub async fn admit_new_flow(&self, meta: &RequestMeta) -> bool {
+        Self::admit(self.inner.flow_limiter.as_ref(), "flow_start", meta).await
+    }
+
+    /// Counts a provider callback carrying a code for the client: `false` when it is over
+    /// `rate_limiter.callback_limits`, and the code must not be redeemed.
+    pub async fn admit_callback(&self, meta: &RequestMeta) -> bool {
+        Self::admit(self.inner.callback_limiter.as_ref(), "callback", meta).await
+    }
+
+    async fn admit(limiter: Option<&RateLimiter>, kind: &str, meta: &RequestMeta) -> bool {
+        let Some(limiter) = limiter else { return true };
+        let client = meta.source_ip.as_deref().unwrap_or("unknown");
+        limiter.count(&format!("{kind}/{client}")).await.is_none_or(|decision| decision.allowed)
     }
 
     /// The proxies whose forwarding headers name the client on the public listener.

@@ -611,6 +611,12 @@ pub struct RateLimiterConfig {
     pub redis_config: RedisConfig,
     /// Failed token exchanges per client and interval.
     pub token_limits: RateLimit,
+    /// New flows (`POST /login`, `/registration`, `/profile` without an action) per client and interval: each is a
+    /// row stored for an hour, for anyone who asks.
+    pub flow_limits: RateLimit,
+    /// Provider callbacks carrying a code per client and interval: each valid one costs a request to Microsoft
+    /// with the app's credential, from the app's Microsoft throttling budget.
+    pub callback_limits: RateLimit,
 }
 
 impl Default for RateLimiterConfig {
@@ -620,6 +626,8 @@ impl Default for RateLimiterConfig {
             store: RateLimitStore::InMemory,
             redis_config: RedisConfig::default(),
             token_limits: RateLimit { tokens: 3, interval: GoDuration::from_secs(60) },
+            flow_limits: RateLimit { tokens: 60, interval: GoDuration::from_secs(60) },
+            callback_limits: RateLimit { tokens: 20, interval: GoDuration::from_secs(60) },
         }
     }
 }
@@ -827,11 +835,18 @@ impl Config {
         if self.email.limit == 0 {
             issue("email.limit", "must be at least 1".into());
         }
-        if self.rate_limiter.token_limits.tokens == 0 {
-            issue("rate_limiter.token_limits.tokens", "must be at least 1".into());
-        }
-        if self.rate_limiter.token_limits.interval.as_secs() == 0 {
-            issue("rate_limiter.token_limits.interval", "must be at least 1s".into());
+        let limits = &self.rate_limiter;
+        for (tokens_key, interval_key, limit) in [
+            ("rate_limiter.token_limits.tokens", "rate_limiter.token_limits.interval", &limits.token_limits),
+            ("rate_limiter.flow_limits.tokens", "rate_limiter.flow_limits.interval", &limits.flow_limits),
+            ("rate_limiter.callback_limits.tokens", "rate_limiter.callback_limits.interval", &limits.callback_limits),
+        ] {
+            if limit.tokens == 0 {
+                issue(tokens_key, "must be at least 1".into());
+            }
+            if limit.interval.as_secs() == 0 {
+                issue(interval_key, "must be at least 1s".into());
+            }
         }
         if self.rate_limiter.enabled
             && self.rate_limiter.store == RateLimitStore::Redis

@@ -10,6 +10,8 @@ pub enum ThirdPartyErrorCode {
     UnverifiedEmail,
     EmailMaxNum,
     SignupDisabled,
+    /// Gatehouse's own: too many callbacks from one client (each costs a request to Microsoft).
+    RateLimitExceeded,
 }
 
 impl ThirdPartyErrorCode {
@@ -22,6 +24,7 @@ impl ThirdPartyErrorCode {
             Self::UnverifiedEmail => "unverified_email",
             Self::EmailMaxNum => "email_maxnum",
             Self::SignupDisabled => "signup_disabled",
+            Self::RateLimitExceeded => "rate_limit_exceeded",
         }
     }
 }

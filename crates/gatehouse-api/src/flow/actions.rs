@@ -223,6 +223,9 @@ pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
     if request.name == FlowName::Profile && session.is_none() {
         return FlowError::Unauthorized.standalone();
     }
+    if !state.admit_new_flow(&request.meta).await {
+        return FlowError::RateLimitExceeded.standalone();
+    }
     let data = FlowData {
         name: request.name,
         state: StateName::Preflight,

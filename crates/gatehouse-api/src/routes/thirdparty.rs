@@ -83,8 +83,10 @@ async fn finish(
     status: StatusCode,
 ) -> Response {
     let binding = cookie(headers, STATE_COOKIE);
+    // Only a callback with a code can cost a request to Microsoft; error callbacks are not counted.
+    let over_limit = params.code.is_some() && !state.admit_callback(meta).await;
     let Finished { location, .. } =
-        state.third_party().finish(state.store(), &state.audit(), params, binding, meta).await;
+        state.third_party().finish(state.store(), &state.audit(), over_limit, params, binding, meta).await;
     let mut response = match location {
         Some(location) => redirect(status, location.as_str()),
         None => (

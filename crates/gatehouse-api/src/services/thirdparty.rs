@@ -211,10 +211,12 @@ impl ThirdParty {
 
     /// Finishes a sign-in. Every failure after the state is known goes to its (still allowed) `redirect_to`;
     /// before that, or if it is no longer allowed, to `error_redirect_url`.
+    /// `over_limit`: the client is over `rate_limiter.callback_limits`, so the code is not redeemed.
     pub async fn finish(
         &self,
         store: &Store,
         audit: &AuditLog<'_>,
+        over_limit: bool,
         params: CallbackParams,
         browser_binding: Option<&str>,
         meta: &RequestMeta,
@@ -248,6 +250,13 @@ impl ThirdParty {
             .ok()
             .map(|t| t.into_url())
             .or_else(|| self.error_redirect.clone());
+        if over_limit {
+            let failure = ThirdPartyFailure::new(
+                ThirdPartyErrorCode::RateLimitExceeded,
+                "too many sign-ins from this address; please wait a minute and try again",
+            );
+            return self.fail(audit, Some(&state), target, failure, meta).await;
+        }
         match self.complete(store, &state, params, browser_binding, now, meta).await {
             Ok((account, token)) => {
                 let location = target.map(|mut url| {

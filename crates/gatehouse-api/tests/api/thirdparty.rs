@@ -640,7 +640,11 @@ async fn signup_can_be_disabled(backend: Backend) {
 }
 
 async fn concurrent_first_logins_make_one_user(backend: Backend) {
-    let setup = Setup::start(backend, |config| config.database.max_connections = 10).await;
+    let setup = Setup::start(backend, |config| {
+        config.database.max_connections = 10;
+        config.rate_limiter.callback_limits.tokens = 100;
+    })
+    .await;
     let user = FakeUser::new("rush@contoso.com");
     setup.entra.set_default_user(user);
     let mut callbacks = Vec::new();
