@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use axum::{
-    Router,
+    Json, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, Request, header},
     middleware::map_response,
@@ -18,6 +18,10 @@ use tower_http::{
     sensitive_headers::SetSensitiveRequestHeadersLayer,
     trace::TraceLayer,
 };
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
 
 use crate::{
     ApiError, AppState,
@@ -26,6 +30,45 @@ use crate::{
     routes::{health, login_page, sessions, thirdparty, users, well_known},
     services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Gatehouse public API", description = "Hanko's HTTP API as Gatehouse serves it: the flow API that \
+        Hanko's frontends speak, sessions, JWKS and Sign in with Microsoft. Errors outside the flow API are \
+        `{\"code\": <status>, \"message\": <text>}`."),
+    paths(
+        login_page::page,
+        health::alive,
+        health::ready,
+        well_known::jwks,
+        well_known::config,
+        sessions::validate,
+        sessions::validate_token,
+        sessions::logout,
+        users::me,
+        thirdparty::auth,
+        thirdparty::callback,
+        thirdparty::callback_post,
+        thirdparty::token,
+        flow::login,
+        flow::registration,
+        flow::profile,
+    ),
+    modifiers(&SessionAuth),
+)]
+pub struct PublicApiDoc;
+
+/// The session JWT, as `Authorization: Bearer` (the session cookie works too).
+#[derive(Debug)]
+struct SessionAuth;
+
+impl Modify for SessionAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = utoipa::openapi::security::HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT");
+        components.add_security_scheme("session", SecurityScheme::Http(Http::from(bearer)));
+    }
+}
 
 /// Requests larger than this are refused with 413: no endpoint needs more.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -49,6 +92,7 @@ pub fn app(state: AppState) -> Router {
         .route("/login", post(flow::login))
         .route("/registration", post(flow::registration))
         .route("/profile", post(flow::profile))
+        .route("/openapi.json", get(|| async { Json(PublicApiDoc::openapi()) }))
         .fallback(|| async { ApiError::not_found() });
     let cors = cors(&state);
     with_layers(router.with_state(state), Some(cors))

@@ -7,7 +7,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use gatehouse_core::settings::FieldIssue;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::ToSchema;
 
 #[derive(Debug, thiserror::Error)]
 #[error("{status}: {message}")]
@@ -65,13 +66,35 @@ impl From<gatehouse_store::StoreError> for ApiError {
     }
 }
 
+/// Hanko's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    code: u16,
+    message: String,
+    /// Each invalid field, on a 422 from a validation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldError {
+    field: String,
+    message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "code": self.status.as_u16(), "message": self.message });
-        if !self.fields.is_empty() {
-            body["errors"] =
-                self.fields.iter().map(|issue| json!({ "field": issue.field, "message": issue.message })).collect();
-        }
+        let body = ErrorBody {
+            code: self.status.as_u16(),
+            message: self.message,
+            errors: self
+                .fields
+                .into_iter()
+                .map(|issue| FieldError { field: issue.field, message: issue.message })
+                .collect(),
+        };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response

@@ -13,9 +13,10 @@ use axum::{
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-pub use self::response::FlowError;
+pub use self::response::{FlowAction, FlowError, FlowInput, FlowState};
 use crate::{AppState, services::audit::RequestMeta};
 
 /// How long a flow may sit between two actions.
@@ -91,17 +92,56 @@ impl FlowData {
     }
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ActionQuery {
+    /// `<action name>@<flow id>`, from an action's `href`; without it, a new flow starts.
     action: Option<String>,
 }
 
-#[derive(Debug, Default, Deserialize)]
-struct ActionBody {
+/// The body of an action request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ActionBody {
+    /// The action's inputs by name.
     #[serde(default)]
+    #[schema(value_type = Object)]
     input_data: Map<String, Value>,
+    /// The `csrf_token` of the state the action belongs to.
     #[serde(default)]
     csrf_token: String,
+}
+
+/// An action request, parsed: which action of which flow, with what inputs.
+#[derive(Debug)]
+pub struct ActionCall {
+    pub action: String,
+    pub flow_id: Uuid,
+    pub input_data: Map<String, Value>,
+    pub csrf_token: String,
+}
+
+/// Parses the `action` query value (`<name>@<flow id>`) and the JSON body; Hanko's SDK may send no body at all.
+pub fn parse_action_call(action: &str, body: &[u8]) -> Result<ActionCall, FlowError> {
+    let (action, flow_id) = action.split_once('@').ok_or(FlowError::OperationNotPermitted)?;
+    let flow_id = Uuid::parse_str(flow_id).map_err(|_| FlowError::OperationNotPermitted)?;
+    let body: ActionBody = match serde_json::from_slice(body) {
+        Ok(body) => body,
+        Err(_) if body.is_empty() => ActionBody::default(),
+        Err(_) => return Err(FlowError::FormDataInvalid),
+    };
+    Ok(ActionCall { action: action.to_owned(), flow_id, input_data: body.input_data, csrf_token: body.csrf_token })
+}
+
+/// Required inputs present (and not null), and values in `allowed_values` where the input lists them.
+pub fn validate_inputs(action: &FlowAction, input_data: &Map<String, Value>) -> Result<(), FlowError> {
+    for input in action.inputs() {
+        match input_data.get(input.name()).filter(|value| !value.is_null()) {
+            None if input.is_required() => return Err(FlowError::FormDataInvalid),
+            Some(value) if !input.accepts(value) => return Err(FlowError::FormDataInvalid),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One request against a flow endpoint.
@@ -115,25 +155,27 @@ pub struct FlowRequest {
 async fn handle(state: AppState, request: FlowRequest, query: ActionQuery, body: Bytes) -> Response {
     match query.action {
         None => actions::start(&state, &request).await,
-        Some(action) => {
-            let Some((action, flow_id)) = action.split_once('@') else {
-                return FlowError::OperationNotPermitted.standalone();
-            };
-            let Ok(flow_id) = Uuid::parse_str(flow_id) else {
-                return FlowError::OperationNotPermitted.standalone();
-            };
-            let body: ActionBody = match serde_json::from_slice(&body) {
-                Ok(body) => body,
-                Err(_) if body.is_empty() => ActionBody::default(),
-                Err(_) => return FlowError::FormDataInvalid.standalone(),
-            };
-            actions::run(&state, &request, flow_id, action, body.input_data, &body.csrf_token).await
-        }
+        Some(action) => match parse_action_call(&action, &body) {
+            Ok(call) => actions::run(&state, &request, call).await,
+            Err(error) => error.standalone(),
+        },
     }
 }
 
 macro_rules! flow_endpoint {
-    ($name:ident, $flow:expr) => {
+    ($name:ident, $flow:expr, $path:literal) => {
+        #[doc = concat!("`POST ", $path, "`: without `action`, starts a flow; with it, runs that action of the flow.")]
+        #[utoipa::path(post, path = $path, tag = "flow", params(ActionQuery),
+                    request_body(content = Option<ActionBody>, description = "none to start a flow"),
+                    responses(
+                        (status = 200, body = FlowState),
+                        (status = 400, body = FlowState, description = "`form_data_invalid_error`"),
+                        (status = 401, body = FlowState, description = "`unauthorized`: no valid session (profile)"),
+                        (status = 403, body = FlowState, description = "`operation_not_permitted_error`"),
+                        (status = 410, body = FlowState, description = "`flow_expired_error`"),
+                        (status = 429, body = FlowState, description = "`rate_limit_exceeded`"),
+                        (status = 500, body = FlowState, description = "`technical_error`"),
+                    ))]
         pub async fn $name(
             State(state): State<AppState>,
             meta: RequestMeta,
@@ -146,6 +188,6 @@ macro_rules! flow_endpoint {
     };
 }
 
-flow_endpoint!(login, FlowName::Login);
-flow_endpoint!(registration, FlowName::Registration);
-flow_endpoint!(profile, FlowName::Profile);
+flow_endpoint!(login, FlowName::Login, "/login");
+flow_endpoint!(registration, FlowName::Registration, "/registration");
+flow_endpoint!(profile, FlowName::Profile, "/profile");

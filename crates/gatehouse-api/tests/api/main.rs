@@ -6,5 +6,6 @@ mod errors;
 mod flow;
 mod jose;
 mod logs;
+mod openapi;
 mod sessions;
 mod thirdparty;
