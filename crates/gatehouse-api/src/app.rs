@@ -25,11 +25,13 @@ use utoipa::{
 
 use crate::{
     ApiError, AppState,
-    error::render_plain_errors,
+    error::{SharedErrorAnswers, render_plain_errors},
     flow,
     routes::{health, login_page, sessions, thirdparty, users, well_known},
     services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
+
+const PUBLIC_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_admin_key: false };
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -54,7 +56,7 @@ use crate::{
         flow::registration,
         flow::profile,
     ),
-    modifiers(&SessionAuth),
+    modifiers(&SessionAuth, &PUBLIC_ERROR_ANSWERS),
 )]
 pub struct PublicApiDoc;
 

@@ -27,6 +27,7 @@ use crate::{
 #[into_params(parameter_in = Query)]
 pub struct AuthQuery {
     /// `microsoft`.
+    #[param(required = true)]
     provider: Option<String>,
     /// Where to return after the sign-in; must match `third_party.allowed_redirect_urls`.
     redirect_to: Option<String>,
@@ -70,7 +71,8 @@ impl From<CallbackForm> for CallbackParams {
 /// `GET /thirdparty/callback`: Microsoft's redirect back. Answers 307.
 #[utoipa::path(get, path = "/thirdparty/callback", tag = "third party", params(CallbackForm),
     responses((status = 307, description = "to `redirect_to` with `hanko_token`, or with `error` and `error_description`"),
-        (status = 400, content_type = "text/html", body = String, description = "no page to return to")))]
+        (status = 400, description = "no page to return to (HTML), or a malformed parameter (JSON)",
+            content((String = "text/html"), (ErrorBody = "application/json")))))]
 pub async fn callback(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -84,7 +86,8 @@ pub async fn callback(
 #[utoipa::path(post, path = "/thirdparty/callback", tag = "third party",
     request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
     responses((status = 303, description = "to `redirect_to` with `hanko_token`, or with `error` and `error_description`"),
-        (status = 400, content_type = "text/html", body = String, description = "no page to return to")))]
+        (status = 400, description = "no page to return to (HTML), or a malformed parameter (JSON)",
+            content((String = "text/html"), (ErrorBody = "application/json")))))]
 pub async fn callback_post(
     State(state): State<AppState>,
     meta: RequestMeta,
