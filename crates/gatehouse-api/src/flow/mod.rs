@@ -7,13 +7,13 @@ mod response;
 
 use axum::{
     body::Bytes,
-    extract::{Query, State},
+    extract::{RawQuery, State},
     http::HeaderMap,
     response::Response,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use utoipa::{IntoParams, ToSchema};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use self::response::{FlowAction, FlowError, FlowInput, FlowState};
@@ -92,13 +92,6 @@ impl FlowData {
     }
 }
 
-#[derive(Debug, Deserialize, IntoParams)]
-#[into_params(parameter_in = Query)]
-pub struct ActionQuery {
-    /// `<action name>@<flow id>`, from an action's `href`; without it, a new flow starts.
-    action: Option<String>,
-}
-
 /// The body of an action request.
 #[derive(Debug, Default, Deserialize, ToSchema)]
 pub struct ActionBody {
@@ -120,8 +113,22 @@ pub struct ActionCall {
     pub csrf_token: String,
 }
 
-/// Parses the `action` query value (`<name>@<flow id>`) and the JSON body; Hanko's SDK may send no body at all.
-pub fn parse_action_call(action: &str, body: &[u8]) -> Result<ActionCall, FlowError> {
+/// What a flow request asks for.
+#[derive(Debug)]
+pub enum FlowCall {
+    /// No `action` parameter: a new flow.
+    Start,
+    Action(ActionCall),
+}
+
+/// Parses a flow request: the query's `action` parameter (`<name>@<flow id>`; the first one, as Hanko reads it)
+/// and the JSON body, which Hanko's SDK may leave out. Whatever the request, a refusal is a flow error, so that
+/// the answer is always a flow state.
+pub fn parse_flow_request(query: Option<&str>, body: &[u8]) -> Result<FlowCall, FlowError> {
+    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "action")
+        .map(|(_, value)| value);
+    let Some(action) = action else { return Ok(FlowCall::Start) };
     let (action, flow_id) = action.split_once('@').ok_or(FlowError::OperationNotPermitted)?;
     let flow_id = Uuid::parse_str(flow_id).map_err(|_| FlowError::OperationNotPermitted)?;
     let body: ActionBody = match serde_json::from_slice(body) {
@@ -129,7 +136,12 @@ pub fn parse_action_call(action: &str, body: &[u8]) -> Result<ActionCall, FlowEr
         Err(_) if body.is_empty() => ActionBody::default(),
         Err(_) => return Err(FlowError::FormDataInvalid),
     };
-    Ok(ActionCall { action: action.to_owned(), flow_id, input_data: body.input_data, csrf_token: body.csrf_token })
+    Ok(FlowCall::Action(ActionCall {
+        action: action.to_owned(),
+        flow_id,
+        input_data: body.input_data,
+        csrf_token: body.csrf_token,
+    }))
 }
 
 /// Required inputs present (and not null), and values in `allowed_values` where the input lists them.
@@ -152,20 +164,19 @@ pub struct FlowRequest {
     pub meta: RequestMeta,
 }
 
-async fn handle(state: AppState, request: FlowRequest, query: ActionQuery, body: Bytes) -> Response {
-    match query.action {
-        None => actions::start(&state, &request).await,
-        Some(action) => match parse_action_call(&action, &body) {
-            Ok(call) => actions::run(&state, &request, call).await,
-            Err(error) => error.standalone(),
-        },
+async fn handle(state: AppState, request: FlowRequest, query: Option<String>, body: Bytes) -> Response {
+    match parse_flow_request(query.as_deref(), &body) {
+        Ok(FlowCall::Start) => actions::start(&state, &request).await,
+        Ok(FlowCall::Action(call)) => actions::run(&state, &request, call).await,
+        Err(error) => error.standalone(),
     }
 }
 
 macro_rules! flow_endpoint {
     ($name:ident, $flow:expr, $path:literal) => {
         #[doc = concat!("`POST ", $path, "`: without `action`, starts a flow; with it, runs that action of the flow.")]
-        #[utoipa::path(post, path = $path, tag = "flow", params(ActionQuery),
+        #[utoipa::path(post, path = $path, tag = "flow", params(("action" = Option<String>, Query,
+                description = "`<action name>@<flow id>`, from an action's `href`; without it, a new flow starts")),
                     request_body(content = Option<ActionBody>, description = "none to start a flow"),
                     responses(
                         (status = 200, body = FlowState),
@@ -180,7 +191,7 @@ macro_rules! flow_endpoint {
             State(state): State<AppState>,
             meta: RequestMeta,
             headers: HeaderMap,
-            Query(query): Query<ActionQuery>,
+            RawQuery(query): RawQuery,
             body: Bytes,
         ) -> Response {
             handle(state, FlowRequest { name: $flow, headers, meta }, query, body).await
