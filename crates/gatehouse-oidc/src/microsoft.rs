@@ -14,7 +14,7 @@ use url::Url;
 
 use gatehouse_crypto::certificate::ClientAssertionKey;
 
-use crate::jwks::{JwksCache, JwksError};
+use crate::jwks::{JwksCache, JwksError, ProviderKey};
 
 /// Allowed clock difference between Microsoft and us when checking `exp`, `nbf` and `iat`.
 pub const CLOCK_SKEW_SECS: i64 = 120;
@@ -298,27 +298,7 @@ impl MicrosoftClient {
         expected_nonce: &str,
         now: i64,
     ) -> Result<ProviderUser, MicrosoftError> {
-        let invalid = |reason: &str| MicrosoftError::IdToken(reason.to_owned());
-        let header = jsonwebtoken::decode_header(id_token).map_err(|_| invalid("malformed header"))?;
-        if header.alg != Algorithm::RS256 {
-            return Err(invalid("not signed with RS256"));
-        }
-        let kid = header.kid.ok_or_else(|| invalid("no kid"))?;
-        let key = self.jwks.key(&kid).await?;
-        // Signature only: time, audience and issuer rules are Microsoft-specific and live in the core.
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims: MicrosoftClaims = jsonwebtoken::decode(id_token, &key.key, &validation)
-            .map_err(|e| MicrosoftError::IdToken(format!("signature or claims: {e}")))?
-            .claims;
-        if let Some(key_issuer) = &key.issuer {
-            // A key may only sign for the issuer its JWKS entry names; `{tenantid}` stands for the token's tenant.
-            if key_issuer.replace("{tenantid}", &claims.tid) != claims.iss {
-                return Err(invalid("signed by a key that may not sign for this issuer"));
-            }
-        }
+        let key = self.jwks.key(&id_token_key_id(id_token)?).await?;
         let expectations = TokenExpectations {
             client_id: self.settings.client_id.clone(),
             cloud_instance: self.settings.cloud_instance.clone(),
@@ -328,7 +308,44 @@ impl MicrosoftClient {
             now,
             max_skew_secs: CLOCK_SKEW_SECS,
         };
-        validate_claims(&claims, &expectations).map_err(|e| MicrosoftError::IdToken(e.to_string()))?;
-        provider_user(&claims).map_err(|e| MicrosoftError::IdToken(e.to_string()))
+        check_id_token(id_token, &key, &expectations)
     }
+}
+
+fn invalid_id_token(reason: &str) -> MicrosoftError {
+    MicrosoftError::IdToken(reason.to_owned())
+}
+
+/// The `kid` in an RS256 ID token's header: which of the provider's keys must have signed it.
+pub fn id_token_key_id(id_token: &str) -> Result<String, MicrosoftError> {
+    let header = jsonwebtoken::decode_header(id_token).map_err(|_| invalid_id_token("malformed header"))?;
+    if header.alg != Algorithm::RS256 {
+        return Err(invalid_id_token("not signed with RS256"));
+    }
+    header.kid.ok_or_else(|| invalid_id_token("no kid"))
+}
+
+/// Checks an ID token against the provider key its header names: the signature, the key's issuer scope, then
+/// Microsoft's claim rules; and maps the claims to a provider user. Pure, so it can be fuzzed.
+pub fn check_id_token(
+    id_token: &str,
+    key: &ProviderKey,
+    expectations: &TokenExpectations,
+) -> Result<ProviderUser, MicrosoftError> {
+    // Signature only (and RS256 only): time, audience and issuer rules are Microsoft-specific and live in the core.
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims: MicrosoftClaims = jsonwebtoken::decode(id_token, &key.key, &validation)
+        .map_err(|e| MicrosoftError::IdToken(format!("signature or claims: {e}")))?
+        .claims;
+    if let Some(key_issuer) = &key.issuer {
+        // A key may only sign for the issuer its JWKS entry names; `{tenantid}` stands for the token's tenant.
+        if key_issuer.replace("{tenantid}", &claims.tid) != claims.iss {
+            return Err(invalid_id_token("signed by a key that may not sign for this issuer"));
+        }
+    }
+    validate_claims(&claims, expectations).map_err(|e| MicrosoftError::IdToken(e.to_string()))?;
+    provider_user(&claims).map_err(|e| MicrosoftError::IdToken(e.to_string()))
 }
