@@ -3,7 +3,7 @@
 use std::{sync::Arc, time::Duration};
 
 use axum::{
-    Router,
+    Json, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
     middleware::{from_fn_with_state, map_response},
@@ -20,16 +20,61 @@ use tower_http::{
     timeout::TimeoutLayer,
     trace::TraceLayer,
 };
+use utoipa::{
+    Modify, OpenApi,
+    openapi::security::{Http, HttpAuthScheme, SecurityScheme},
+};
 
 use crate::{
     ApiError, AppState,
     client_address::resolve_client_address,
     csrf::{WriteGuard, refuse_forged_writes},
-    error::render_plain_errors,
+    error::{SharedErrorAnswers, render_plain_errors},
     flow,
     routes::{health, login_page, sessions, thirdparty, users, well_known},
     services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
+
+const PUBLIC_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_admin_key: false };
+
+#[derive(Debug, OpenApi)]
+#[openapi(
+    info(title = "Gatehouse public API", description = "Hanko's HTTP API as Gatehouse serves it: the flow API that \
+        Hanko's frontends speak, sessions, JWKS and Sign in with Microsoft. Errors outside the flow API are \
+        `{\"code\": <status>, \"message\": <text>}`."),
+    paths(
+        login_page::page,
+        health::alive,
+        health::ready,
+        well_known::jwks,
+        well_known::config,
+        sessions::validate,
+        sessions::validate_token,
+        sessions::logout,
+        users::me,
+        thirdparty::auth,
+        thirdparty::callback,
+        thirdparty::callback_post,
+        thirdparty::token,
+        flow::login,
+        flow::registration,
+        flow::profile,
+    ),
+    modifiers(&SessionAuth, &PUBLIC_ERROR_ANSWERS),
+)]
+pub struct PublicApiDoc;
+
+/// The session JWT, as `Authorization: Bearer` (the session cookie works too).
+#[derive(Debug)]
+struct SessionAuth;
+
+impl Modify for SessionAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let bearer = utoipa::openapi::security::HttpBuilder::new().scheme(HttpAuthScheme::Bearer).bearer_format("JWT");
+        components.add_security_scheme("session", SecurityScheme::Http(Http::from(bearer)));
+    }
+}
 
 /// Requests larger than this are refused with 413: no endpoint needs more.
 pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
@@ -60,6 +105,7 @@ pub fn app(state: AppState) -> Router {
         // Added after the guard on purpose: Microsoft's form_post is a cross-site form by design. Its sealed
         // single-use state (and the binding cookie or PKCE verifier) is what protects it.
         .route("/thirdparty/callback", get(thirdparty::callback).post(thirdparty::callback_post))
+        .route("/openapi.json", get(|| async { Json(PublicApiDoc::openapi()) }))
         .fallback(|| async { ApiError::not_found() })
         .layer(from_fn_with_state(state.trusted_proxies().clone(), resolve_client_address));
     let cors = cors(&state);

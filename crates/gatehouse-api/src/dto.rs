@@ -1,29 +1,58 @@
-//! JSON shapes Hanko's frontends read. One renderer per shape, shared by every endpoint that sends it.
+//! JSON shapes Hanko's frontends read. One type per shape, shared by every endpoint that sends it; the same types
+//! describe the public OpenAPI document, so the document cannot drift from what is sent.
 
 use gatehouse_core::session::SessionClaims;
-use gatehouse_store::UserRecord;
-use serde_json::{Map, Value, json};
+use gatehouse_store::{IdentityRecord, UserRecord};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::clock::{rfc3339_ms, rfc3339_secs};
 
 /// Hanko's flattened `dto.Claims`: `subject`, `expiration` and `session_id` always; the rest when present.
-pub fn claims_json(claims: &SessionClaims) -> Value {
-    let mut out = Map::new();
-    out.insert("subject".into(), json!(claims.sub));
-    out.insert("session_id".into(), json!(claims.session_id));
-    out.insert("expiration".into(), json!(rfc3339_secs(claims.exp)));
-    out.insert("issued_at".into(), json!(rfc3339_secs(claims.iat)));
-    out.insert("audience".into(), json!(claims.aud));
-    if let Some(issuer) = &claims.iss {
-        out.insert("issuer".into(), json!(issuer));
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimsView {
+    subject: Uuid,
+    session_id: Uuid,
+    /// RFC 3339.
+    expiration: String,
+    /// RFC 3339.
+    issued_at: String,
+    audience: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    issuer: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<ClaimedEmail>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    amr: Vec<String>,
+}
+
+/// The session's `email` claim: the user's primary address.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ClaimedEmail {
+    address: String,
+    is_primary: bool,
+    is_verified: bool,
+}
+
+impl From<&SessionClaims> for ClaimsView {
+    fn from(claims: &SessionClaims) -> Self {
+        Self {
+            subject: claims.sub,
+            session_id: claims.session_id,
+            expiration: rfc3339_secs(claims.exp),
+            issued_at: rfc3339_secs(claims.iat),
+            audience: claims.aud.clone(),
+            issuer: claims.iss.clone(),
+            email: claims.email.as_ref().map(|email| ClaimedEmail {
+                address: email.address.clone(),
+                is_primary: email.is_primary,
+                is_verified: email.is_verified,
+            }),
+            amr: claims.amr.clone(),
+        }
     }
-    if let Some(email) = &claims.email {
-        out.insert("email".into(), json!(email));
-    }
-    if !claims.amr.is_empty() {
-        out.insert("amr".into(), json!(claims.amr));
-    }
-    Value::Object(out)
 }
 
 /// The display name Hanko uses for a provider id.
@@ -35,50 +64,101 @@ pub fn provider_display_name(provider_id: &str) -> &str {
 }
 
 /// Hanko's `dto.ProfileData`, the user object of `/me` and of flow payloads.
-pub fn user_json(user: &UserRecord) -> Value {
-    let emails: Vec<Value> = user
-        .emails
-        .iter()
-        .map(|email| {
-            let identities: Vec<Value> = user
-                .identities
-                .iter()
-                .filter(|identity| identity.email_id == Some(email.id))
-                .map(identity_json)
-                .collect();
-            let mut value = json!({
-                "id": email.id,
-                "address": email.address,
-                "is_verified": email.is_verified(),
-                "is_primary": email.is_primary,
-            });
-            if !identities.is_empty() {
-                value["identities"] = json!(identities);
-            }
-            value
-        })
-        .collect();
-    json!({
-        "id": user.id,
-        "user_id": user.id,
-        "emails": emails,
-        "identities": user.identities.iter().map(identity_json).collect::<Vec<_>>(),
-        "passkeys": [],
-        "security_keys": [],
-        "mfa_config": {"auth_app_set_up": false, "totp_enabled": false, "security_keys_enabled": false},
-        "created_at": rfc3339_ms(user.created_at),
-        "updated_at": rfc3339_ms(user.updated_at),
-        "name": user.name,
-        "given_name": user.given_name,
-        "family_name": user.family_name,
-        "picture": user.picture,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserView {
+    id: Uuid,
+    /// The same as `id`; Hanko's frontends read either.
+    user_id: Uuid,
+    emails: Vec<UserEmail>,
+    identities: Vec<UserIdentity>,
+    /// Always empty: Gatehouse has no passkeys.
+    #[schema(value_type = Vec<Object>)]
+    passkeys: [(); 0],
+    /// Always empty: Gatehouse has no security keys.
+    #[schema(value_type = Vec<Object>)]
+    security_keys: [(); 0],
+    mfa_config: MfaConfig,
+    /// RFC 3339.
+    created_at: String,
+    /// RFC 3339.
+    updated_at: String,
+    name: Option<String>,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    picture: Option<String>,
 }
 
-fn identity_json(identity: &gatehouse_store::IdentityRecord) -> Value {
-    json!({
-        "id": identity.provider_user_id,
-        "provider": provider_display_name(&identity.provider_id),
-        "identity_id": identity.id,
-    })
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserEmail {
+    id: Uuid,
+    address: String,
+    is_verified: bool,
+    is_primary: bool,
+    /// The linked identities that brought this address.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    identities: Vec<UserIdentity>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserIdentity {
+    /// The provider's subject for this user.
+    id: String,
+    /// The provider's display name, e.g. `Microsoft`.
+    provider: String,
+    identity_id: Uuid,
+}
+
+/// Gatehouse has no second factors; Hanko's frontends expect the object all the same.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct MfaConfig {
+    auth_app_set_up: bool,
+    totp_enabled: bool,
+    security_keys_enabled: bool,
+}
+
+impl From<&UserRecord> for UserView {
+    fn from(user: &UserRecord) -> Self {
+        let emails = user
+            .emails
+            .iter()
+            .map(|email| UserEmail {
+                id: email.id,
+                address: email.address.clone(),
+                is_verified: email.is_verified(),
+                is_primary: email.is_primary,
+                identities: user
+                    .identities
+                    .iter()
+                    .filter(|identity| identity.email_id == Some(email.id))
+                    .map(UserIdentity::from)
+                    .collect(),
+            })
+            .collect();
+        Self {
+            id: user.id,
+            user_id: user.id,
+            emails,
+            identities: user.identities.iter().map(UserIdentity::from).collect(),
+            passkeys: [],
+            security_keys: [],
+            mfa_config: MfaConfig::default(),
+            created_at: rfc3339_ms(user.created_at),
+            updated_at: rfc3339_ms(user.updated_at),
+            name: user.name.clone(),
+            given_name: user.given_name.clone(),
+            family_name: user.family_name.clone(),
+            picture: user.picture.clone(),
+        }
+    }
+}
+
+impl From<&IdentityRecord> for UserIdentity {
+    fn from(identity: &IdentityRecord) -> Self {
+        Self {
+            id: identity.provider_user_id.clone(),
+            provider: provider_display_name(&identity.provider_id).to_owned(),
+            identity_id: identity.id,
+        }
+    }
 }

@@ -7,7 +7,14 @@ use axum::{
     response::{IntoResponse, Response},
 };
 use gatehouse_core::settings::FieldIssue;
-use serde_json::json;
+use serde::Serialize;
+use utoipa::{
+    Modify, PartialSchema, ToSchema,
+    openapi::{
+        Content, OpenApi, Ref, RefOr, Required, ResponseBuilder,
+        path::{Operation, ParameterIn},
+    },
+};
 
 #[derive(Debug, thiserror::Error)]
 #[error("{status}: {message}")]
@@ -65,16 +72,96 @@ impl From<gatehouse_store::StoreError> for ApiError {
     }
 }
 
+/// Hanko's error body.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    /// The HTTP status.
+    code: u16,
+    message: String,
+    /// Each invalid field, on a 422 from a validation.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    errors: Vec<FieldError>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FieldError {
+    field: String,
+    message: String,
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut body = json!({ "code": self.status.as_u16(), "message": self.message });
-        if !self.fields.is_empty() {
-            body["errors"] =
-                self.fields.iter().map(|issue| json!({ "field": issue.field, "message": issue.message })).collect();
-        }
+        let body = ErrorBody {
+            code: self.status.as_u16(),
+            message: self.message,
+            errors: self
+                .fields
+                .into_iter()
+                .map(|issue| FieldError { field: issue.field, message: issue.message })
+                .collect(),
+        };
         let mut response = (self.status, Json(body)).into_response();
         response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+/// Adds to every operation of a document the error answers that the shared extractors and layers give, so that
+/// no path has to list them: 400 for a malformed path or query parameter; 400, 413, 415 and 422 for a required
+/// body that is malformed, too large, of another content type or of the wrong shape; and 401 everywhere behind
+/// the admin key. A status that a path documents itself is left as it is.
+#[derive(Debug)]
+pub struct SharedErrorAnswers {
+    pub behind_admin_key: bool,
+}
+
+impl SharedErrorAnswers {
+    fn statuses(&self, operation: &Operation) -> Vec<(&'static str, &'static str)> {
+        let mut statuses = Vec::new();
+        if self.behind_admin_key {
+            statuses.push(("401", "no or unknown admin key"));
+        }
+        let mut parameters = operation.parameters.iter().flatten();
+        if parameters
+            .any(|p| matches!(p, RefOr::T(p) if matches!(p.parameter_in, ParameterIn::Path | ParameterIn::Query)))
+        {
+            statuses.push(("400", "a malformed parameter"));
+        }
+        let required_body =
+            matches!(&operation.request_body, Some(RefOr::T(body)) if body.required == Some(Required::True));
+        if required_body {
+            statuses.extend([
+                ("400", "a body that does not parse"),
+                ("413", "a body over the size limit"),
+                ("415", "a body of another content type"),
+                ("422", "a body of the wrong shape"),
+            ]);
+        }
+        statuses
+    }
+}
+
+impl Modify for SharedErrorAnswers {
+    fn modify(&self, openapi: &mut OpenApi) {
+        let error_body = Content::new(Some(Ref::from_schema_name(ErrorBody::name())));
+        for item in openapi.paths.paths.values_mut() {
+            let operations = [&mut item.get, &mut item.put, &mut item.post, &mut item.delete, &mut item.patch];
+            for operation in operations.into_iter().flatten() {
+                for (status, description) in self.statuses(operation) {
+                    operation.responses.responses.entry(status.to_owned()).or_insert_with(|| {
+                        ResponseBuilder::new()
+                            .description(description)
+                            .content("application/json", error_body.clone())
+                            .into()
+                    });
+                }
+            }
+        }
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let mut schemas = vec![(ErrorBody::name().into_owned(), ErrorBody::schema())];
+        ErrorBody::schemas(&mut schemas);
+        components.schemas.extend(schemas);
     }
 }
 

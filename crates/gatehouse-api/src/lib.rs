@@ -14,8 +14,10 @@ mod server;
 pub mod services;
 mod state;
 
-pub use app::app;
+pub use app::{PublicApiDoc, app};
 pub use error::ApiError;
+/// The pure parts of the flow API, for the fuzz targets.
+pub use flow::{ActionCall, FlowAction, FlowCall, FlowError, FlowInput, parse_flow_request, validate_inputs};
 pub use routes::admin::{AdminApiDoc, admin_app};
 pub use server::{Application, StartError};
 pub use state::{AppState, PreparedSettings, StateError};

@@ -16,7 +16,7 @@ use url::Url;
 
 use gatehouse_crypto::certificate::ClientAssertionKey;
 
-use crate::jwks::{JwksCache, JwksError};
+use crate::jwks::{JwksCache, JwksError, ProviderKey};
 
 /// Allowed clock difference between Microsoft and us when checking `exp`, `nbf` and `iat`.
 pub const CLOCK_SKEW_SECS: i64 = 120;
@@ -320,32 +320,10 @@ impl MicrosoftClient {
         expected_nonce: &str,
         now: i64,
     ) -> Result<ProviderUser, MicrosoftError> {
-        let header = jsonwebtoken::decode_header(id_token).map_err(|_| IdTokenError::Malformed)?;
-        if header.alg != Algorithm::RS256 {
-            return Err(IdTokenError::NotRs256.into());
-        }
-        let kid = header.kid.ok_or(IdTokenError::NoKid)?;
-        let key = self.jwks.key(&kid).await.map_err(|error| match error {
+        let key = self.jwks.key(&id_token_key_id(id_token)?).await.map_err(|error| match error {
             JwksError::UnknownKey(_) => MicrosoftError::IdToken(IdTokenError::UnknownKey),
             fetch => MicrosoftError::Keys(fetch),
         })?;
-        // Signature only: time, audience and issuer rules are Microsoft-specific and live in the core.
-        let mut validation = Validation::new(Algorithm::RS256);
-        validation.validate_exp = false;
-        validation.validate_aud = false;
-        validation.required_spec_claims.clear();
-        let claims: MicrosoftClaims = jsonwebtoken::decode(id_token, &key.key, &validation)
-            .map_err(|error| match error.kind() {
-                jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::Signature,
-                _ => IdTokenError::Malformed,
-            })?
-            .claims;
-        if let Some(key_issuer) = &key.issuer {
-            // A key may only sign for the issuer its JWKS entry names; `{tenantid}` stands for the token's tenant.
-            if key_issuer.replace("{tenantid}", &claims.tid) != claims.iss {
-                return Err(IdTokenError::KeyIssuer.into());
-            }
-        }
         let expectations = TokenExpectations {
             client_id: self.settings.client_id.clone(),
             cloud_instance: self.settings.cloud_instance.clone(),
@@ -355,7 +333,43 @@ impl MicrosoftClient {
             now,
             max_skew_secs: CLOCK_SKEW_SECS,
         };
-        validate_claims(&claims, &expectations).map_err(IdTokenError::from)?;
-        Ok(provider_user(&claims).map_err(IdTokenError::from)?)
+        Ok(check_id_token(id_token, &key, &expectations)?)
     }
+}
+
+/// The `kid` in an RS256 ID token's header: which of the provider's keys must have signed it.
+pub fn id_token_key_id(id_token: &str) -> Result<String, IdTokenError> {
+    let header = jsonwebtoken::decode_header(id_token).map_err(|_| IdTokenError::Malformed)?;
+    if header.alg != Algorithm::RS256 {
+        return Err(IdTokenError::NotRs256);
+    }
+    header.kid.ok_or(IdTokenError::NoKid)
+}
+
+/// The checks of an ID token once its key is known: the signature (RS256 only), the key's issuer scoping, then
+/// Microsoft's claim rules ([`validate_claims`]); the user it describes. Pure, so it can be fuzzed.
+pub fn check_id_token(
+    id_token: &str,
+    key: &ProviderKey,
+    expectations: &TokenExpectations,
+) -> Result<ProviderUser, IdTokenError> {
+    // Signature only (and RS256 only): time, audience and issuer rules are Microsoft-specific and live in the core.
+    let mut validation = Validation::new(Algorithm::RS256);
+    validation.validate_exp = false;
+    validation.validate_aud = false;
+    validation.required_spec_claims.clear();
+    let claims: MicrosoftClaims = jsonwebtoken::decode(id_token, &key.key, &validation)
+        .map_err(|error| match error.kind() {
+            jsonwebtoken::errors::ErrorKind::InvalidSignature => IdTokenError::Signature,
+            _ => IdTokenError::Malformed,
+        })?
+        .claims;
+    if let Some(key_issuer) = &key.issuer {
+        // A key may only sign for the issuer its JWKS entry names; `{tenantid}` stands for the token's tenant.
+        if key_issuer.replace("{tenantid}", &claims.tid) != claims.iss {
+            return Err(IdTokenError::KeyIssuer);
+        }
+    }
+    validate_claims(&claims, expectations)?;
+    Ok(provider_user(&claims)?)
 }

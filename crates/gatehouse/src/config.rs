@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use figment::{
     Figment,
-    providers::{Env, Format, Yaml},
+    providers::{Data, Env, Format, Yaml},
 };
 use gatehouse_core::config::{Config, ConfigIssue, Secret};
 
@@ -37,10 +37,11 @@ pub enum LoadError {
     DevSecret { path: PathBuf, source: std::io::Error },
 }
 
-fn figment(path: Option<&Path>) -> Figment {
+/// The YAML (when given), then the environment over it.
+fn figment(yaml: Option<Data<Yaml>>) -> Figment {
     let mut figment = Figment::new();
-    if let Some(path) = path {
-        figment = figment.merge(Yaml::file_exact(path));
+    if let Some(yaml) = yaml {
+        figment = figment.merge(yaml);
     }
     figment.merge(Env::prefixed(ENV_PREFIX).split("__")).merge(Env::raw().filter_map(|key| {
         HANKO_ENV_KEYS.iter().find(|(name, _)| key.as_str().eq_ignore_ascii_case(name)).map(|(_, path)| (*path).into())
@@ -54,7 +55,12 @@ pub fn read(path: Option<&Path>) -> Result<Config, LoadError> {
     {
         return Err(LoadError::MissingFile(path.to_owned()));
     }
-    figment(path).extract().map_err(|e| LoadError::Parse(Box::new(e)))
+    figment(path.map(Yaml::file_exact)).extract().map_err(|e| LoadError::Parse(Box::new(e)))
+}
+
+/// Reads a configuration given as YAML text, as [`read`] reads a file; for the fuzz target.
+pub fn read_yaml(text: &str) -> Result<Config, LoadError> {
+    figment(Some(Yaml::string(text))).extract().map_err(|e| LoadError::Parse(Box::new(e)))
 }
 
 /// What the development fallback did, so the caller can warn about it.

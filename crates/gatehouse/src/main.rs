@@ -1,12 +1,12 @@
 //! The `gatehouse` binary: CLI, configuration, telemetry, start-up and graceful shutdown.
 
-mod config;
 mod telemetry;
 
 use std::{path::PathBuf, process::ExitCode, sync::Arc};
 
 use anyhow::Context;
 use clap::{Parser, Subcommand};
+use gatehouse::config;
 use gatehouse_api::{
     AppState, Application,
     services::{admin_keys, identity_providers},

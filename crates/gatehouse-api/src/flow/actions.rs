@@ -1,20 +1,23 @@
 //! Starting flows, checking and running actions, rendering states.
 
+use std::collections::BTreeMap;
+
 use axum::{
     http::{HeaderMap, header},
     response::Response,
 };
 use gatehouse_store::{SessionRecord, UserRecord};
-use serde_json::{Map, Value, json};
+use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    FLOW_LIFETIME_MS, FlowData, FlowName, FlowRequest, StateName,
-    response::{FlowAnswer, FlowError, action, input},
+    ActionCall, FLOW_LIFETIME_MS, FlowData, FlowName, FlowRequest, StateName,
+    response::{FlowAction, FlowAnswer, FlowError, FlowInput, FlowPayload, LastLogin, SessionView},
+    validate_inputs,
 };
 use crate::{
     AppState, clock,
-    dto::{claims_json, user_json},
+    dto::{ClaimsView, UserView},
     extract::session_token,
     services::{
         session::Authenticated,
@@ -48,11 +51,7 @@ async fn profile(state: &AppState, session: &Authenticated) -> Result<Profile, F
     Ok(Profile { user, sessions, current_session: session.session.id })
 }
 
-fn allowed(values: impl IntoIterator<Item = (String, String)>) -> Value {
-    Value::Array(values.into_iter().map(|(value, name)| json!({ "value": value, "name": name })).collect())
-}
-
-fn provider_input(state: &AppState, exclude: &[&str]) -> Option<Value> {
+fn provider_input(state: &AppState, exclude: &[&str]) -> Option<FlowInput> {
     let providers: Vec<(String, String)> = state
         .third_party()
         .enabled_providers()
@@ -63,41 +62,38 @@ fn provider_input(state: &AppState, exclude: &[&str]) -> Option<Value> {
     if providers.is_empty() {
         return None;
     }
-    let mut provider = input("provider", "string", true, true);
-    provider["allowed_values"] = allowed(providers);
-    Some(provider)
+    Some(FlowInput::hidden("provider", "string", true).allowing(providers))
 }
 
-fn oauth_inputs(provider: Value) -> Map<String, Value> {
-    Map::from_iter([
-        ("redirect_to".to_owned(), input("redirect_to", "string", true, true)),
-        ("provider".to_owned(), provider),
-        ("code_verifier".to_owned(), input("code_verifier", "string", false, true)),
-    ])
+fn oauth_inputs(provider: FlowInput) -> Vec<FlowInput> {
+    vec![
+        FlowInput::hidden("redirect_to", "string", true),
+        provider,
+        FlowInput::hidden("code_verifier", "string", false),
+    ]
 }
 
 /// The actions a state offers, fully described.
-fn offered(state: &AppState, flow_id: Uuid, data: &FlowData, profile: Option<&Profile>) -> Map<String, Value> {
+fn offered(
+    state: &AppState,
+    flow_id: Uuid,
+    data: &FlowData,
+    profile: Option<&Profile>,
+) -> BTreeMap<String, FlowAction> {
     let path = data.name.path();
-    let mut actions = Map::new();
-    let mut offer = |name: &str, description: &str, inputs: Map<String, Value>| {
-        actions.insert(name.to_owned(), action(path, flow_id, name, description, inputs));
+    let mut actions = BTreeMap::new();
+    let mut offer = |name: &str, description: &str, inputs: Vec<FlowInput>| {
+        actions.insert(name.to_owned(), FlowAction::new(path, flow_id, name, description, inputs));
     };
     match data.state {
         StateName::Preflight => offer(
             "register_client_capabilities",
             "Send the client capabilities.",
-            Map::from_iter([
-                ("webauthn_available".to_owned(), input("webauthn_available", "boolean", true, true)),
-                (
-                    "webauthn_conditional_mediation_available".to_owned(),
-                    input("webauthn_conditional_mediation_available", "boolean", false, true),
-                ),
-                (
-                    "webauthn_platform_authenticator_available".to_owned(),
-                    input("webauthn_platform_authenticator_available", "boolean", false, true),
-                ),
-            ]),
+            vec![
+                FlowInput::hidden("webauthn_available", "boolean", true),
+                FlowInput::hidden("webauthn_conditional_mediation_available", "boolean", false),
+                FlowInput::hidden("webauthn_platform_authenticator_available", "boolean", false),
+            ],
         ),
         StateName::LoginInit | StateName::RegistrationInit => {
             if let Some(provider) = provider_input(state, &[]) {
@@ -112,29 +108,24 @@ fn offered(state: &AppState, flow_id: Uuid, data: &FlowData, profile: Option<&Pr
             offer(
                 "exchange_token",
                 "Exchange a one time token.",
-                Map::from_iter([
-                    ("token".to_owned(), input("token", "string", true, true)),
-                    ("code_verifier".to_owned(), input("code_verifier", "string", false, true)),
-                ]),
+                vec![FlowInput::hidden("token", "string", true), FlowInput::hidden("code_verifier", "string", false)],
             );
-            offer("back", "Navigate one step back.", Map::new());
+            offer("back", "Navigate one step back.", Vec::new());
         }
         StateName::ProfileInit => {
             if let Some(profile) = profile {
-                let mut session_id = input("session_id", "string", true, true);
-                session_id["allowed_values"] = allowed(
+                let session_id = FlowInput::hidden("session_id", "string", true).allowing(
                     profile
                         .sessions
                         .iter()
                         .filter(|s| s.id != profile.current_session)
                         .map(|s| (s.id.to_string(), s.id.to_string())),
                 );
-                offer("session_delete", "Delete a session.", Map::from_iter([("session_id".to_owned(), session_id)]));
-                let mut email_id = input("email_id", "string", true, true);
-                email_id["allowed_values"] = allowed(
+                offer("session_delete", "Delete a session.", vec![session_id]);
+                let email_id = FlowInput::hidden("email_id", "string", true).allowing(
                     profile.user.emails.iter().filter(|e| !e.is_primary).map(|e| (e.id.to_string(), e.address.clone())),
                 );
-                offer("email_delete", "Delete an email address.", Map::from_iter([("email_id".to_owned(), email_id)]));
+                offer("email_delete", "Delete an email address.", vec![email_id]);
                 let connected: Vec<&str> = profile.user.identities.iter().map(|i| i.provider_id.as_str()).collect();
                 if let Some(provider) = provider_input(state, &connected) {
                     offer(
@@ -144,7 +135,7 @@ fn offered(state: &AppState, flow_id: Uuid, data: &FlowData, profile: Option<&Pr
                     );
                 }
                 if state.config().account.allow_deletion {
-                    offer("account_delete", "Delete the account.", Map::new());
+                    offer("account_delete", "Delete the account.", Vec::new());
                 }
             }
         }
@@ -153,35 +144,37 @@ fn offered(state: &AppState, flow_id: Uuid, data: &FlowData, profile: Option<&Pr
     actions
 }
 
-fn payload(data: &FlowData, profile: Option<&Profile>) -> Map<String, Value> {
+fn payload(data: &FlowData, profile: Option<&Profile>) -> FlowPayload {
     match (data.state, profile) {
-        (StateName::Thirdparty, _) => Map::from_iter([("redirect_url".to_owned(), json!(data.redirect_url))]),
+        (StateName::Thirdparty, _) => FlowPayload { redirect_url: data.redirect_url.clone(), ..FlowPayload::default() },
         (StateName::ProfileInit, Some(profile)) => {
-            let sessions: Vec<Value> = profile
+            let sessions = profile
                 .sessions
                 .iter()
-                .map(|s| {
-                    json!({
-                        "id": s.id,
-                        "current": s.id == profile.current_session,
-                        "user_agent": s.user_agent,
-                        "ip_address": s.ip_address,
-                        "created_at": clock::rfc3339_ms(s.created_at),
-                        "last_used": clock::rfc3339_ms(s.last_used),
-                        "expires_at": clock::rfc3339_ms(s.expires_at),
-                    })
+                .map(|s| SessionView {
+                    id: s.id,
+                    current: s.id == profile.current_session,
+                    user_agent: s.user_agent.clone(),
+                    ip_address: s.ip_address.clone(),
+                    created_at: clock::rfc3339_ms(s.created_at),
+                    last_used: clock::rfc3339_ms(s.last_used),
+                    expires_at: clock::rfc3339_ms(s.expires_at),
                 })
                 .collect();
-            Map::from_iter([("user".to_owned(), user_json(&profile.user)), ("sessions".to_owned(), json!(sessions))])
+            FlowPayload {
+                user: Some(UserView::from(&profile.user)),
+                sessions: Some(sessions),
+                ..FlowPayload::default()
+            }
         }
-        _ => Map::new(),
+        _ => FlowPayload::default(),
     }
 }
 
 /// What an action leads to: the next state, and what its answer carries beyond the state's own payload.
 struct Step {
     next: FlowData,
-    payload: Option<Map<String, Value>>,
+    payload: Option<FlowPayload>,
     headers: HeaderMap,
     error: Option<FlowError>,
 }
@@ -249,14 +242,9 @@ pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
     render(state, flow_id, Step::to(data), csrf, session.as_ref()).await
 }
 
-pub async fn run(
-    state: &AppState,
-    request: &FlowRequest,
-    flow_id: Uuid,
-    action_name: &str,
-    input_data: Map<String, Value>,
-    csrf: &str,
-) -> Response {
+pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> Response {
+    let ActionCall { action: action_name, flow_id, input_data, csrf_token: csrf } = call;
+    let action_name = action_name.as_str();
     let Ok(Some(record)) = state.store().find_flow(flow_id).await else {
         return FlowError::OperationNotPermitted.standalone();
     };
@@ -333,23 +321,6 @@ struct Context<'a> {
     data: &'a FlowData,
     session: Option<&'a Authenticated>,
     profile: Option<&'a Profile>,
-}
-
-/// Required inputs present, and values in `allowed_values` where the input lists them.
-fn validate_inputs(definition: &Value, input_data: &Map<String, Value>) -> Result<(), FlowError> {
-    let Some(inputs) = definition["inputs"].as_object() else { return Ok(()) };
-    for (name, spec) in inputs {
-        let value = input_data.get(name).filter(|v| !v.is_null());
-        if spec["required"] == json!(true) && value.is_none() {
-            return Err(FlowError::FormDataInvalid);
-        }
-        if let (Some(value), Some(allowed)) = (value, spec["allowed_values"].as_array())
-            && !allowed.iter().any(|a| a["value"] == *value)
-        {
-            return Err(FlowError::FormDataInvalid);
-        }
-    }
-    Ok(())
 }
 
 fn text<'a>(input_data: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
@@ -438,14 +409,13 @@ async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) 
         .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &request.meta, Some("login_success"))
         .await
         .map_err(|_| FlowError::Technical)?;
-    let mut payload =
-        Map::from_iter([("claims".to_owned(), claims_json(&issued.claims)), ("user".to_owned(), user_json(&user))]);
-    if data.name == FlowName::Login {
-        payload.insert(
-            "last_login".to_owned(),
-            json!({ "login_method": "third_party", "third_party_provider": MICROSOFT }),
-        );
-    }
+    let payload = FlowPayload {
+        claims: Some(ClaimsView::from(&issued.claims)),
+        user: Some(UserView::from(&user)),
+        last_login: (data.name == FlowName::Login)
+            .then_some(LastLogin { login_method: "third_party", third_party_provider: MICROSOFT }),
+        ..FlowPayload::default()
+    };
     Ok(Step {
         next: FlowData { state: StateName::Success, redirect_url: None, ..data.clone() },
         payload: Some(payload),

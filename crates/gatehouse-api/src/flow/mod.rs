@@ -7,15 +7,16 @@ mod response;
 
 use axum::{
     body::Bytes,
-    extract::{Query, State},
+    extract::{RawQuery, State},
     http::HeaderMap,
     response::Response,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
+use utoipa::ToSchema;
 use uuid::Uuid;
 
-pub use self::response::FlowError;
+pub use self::response::{FlowAction, FlowError, FlowInput, FlowState};
 use crate::{AppState, services::audit::RequestMeta};
 
 /// How long a flow may sit between two actions.
@@ -91,17 +92,68 @@ impl FlowData {
     }
 }
 
-#[derive(Debug, Deserialize)]
-pub struct ActionQuery {
-    action: Option<String>,
-}
-
-#[derive(Debug, Default, Deserialize)]
-struct ActionBody {
+/// The body of an action request.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+pub struct ActionBody {
+    /// The action's inputs by name.
     #[serde(default)]
+    #[schema(value_type = Object)]
     input_data: Map<String, Value>,
+    /// The `csrf_token` of the state the action belongs to.
     #[serde(default)]
     csrf_token: String,
+}
+
+/// An action request, parsed: which action of which flow, with what inputs.
+#[derive(Debug)]
+pub struct ActionCall {
+    pub action: String,
+    pub flow_id: Uuid,
+    pub input_data: Map<String, Value>,
+    pub csrf_token: String,
+}
+
+/// What a flow request asks for.
+#[derive(Debug)]
+pub enum FlowCall {
+    /// No `action` parameter: a new flow.
+    Start,
+    Action(ActionCall),
+}
+
+/// Parses a flow request: the query's `action` parameter (`<name>@<flow id>`; the first one, as Hanko reads it)
+/// and the JSON body, which Hanko's SDK may leave out. Whatever the request, a refusal is a flow error, so that
+/// the answer is always a flow state.
+pub fn parse_flow_request(query: Option<&str>, body: &[u8]) -> Result<FlowCall, FlowError> {
+    let action = url::form_urlencoded::parse(query.unwrap_or_default().as_bytes())
+        .find(|(name, _)| name == "action")
+        .map(|(_, value)| value);
+    let Some(action) = action else { return Ok(FlowCall::Start) };
+    let (action, flow_id) = action.split_once('@').ok_or(FlowError::OperationNotPermitted)?;
+    let flow_id = Uuid::parse_str(flow_id).map_err(|_| FlowError::OperationNotPermitted)?;
+    let body: ActionBody = match serde_json::from_slice(body) {
+        Ok(body) => body,
+        Err(_) if body.is_empty() => ActionBody::default(),
+        Err(_) => return Err(FlowError::FormDataInvalid),
+    };
+    Ok(FlowCall::Action(ActionCall {
+        action: action.to_owned(),
+        flow_id,
+        input_data: body.input_data,
+        csrf_token: body.csrf_token,
+    }))
+}
+
+/// Required inputs present (and not null), and values in `allowed_values` where the input lists them.
+pub fn validate_inputs(action: &FlowAction, input_data: &Map<String, Value>) -> Result<(), FlowError> {
+    for input in action.inputs() {
+        match input_data.get(input.name()).filter(|value| !value.is_null()) {
+            None if input.is_required() => return Err(FlowError::FormDataInvalid),
+            Some(value) if !input.accepts(value) => return Err(FlowError::FormDataInvalid),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 /// One request against a flow endpoint.
@@ -112,34 +164,34 @@ pub struct FlowRequest {
     pub meta: RequestMeta,
 }
 
-async fn handle(state: AppState, request: FlowRequest, query: ActionQuery, body: Bytes) -> Response {
-    match query.action {
-        None => actions::start(&state, &request).await,
-        Some(action) => {
-            let Some((action, flow_id)) = action.split_once('@') else {
-                return FlowError::OperationNotPermitted.standalone();
-            };
-            let Ok(flow_id) = Uuid::parse_str(flow_id) else {
-                return FlowError::OperationNotPermitted.standalone();
-            };
-            // Only JSON reaches this point: the router's CSRF guard (`crate::csrf`) refuses any other content type.
-            let body: ActionBody = match serde_json::from_slice(&body) {
-                Ok(body) => body,
-                Err(_) if body.is_empty() => ActionBody::default(),
-                Err(_) => return FlowError::FormDataInvalid.standalone(),
-            };
-            actions::run(&state, &request, flow_id, action, body.input_data, &body.csrf_token).await
-        }
+async fn handle(state: AppState, request: FlowRequest, query: Option<String>, body: Bytes) -> Response {
+    match parse_flow_request(query.as_deref(), &body) {
+        Ok(FlowCall::Start) => actions::start(&state, &request).await,
+        Ok(FlowCall::Action(call)) => actions::run(&state, &request, call).await,
+        Err(error) => error.standalone(),
     }
 }
 
 macro_rules! flow_endpoint {
-    ($name:ident, $flow:expr) => {
+    ($name:ident, $flow:expr, $path:literal) => {
+        #[doc = concat!("`POST ", $path, "`: without `action`, starts a flow; with it, runs that action of the flow.")]
+        #[utoipa::path(post, path = $path, tag = "flow", params(("action" = Option<String>, Query,
+                description = "`<action name>@<flow id>`, from an action's `href`; without it, a new flow starts")),
+                    request_body(content = Option<ActionBody>, description = "none to start a flow"),
+                    responses(
+                        (status = 200, body = FlowState),
+                        (status = 400, body = FlowState, description = "`form_data_invalid_error`"),
+                        (status = 401, body = FlowState, description = "`unauthorized`: no valid session (profile)"),
+                        (status = 403, body = FlowState, description = "`operation_not_permitted_error`"),
+                        (status = 410, body = FlowState, description = "`flow_expired_error`"),
+                        (status = 429, body = FlowState, description = "`rate_limit_exceeded`"),
+                        (status = 500, body = FlowState, description = "`technical_error`"),
+                    ))]
         pub async fn $name(
             State(state): State<AppState>,
             meta: RequestMeta,
             headers: HeaderMap,
-            Query(query): Query<ActionQuery>,
+            RawQuery(query): RawQuery,
             body: Bytes,
         ) -> Response {
             handle(state, FlowRequest { name: $flow, headers, meta }, query, body).await
@@ -147,6 +199,6 @@ macro_rules! flow_endpoint {
     };
 }
 
-flow_endpoint!(login, FlowName::Login);
-flow_endpoint!(registration, FlowName::Registration);
-flow_endpoint!(profile, FlowName::Profile);
+flow_endpoint!(login, FlowName::Login, "/login");
+flow_endpoint!(registration, FlowName::Registration, "/registration");
+flow_endpoint!(profile, FlowName::Profile, "/profile");

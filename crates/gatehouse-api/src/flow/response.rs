@@ -1,12 +1,18 @@
 //! The flow API's answer, exactly as Hanko's frontend reads it: `actions` always an object, `payload` always
 //! present, the HTTP status mirrored in `status`, errors in Hanko's codes.
 
+use std::collections::BTreeMap;
+
 use axum::{
     Json,
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde_json::{Map, Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::dto::{ClaimsView, UserView};
 
 /// Hanko's flow error codes.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -53,17 +59,13 @@ impl FlowError {
         }
     }
 
-    pub fn json(self) -> Value {
-        json!({ "code": self.code(), "message": self.message() })
-    }
-
     /// An `error` state that belongs to no flow (unknown or expired flow, no session, bad request).
     pub fn standalone(self) -> Response {
         FlowAnswer {
             name: "error",
-            payload: Map::new(),
+            payload: FlowPayload::default(),
             csrf_token: String::new(),
-            actions: Map::new(),
+            actions: BTreeMap::new(),
             error: Some(self),
         }
         .into_response_with(HeaderMap::new())
@@ -74,45 +76,165 @@ impl FlowError {
 #[derive(Debug)]
 pub struct FlowAnswer {
     pub name: &'static str,
-    pub payload: Map<String, Value>,
+    pub payload: FlowPayload,
     pub csrf_token: String,
-    pub actions: Map<String, Value>,
+    pub actions: BTreeMap<String, FlowAction>,
     pub error: Option<FlowError>,
+}
+
+/// Hanko's flow state object, the answer of every flow request.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowState {
+    /// The state: `preflight`, `login_init`, `registration_init`, `profile_init`, `thirdparty`, `success`,
+    /// `account_deleted` or `error`.
+    name: &'static str,
+    /// The HTTP status, mirrored.
+    status: u16,
+    payload: FlowPayload,
+    /// Send it back with the next action; every answer brings a new one.
+    csrf_token: String,
+    /// The actions this state offers, by name; `{}` when none.
+    actions: BTreeMap<String, FlowAction>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<FlowErrorBody>,
+}
+
+/// Hanko's flow error: one of its codes and a message.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FlowErrorBody {
+    code: &'static str,
+    message: &'static str,
+}
+
+/// What a state carries besides its actions; each state fills the parts it has.
+#[derive(Debug, Default, Serialize, ToSchema)]
+pub struct FlowPayload {
+    /// `thirdparty`: the provider URL to go to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub redirect_url: Option<String>,
+    /// `success`: the new session's claims.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub claims: Option<ClaimsView>,
+    /// `success` and `profile_init`: the user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub user: Option<UserView>,
+    /// `profile_init`: the user's live sessions.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sessions: Option<Vec<SessionView>>,
+    /// `success` of a login: how the user signed in.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_login: Option<LastLogin>,
+}
+
+/// One of the user's sessions, as `<hanko-profile>` lists them.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionView {
+    pub id: Uuid,
+    /// The session this request is made with.
+    pub current: bool,
+    pub user_agent: Option<String>,
+    pub ip_address: Option<String>,
+    /// RFC 3339.
+    pub created_at: String,
+    /// RFC 3339.
+    pub last_used: String,
+    /// RFC 3339.
+    pub expires_at: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LastLogin {
+    /// `third_party`.
+    pub login_method: &'static str,
+    pub third_party_provider: &'static str,
 }
 
 impl FlowAnswer {
     pub fn into_response_with(self, mut headers: HeaderMap) -> Response {
         let status = self.error.map_or(StatusCode::OK, FlowError::status);
-        let mut body = json!({
-            "name": self.name,
-            "status": status.as_u16(),
-            "payload": self.payload,
-            "csrf_token": self.csrf_token,
-            "actions": self.actions,
-        });
-        if let Some(error) = self.error {
-            body["error"] = error.json();
-        }
+        let body = FlowState {
+            name: self.name,
+            status: status.as_u16(),
+            payload: self.payload,
+            csrf_token: self.csrf_token,
+            actions: self.actions,
+            error: self.error.map(|error| FlowErrorBody { code: error.code(), message: error.message() }),
+        };
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         (status, headers, Json(body)).into_response()
     }
 }
 
-/// An input of an action, as Hanko describes it.
-pub fn input(name: &str, kind: &str, required: bool, hidden: bool) -> Value {
-    let mut input = json!({ "name": name, "type": kind, "hidden": hidden });
-    if required {
-        input["required"] = json!(true);
-    }
-    input
+/// An action of a flow state, with its `href` addressing this flow.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FlowAction {
+    action: String,
+    /// Where to send it: `/<flow>?action=<name>%40<flow id>`.
+    href: String,
+    inputs: BTreeMap<String, FlowInput>,
+    description: String,
 }
 
-/// An action of a flow state, with its `href` addressing this flow.
-pub fn action(path: &str, flow_id: uuid::Uuid, name: &str, description: &str, inputs: Map<String, Value>) -> Value {
-    json!({
-        "action": name,
-        "href": format!("{path}?action={name}%40{flow_id}"),
-        "inputs": inputs,
-        "description": description,
-    })
+impl FlowAction {
+    pub fn new(path: &str, flow_id: Uuid, name: &str, description: &str, inputs: Vec<FlowInput>) -> Self {
+        Self {
+            action: name.to_owned(),
+            href: format!("{path}?action={name}%40{flow_id}"),
+            inputs: inputs.into_iter().map(|input| (input.name.clone(), input)).collect(),
+            description: description.to_owned(),
+        }
+    }
+
+    pub fn inputs(&self) -> impl Iterator<Item = &FlowInput> {
+        self.inputs.values()
+    }
+}
+
+/// An input of an action, as Hanko describes it.
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct FlowInput {
+    name: String,
+    /// `string` or `boolean`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    #[schema(required = false)]
+    required: bool,
+    hidden: bool,
+    /// The only values accepted, with the text to show for each.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    allowed_values: Option<Vec<AllowedValue>>,
+}
+
+#[derive(Clone, Debug, Serialize, ToSchema)]
+pub struct AllowedValue {
+    value: String,
+    /// The display text.
+    name: String,
+}
+
+impl FlowInput {
+    /// A hidden input: Gatehouse's flows only have inputs that the frontend fills in itself.
+    pub fn hidden(name: &str, kind: &'static str, required: bool) -> Self {
+        Self { name: name.to_owned(), kind, required, hidden: true, allowed_values: None }
+    }
+
+    /// Accepts only these `(value, display text)` pairs.
+    pub fn allowing(mut self, values: impl IntoIterator<Item = (String, String)>) -> Self {
+        self.allowed_values = Some(values.into_iter().map(|(value, name)| AllowedValue { value, name }).collect());
+        self
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn is_required(&self) -> bool {
+        self.required
+    }
+
+    /// Whether `value` is one this input accepts: any value, or one of its allowed values.
+    pub fn accepts(&self, value: &serde_json::Value) -> bool {
+        self.allowed_values.as_ref().is_none_or(|allowed| allowed.iter().any(|a| value.as_str() == Some(&a.value)))
+    }
 }

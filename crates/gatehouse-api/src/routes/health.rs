@@ -1,17 +1,31 @@
 use axum::{Json, extract::State, http::StatusCode};
-use serde_json::{Value, json};
+use serde::Serialize;
+use utoipa::ToSchema;
 
-use crate::{ApiError, AppState};
+use crate::{ApiError, AppState, error::ErrorBody};
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Alive {
+    alive: bool,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Ready {
+    ready: bool,
+}
 
 /// The process answers.
-pub async fn alive() -> Json<Value> {
-    Json(json!({ "alive": true }))
+#[utoipa::path(get, path = "/health/alive", tag = "health", responses((status = 200, body = Alive)))]
+pub async fn alive() -> Json<Alive> {
+    Json(Alive { alive: true })
 }
 
 /// The process can serve: its database answers.
-pub async fn ready(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/health/ready", tag = "health",
+    responses((status = 200, body = Ready), (status = 503, body = ErrorBody, description = "database unavailable")))]
+pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
     match state.store().ping().await {
-        Ok(()) => Ok(Json(json!({ "ready": true }))),
+        Ok(()) => Ok(Json(Ready { ready: true })),
         Err(error) => {
             tracing::warn!(%error, "readiness check: database unavailable");
             Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "database unavailable"))

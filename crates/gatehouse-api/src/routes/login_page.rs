@@ -19,6 +19,8 @@ pub fn asset(csp: &'static str, content_type: &'static str, body: &'static str) 
     response
 }
 
+/// Gatehouse's login page.
+#[utoipa::path(get, path = "/", tag = "login page", responses((status = 200, content_type = "text/html", body = String)))]
 pub async fn page() -> Response {
     asset(CSP, "text/html; charset=utf-8", include_str!("../../assets/login.html"))
 }

@@ -4,57 +4,81 @@ use axum::{
     http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
 };
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
 
 use crate::{
     ApiError, AppState,
     clock::rfc3339_secs,
-    dto::claims_json,
+    dto::ClaimsView,
+    error::ErrorBody,
     extract::{AppJson, session_token},
     services::{audit::RequestMeta, session::Authenticated},
 };
 
-fn validation_json(session: Option<Authenticated>) -> Json<Value> {
-    Json(match session {
-        Some(Authenticated { claims, .. }) => json!({
-            "is_valid": true,
-            "claims": claims_json(&claims),
-            "expiration_time": rfc3339_secs(claims.exp),
-            "user_id": claims.sub,
-        }),
-        None => json!({ "is_valid": false }),
-    })
+/// Hanko's session check: `{"is_valid": false}`, or the claims when valid.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SessionValidation {
+    is_valid: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    claims: Option<ClaimsView>,
+    /// RFC 3339.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expiration_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_id: Option<Uuid>,
+}
+
+impl From<Option<Authenticated>> for SessionValidation {
+    fn from(session: Option<Authenticated>) -> Self {
+        match session {
+            Some(Authenticated { claims, .. }) => Self {
+                is_valid: true,
+                claims: Some(ClaimsView::from(&claims)),
+                expiration_time: Some(rfc3339_secs(claims.exp)),
+                user_id: Some(claims.sub),
+            },
+            None => Self { is_valid: false, claims: None, expiration_time: None, user_id: None },
+        }
+    }
 }
 
 /// `GET /sessions/validate`: always 200; says whether the request's session is valid.
-pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/sessions/validate", tag = "session", security((), ("session" = [])),
+    responses((status = 200, body = SessionValidation)))]
+pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionValidation>, ApiError> {
     let session = match session_token(&headers, &state.config().session.cookie.name) {
         Some(token) => state.sessions().authenticate(token).await?,
         None => None,
     };
-    Ok(validation_json(session))
+    Ok(Json(session.into()))
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ValidateBody {
     session_token: String,
 }
 
 /// `POST /sessions/validate`: validates a token given in the body and marks the session used.
+#[utoipa::path(post, path = "/sessions/validate", tag = "session", request_body = ValidateBody,
+    responses((status = 200, body = SessionValidation), (status = 400, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
 pub async fn validate_token(
     State(state): State<AppState>,
     AppJson(body): AppJson<ValidateBody>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<SessionValidation>, ApiError> {
     let session = state.sessions().authenticate(&body.session_token).await?;
     if let Some(session) = &session {
         state.store().touch_session(session.session.id, crate::clock::now_ms()).await?;
     }
-    Ok(validation_json(session))
+    Ok(Json(session.into()))
 }
 
 /// `POST /logout`: deletes the session and expires the cookie.
+#[utoipa::path(post, path = "/logout", tag = "session", security(("session" = [])),
+    responses((status = 204, description = "signed out; the session cookie is expired"), (status = 401, body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
     meta: RequestMeta,

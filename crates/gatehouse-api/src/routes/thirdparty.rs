@@ -1,5 +1,7 @@
 //! Hanko's third-party endpoints: `GET /thirdparty/auth` (legacy SDK), the provider callback (GET and
 //! form_post), and `POST /token` (legacy one-time token exchange).
+// The code utoipa generates for `params(...)` and `body = …` spells out paths that are already in scope.
+#![allow(unused_qualifications)]
 
 use axum::{
     Form, Json,
@@ -7,11 +9,13 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{Html, IntoResponse, Response},
 };
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
 
 use crate::{
     ApiError, AppState, clock,
+    error::ErrorBody,
     extract::{AppJson, cookie},
     services::{
         audit::RequestMeta,
@@ -19,14 +23,21 @@ use crate::{
     },
 };
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct AuthQuery {
+    /// `microsoft`.
+    #[param(required = true)]
     provider: Option<String>,
+    /// Where to return after the sign-in; must match `third_party.allowed_redirect_urls`.
     redirect_to: Option<String>,
 }
 
 /// `GET /thirdparty/auth?provider=microsoft&redirect_to=…`: 307 to the provider. A `redirect_to` outside the
 /// allow-list is a JSON 400, never a redirect.
+#[utoipa::path(get, path = "/thirdparty/auth", tag = "third party", params(AuthQuery),
+    responses((status = 307, description = "to the provider's authorize URL (`Location`)"),
+        (status = 400, body = ErrorBody, description = "unknown or disabled provider, or `redirect_to` not allowed")))]
 pub async fn auth(State(state): State<AppState>, Query(query): Query<AuthQuery>) -> Result<Response, ApiError> {
     let provider =
         query.provider.as_deref().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "provider is required"))?;
@@ -41,7 +52,9 @@ pub async fn auth(State(state): State<AppState>, Query(query): Query<AuthQuery>)
     Ok(response)
 }
 
-#[derive(Debug, Default, Deserialize)]
+/// The provider's answer: a code and our state, or an error.
+#[derive(Debug, Default, Deserialize, IntoParams, ToSchema)]
+#[into_params(parameter_in = Query)]
 pub struct CallbackForm {
     code: Option<String>,
     state: Option<String>,
@@ -56,6 +69,10 @@ impl From<CallbackForm> for CallbackParams {
 }
 
 /// `GET /thirdparty/callback`: Microsoft's redirect back. Answers 307.
+#[utoipa::path(get, path = "/thirdparty/callback", tag = "third party", params(CallbackForm),
+    responses((status = 307, description = "to `redirect_to` with `hanko_token`, or with `error` and `error_description`"),
+        (status = 400, description = "no page to return to (HTML), or a malformed parameter (JSON)",
+            content((String = "text/html"), (ErrorBody = "application/json")))))]
 pub async fn callback(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -66,6 +83,11 @@ pub async fn callback(
 }
 
 /// `POST /thirdparty/callback` (`response_mode=form_post`). Answers 303, so the browser does not re-post.
+#[utoipa::path(post, path = "/thirdparty/callback", tag = "third party",
+    request_body(content = CallbackForm, content_type = "application/x-www-form-urlencoded"),
+    responses((status = 303, description = "to `redirect_to` with `hanko_token`, or with `error` and `error_description`"),
+        (status = 400, description = "no page to return to (HTML), or a malformed parameter (JSON)",
+            content((String = "text/html"), (ErrorBody = "application/json")))))]
 pub async fn callback_post(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -99,7 +121,7 @@ async fn finish(
     response
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TokenBody {
     value: String,
@@ -107,8 +129,20 @@ pub struct TokenBody {
     code_verifier: Option<String>,
 }
 
+/// The user the new session belongs to; the session itself is in the headers.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenExchanged {
+    user_id: Uuid,
+}
+
 /// `POST /token`: trades a one-time token for a session. Failed exchanges are rate limited per client; a valid
 /// token never is (see [`AppState::failed_token_exchange`]).
+#[utoipa::path(post, path = "/token", tag = "third party", request_body = TokenBody,
+    responses((status = 200, body = TokenExchanged, description = "the session is in `X-Auth-Token` or the cookie"),
+        (status = 400, body = ErrorBody, description = "malformed body, or `code_verifier` does not match"),
+        (status = 404, body = ErrorBody, description = "unknown or spent token"),
+        (status = 415, body = ErrorBody), (status = 422, body = ErrorBody, description = "expired token or wrong fields"),
+        (status = 429, body = ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
     meta: RequestMeta,
@@ -130,7 +164,7 @@ pub async fn token(
         .sessions()
         .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &meta, Some("token_exchange_succeeded"))
         .await?;
-    Ok((state.sessions().delivery_headers(&issued), Json(json!({ "user_id": token.user_id }))).into_response())
+    Ok((state.sessions().delivery_headers(&issued), Json(TokenExchanged { user_id: token.user_id })).into_response())
 }
 
 /// A failed exchange's answer: its own error while the client is within its limit, 429 with `Retry-After` past

@@ -1,10 +1,11 @@
 use axum::{Json, extract::State};
-use serde_json::Value;
 
-use crate::{ApiError, AppState, dto::user_json, services::session::Authenticated};
+use crate::{ApiError, AppState, dto::UserView, error::ErrorBody, services::session::Authenticated};
 
 /// `GET /me`: the signed-in user.
-pub async fn me(State(state): State<AppState>, session: Authenticated) -> Result<Json<Value>, ApiError> {
+#[utoipa::path(get, path = "/me", tag = "session", security(("session" = [])),
+    responses((status = 200, body = UserView), (status = 401, body = ErrorBody), (status = 404, body = ErrorBody)))]
+pub async fn me(State(state): State<AppState>, session: Authenticated) -> Result<Json<UserView>, ApiError> {
     let user = state.store().find_user(session.claims.sub).await?.ok_or_else(ApiError::not_found)?;
-    Ok(Json(user_json(&user)))
+    Ok(Json(UserView::from(&user)))
 }

@@ -230,6 +230,10 @@ async fn actions_are_guarded(backend: Backend) {
     assert_eq!(response.status(), 403);
     let body: Value = response.json().await.unwrap();
     assert_eq!((body["name"].as_str(), body["actions"].is_object()), (Some("error"), true));
+    let repeated = flow.post(&format!("/login?action=back@{}&action=back", uuid::Uuid::new_v4()), None).await;
+    assert_eq!(repeated.status(), 403, "the first `action` counts, as in Hanko");
+    let body: Value = repeated.json().await.unwrap();
+    assert_eq!(body["name"], "error", "a repeated parameter is answered with a flow state too, not a plain error");
 
     let store = setup.server.state.store();
     let expired_id = uuid::Uuid::new_v4();

@@ -8,6 +8,7 @@ mod errors;
 mod flow;
 mod jose;
 mod logs;
+mod openapi;
 mod rate_limits;
 mod sessions;
 mod slow_clients;

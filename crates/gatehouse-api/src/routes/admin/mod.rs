@@ -21,6 +21,7 @@ use utoipa::{
 
 use crate::{
     ApiError, AppState, clock,
+    error::SharedErrorAnswers,
     extract::bearer_token,
     routes::login_page::asset,
     services::{admin_keys, identity_providers::IdentityProviders},
@@ -28,6 +29,8 @@ use crate::{
 
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                            img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
+
+const ADMIN_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_admin_key: true };
 
 #[derive(Debug, OpenApi)]
 #[openapi(
@@ -49,7 +52,7 @@ const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'sel
         users::audit_logs,
         metrics,
     ),
-    modifiers(&AdminKeyAuth),
+    modifiers(&AdminKeyAuth, &ADMIN_ERROR_ANSWERS),
     security(("admin_key" = []))
 )]
 pub struct AdminApiDoc;

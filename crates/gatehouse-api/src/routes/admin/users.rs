@@ -28,7 +28,9 @@ const MAX_PER_PAGE: u32 = 100;
 #[serde(default)]
 #[into_params(parameter_in = Query)]
 pub struct Paging {
+    #[param(minimum = 1)]
     page: u32,
+    #[param(minimum = 1, maximum = 100)]
     per_page: u32,
 }
 
