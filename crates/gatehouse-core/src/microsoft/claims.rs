@@ -371,6 +371,23 @@ mod tests {
         assert_eq!(validate_claims(&claims(), &expect(TenantMode::Common)), Ok(()));
     }
 
+    /// The skew is inclusive at the edges: `now` 1 500 with 60 s of skew accepts `nbf` and `iat` up to 1 560 and
+    /// `exp` from 1 441 on.
+    #[test]
+    fn the_skew_edges_hold() {
+        let at = |change: fn(&mut MicrosoftClaims)| {
+            let mut c = claims();
+            change(&mut c);
+            validate_claims(&c, &expect(TenantMode::Common))
+        };
+        assert_eq!(at(|c| c.nbf = Some(1_560)), Ok(()));
+        assert_eq!(at(|c| c.nbf = Some(1_561)), Err(ClaimsError::NotYetValid));
+        assert_eq!(at(|c| c.iat = Some(1_560)), Ok(()));
+        assert_eq!(at(|c| c.iat = Some(1_561)), Err(ClaimsError::IssuedAt));
+        assert_eq!(at(|c| c.exp = Some(1_441)), Ok(()));
+        assert_eq!(at(|c| c.exp = Some(1_440)), Err(ClaimsError::Expired));
+    }
+
     #[test]
     fn each_rule_refuses() {
         type Change = fn(&mut MicrosoftClaims);
@@ -505,7 +522,16 @@ mod tests {
             TenantMode::parse("contoso.onmicrosoft.com"),
             Ok(TenantMode::Domain("contoso.onmicrosoft.com".into()))
         );
-        for bad in ["", "contoso", "a/b", "../common", "x y.com"] {
+        for bad in [
+            "",
+            "contoso",
+            "a/b",
+            "../common",
+            "x y.com",
+            "zzzzzzzz-86f1-41af-91ab-2d7cd011db47",
+            "72f988bf-86f1-41af-91ab-2d7cd011db4",
+            "72f988bf-86f1-41af-91ab-2d7cd011db47-00",
+        ] {
             assert!(TenantMode::parse(bad).is_err(), "{bad:?}");
         }
     }
