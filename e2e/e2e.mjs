@@ -702,6 +702,12 @@ await scenario("9. the login page shows fixed text, never a crafted error_descri
   const cases = [
     ["access_denied", "Sign-in was cancelled, or Microsoft denied access."],
     ["user_conflict", "An account with this email address already exists and cannot be joined to this Microsoft account."],
+    [
+      "unverified_email",
+      "Microsoft did not confirm that this email address belongs to you, so it cannot be used to sign in. " +
+        "(For the app's administrators: the Entra ID app registration must send the optional ID-token claims " +
+        "upn, email and xms_edov.)",
+    ],
     ["call_it_support", "The sign-in failed. Please try again."],
     ["constructor", "The sign-in failed. Please try again."],
   ];

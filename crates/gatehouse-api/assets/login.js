@@ -8,7 +8,10 @@ const TOKEN = "gatehouse_session_token";
 // error_description is never shown: anyone can craft a link to this page that puts their own words there.
 const ERRORS = {
   access_denied: "Sign-in was cancelled, or Microsoft denied access.",
-  unverified_email: "Microsoft did not confirm that this email address belongs to you, so it cannot be used to sign in.",
+  unverified_email:
+    "Microsoft did not confirm that this email address belongs to you, so it cannot be used to sign in. " +
+    "(For the app's administrators: the Entra ID app registration must send the optional ID-token claims " +
+    "upn, email and xms_edov.)",
   user_conflict: "An account with this email address already exists and cannot be joined to this Microsoft account.",
   multiple_accounts: "This email address belongs to another account.",
   email_maxnum: "This account has reached its limit of email addresses.",
