@@ -81,6 +81,23 @@ mod tests {
         }
     }
 
+    /// A long `redirect_to` (a deep link with its query) still fits; a value over 8 KiB is refused unopened.
+    #[test]
+    fn values_up_to_8_kib_open() {
+        let sealer = Sealer::new(&["state-test-secret-0123456789"]).unwrap();
+        let sized = |len: usize| ThirdPartyState {
+            redirect_to: format!("https://app.example.com/{}", "a".repeat(len)),
+            ..state()
+        };
+        let long = sized(4_000);
+        let value = long.seal(&sealer);
+        assert!(value.len() > 4_000 && value.len() <= 8 * 1024, "{}", value.len());
+        assert_eq!(ThirdPartyState::open(&sealer, &value, 999), Ok(long));
+        let value = sized(7_000).seal(&sealer);
+        assert!(value.len() > 8 * 1024);
+        assert_eq!(ThirdPartyState::open(&sealer, &value, 999), Err(StateError::Invalid));
+    }
+
     #[test]
     fn seals_opens_and_expires() {
         let sealer = Sealer::new(&["state-test-secret-0123456789"]).unwrap();
