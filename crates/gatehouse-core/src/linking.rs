@@ -73,6 +73,15 @@ pub enum LinkingDecision {
     SignUp { address: AddressAction },
 }
 
+impl LinkingDecision {
+    /// What happens to the stored row of the provider's address, whichever the decision.
+    pub fn address(&self) -> AddressAction {
+        match self {
+            Self::SignIn { address, .. } | Self::Link { address, .. } | Self::SignUp { address } => *address,
+        }
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 pub enum LinkingError {
     /// Hanko's text, then why the address is not proven.
@@ -687,14 +696,6 @@ mod tests {
         )
     }
 
-    fn address_of(decision: &LinkingDecision) -> AddressAction {
-        match decision {
-            LinkingDecision::SignIn { address, .. }
-            | LinkingDecision::Link { address, .. }
-            | LinkingDecision::SignUp { address } => *address,
-        }
-    }
-
     proptest! {
         #![proptest_config(ProptestConfig::with_cases(2_000))]
 
@@ -714,7 +715,7 @@ mod tests {
                 }
             }
             if let Ok(decision) = &result
-                && let AddressAction::TakeFromWeaker { holder } = address_of(decision)
+                && let AddressAction::TakeFromWeaker { holder } = decision.address()
             {
                 let owner = input.email_owner.as_ref();
                 prop_assert!(owner.is_some_and(|o| ProofStrength::of(o.proof) < strength && o.user_id == Some(holder)));

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::{
     AccountOutcome, AccountSnapshot, ProviderAccount, ProviderProfile, Result, SignInRecords, Store, StoreError,
-    audit::insert_audit_log, conflict, parse_uuid, tokens::insert_token,
+    audit::insert_audit_log, conflict, parse_uuid, proof, tokens::insert_token,
 };
 
 /// Concurrent first sign-ins of one provider user race to create it; the losers retry and find it.
@@ -128,10 +128,7 @@ async fn find(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile) -> Resul
         _ => None,
     };
     let email = uuid("email_id")?.map(|id| {
-        let proof = row.try_get::<Option<String>, _>("email_evidence")?.map(|text| {
-            EmailProof::parse(&text).ok_or_else(|| StoreError::Corrupt(format!("{text:?} is not an email proof")))
-        });
-        Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")?, proof: proof.transpose()? }))
+        Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")?, proof: proof(&row, "email_evidence")? }))
     });
     Ok(Found { identity, email: email.transpose()? })
 }
@@ -200,13 +197,9 @@ async fn apply(
             ProviderAccount { user_id, identity_id, outcome: AccountOutcome::SignedUp, displaced_holder: None }
         }
     };
-    let displaced_holder = match decision {
-        LinkingDecision::SignIn { address, .. }
-        | LinkingDecision::Link { address, .. }
-        | LinkingDecision::SignUp { address } => match address {
-            AddressAction::TakeFromWeaker { holder } => Some(holder),
-            _ => None,
-        },
+    let displaced_holder = match decision.address() {
+        AddressAction::TakeFromWeaker { holder } => Some(holder),
+        _ => None,
     };
     Ok(ProviderAccount { displaced_holder, ..account })
 }

@@ -318,10 +318,11 @@ fn flag(row: &sqlx::any::AnyRow, column: &str) -> Result<bool> {
         .map_err(StoreError::from)
 }
 
-/// The `evidence` column: what proved an address. Anything unknown is corruption, never silently "verified".
-fn proof(row: &sqlx::any::AnyRow) -> Result<Option<gatehouse_core::email::EmailProof>> {
+/// An `emails.evidence` value (read as `column`): what proved an address. Anything unknown is corruption, never
+/// silently "verified".
+fn proof(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<gatehouse_core::email::EmailProof>> {
     use sqlx::Row;
-    row.try_get::<Option<String>, _>("evidence")?
+    row.try_get::<Option<String>, _>(column)?
         .map(|text| {
             gatehouse_core::email::EmailProof::parse(&text)
                 .ok_or_else(|| StoreError::Corrupt(format!("{text:?} is not an email proof")))

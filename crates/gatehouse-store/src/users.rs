@@ -78,7 +78,7 @@ impl Store {
             Ok(EmailRecord {
                 id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 address: row.try_get("address")?,
-                proof: proof(&row)?,
+                proof: proof(&row, "evidence")?,
                 is_primary: flag(&row, "is_primary")?,
                 created_at: row.try_get("created_at")?,
             })
