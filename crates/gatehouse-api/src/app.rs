@@ -28,11 +28,11 @@ use utoipa::{
 use crate::{
     ApiError, AppState,
     client_address::resolve_client_address,
+    cookies::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
     csrf::{WriteGuard, refuse_forged_writes},
     error::{SharedErrorAnswers, render_plain_errors},
     flow,
     routes::{health, login_page, sessions, thirdparty, users, well_known},
-    services::session::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
 };
 
 const PUBLIC_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_admin_key: false };

@@ -7,7 +7,7 @@ use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use crate::clock::{rfc3339_ms, rfc3339_secs};
+use gatehouse_core::clock::{rfc3339_ms, rfc3339_secs};
 
 /// Hanko's flattened `dto.Claims`: `subject`, `expiration` and `session_id` always; the rest when present.
 #[derive(Debug, Serialize, ToSchema)]

@@ -72,6 +72,38 @@ impl From<gatehouse_store::StoreError> for ApiError {
     }
 }
 
+impl From<gatehouse_app::settings::SettingsError> for ApiError {
+    fn from(error: gatehouse_app::settings::SettingsError) -> Self {
+        Self::internal(error)
+    }
+}
+
+impl From<gatehouse_app::sessions::SessionError> for ApiError {
+    fn from(error: gatehouse_app::sessions::SessionError) -> Self {
+        use gatehouse_app::sessions::SessionError;
+        match error {
+            SessionError::UnknownUser => Self::unauthorized(),
+            SessionError::Store(error) => error.into(),
+            SessionError::Signing(error) => Self::internal(error),
+        }
+    }
+}
+
+impl From<gatehouse_app::identity_providers::SettingsChangeError> for ApiError {
+    fn from(error: gatehouse_app::identity_providers::SettingsChangeError) -> Self {
+        use gatehouse_app::identity_providers::SettingsChangeError;
+        match error {
+            SettingsChangeError::Invalid(issues) => Self::invalid_fields(issues),
+            SettingsChangeError::Stale(_) | SettingsChangeError::InConfigFile => {
+                Self::new(StatusCode::CONFLICT, error.to_string())
+            }
+            SettingsChangeError::NoSuchCredential => Self::new(StatusCode::NOT_FOUND, error.to_string()),
+            SettingsChangeError::Unusable(_) => Self::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()),
+            SettingsChangeError::Generate(_) | SettingsChangeError::Settings(_) => Self::internal(error),
+        }
+    }
+}
+
 /// Hanko's error body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

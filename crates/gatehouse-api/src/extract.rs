@@ -6,7 +6,9 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-use crate::{ApiError, AppState, client_address::ClientAddress, services::session::Authenticated};
+use gatehouse_app::{RequestMeta, sessions::Authenticated};
+
+use crate::{ApiError, AppState, client_address::ClientAddress, cookies::request_cookie};
 
 /// What a request with another content type than JSON is told.
 pub const EXPECTED_JSON: &str = "expected Content-Type: application/json";
@@ -68,7 +70,7 @@ impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for AppPath
 
 /// The session token a request carries: `Authorization: Bearer` first, then the session cookie (Hanko's order).
 pub fn session_token<'a>(headers: &'a HeaderMap, cookie_name: &str) -> Option<&'a str> {
-    bearer_token(headers).or_else(|| cookie(headers, cookie_name))
+    bearer_token(headers).or_else(|| request_cookie(headers, cookie_name))
 }
 
 /// The non-empty credential of an `Authorization: Bearer …` header.
@@ -81,38 +83,32 @@ pub fn bearer_token(headers: &HeaderMap) -> Option<&str> {
         .filter(|token| !token.is_empty())
 }
 
-/// The value of a request cookie, if present and non-empty.
-pub fn cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(cookie_name, value)| *cookie_name == name && !value.is_empty())
-        .map(|(_, value)| value)
-}
+/// A request with a valid session; answers 401 otherwise (503 when the database cannot say).
+#[derive(Debug)]
+pub struct SignedIn(pub Authenticated);
 
-/// A request with a valid session; answers 401 otherwise.
-impl FromRequestParts<AppState> for Authenticated {
+impl FromRequestParts<AppState> for SignedIn {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
         let token =
             session_token(&parts.headers, &state.config().session.cookie.name).ok_or_else(ApiError::unauthorized)?;
-        state.sessions().authenticate(token).await?.ok_or_else(ApiError::unauthorized)
+        state.sessions().authenticate(token).await?.map(Self).ok_or_else(ApiError::unauthorized)
     }
 }
 
 /// Where the request came from. The source IP is the [`ClientAddress`] on the public listener (proxy headers
 /// count only through `server.public.trusted_proxies`), the peer address elsewhere.
-impl<S: Send + Sync> FromRequestParts<S> for crate::services::audit::RequestMeta {
+#[derive(Debug)]
+pub struct Meta(pub RequestMeta);
+
+impl<S: Send + Sync> FromRequestParts<S> for Meta {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
         let header_text =
             |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok()).map(|v| v.chars().take(512).collect());
-        Ok(Self {
+        Ok(Self(RequestMeta {
             request_id: header_text("x-request-id"),
             source_ip: parts
                 .extensions
@@ -124,6 +120,6 @@ impl<S: Send + Sync> FromRequestParts<S> for crate::services::audit::RequestMeta
                 })
                 .map(|address| address.to_string()),
             user_agent: header_text("user-agent"),
-        })
+        }))
     }
 }

@@ -1,9 +1,10 @@
-//! Gatehouse's HTTP layer. Handlers parse requests into domain types, call a service, and render the answer;
-//! every error renders Hanko's `{"code","message"}` shape.
+//! Gatehouse's HTTP layer. Handlers parse requests into domain types, call the application
+//! ([`gatehouse_app::App`]), and render the answer; every error renders Hanko's `{"code","message"}` shape. The
+//! application never sees HTTP.
 
 mod app;
 mod client_address;
-pub mod clock;
+mod cookies;
 mod csrf;
 mod dto;
 mod error;
@@ -11,7 +12,6 @@ mod extract;
 mod flow;
 mod routes;
 mod server;
-pub mod services;
 mod state;
 
 pub use app::{PublicApiDoc, app};
@@ -20,4 +20,4 @@ pub use error::ApiError;
 pub use flow::{ActionCall, FlowAction, FlowCall, FlowError, FlowInput, parse_flow_request, validate_inputs};
 pub use routes::admin::{AdminApiDoc, admin_app};
 pub use server::{Application, StartError};
-pub use state::{AppState, PreparedSettings, StateError};
+pub use state::{AppState, StateError};

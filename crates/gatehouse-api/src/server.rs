@@ -1,6 +1,7 @@
 //! Binding and serving: `Application::build` binds the public listener and, when enabled, the admin listener
 //! (port 0 in tests); `run_until_stopped` serves both until the shutdown future completes, then drains in-flight
-//! requests. Saved identity-provider settings are followed while it runs.
+//! requests. The application's background tasks (sweeps, saved settings followed, keys reloaded, expiring
+//! credentials reported) run while it serves and stop with it.
 //!
 //! Both listeners are served by [`serve`], which defends against slow and idle clients (slowloris): headers must
 //! arrive within `server.timeouts.read_header`, and each listener holds at most its connection cap open.
@@ -8,7 +9,14 @@
 use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
 
 use axum::{Router, extract::ConnectInfo, http::Request};
-use gatehouse_core::config::Config;
+use gatehouse_app::{
+    App,
+    tasks::{BackgroundTasks, TaskIntervals},
+};
+use gatehouse_core::{
+    clock::{Clock, SystemClock},
+    config::Config,
+};
 use gatehouse_store::Store;
 use hyper::body::Incoming;
 use hyper_util::{
@@ -21,12 +29,7 @@ use tokio::{
 };
 use tower::ServiceExt;
 
-use crate::{
-    AppState, admin_app, app,
-    clock::{Clock, SystemClock},
-    services::settings,
-    state::StateError,
-};
+use crate::{AppState, admin_app, app, state::StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -43,11 +46,18 @@ pub enum StartError {
     AdminKeys(#[from] gatehouse_store::StoreError),
 }
 
+impl From<gatehouse_app::AppError> for StartError {
+    fn from(error: gatehouse_app::AppError) -> Self {
+        Self::State(error.into())
+    }
+}
+
 #[derive(Debug)]
 pub struct Application {
     listener: TcpListener,
     admin_listener: Option<TcpListener>,
     state: AppState,
+    intervals: TaskIntervals,
 }
 
 async fn bind(address: &str) -> Result<TcpListener, StartError> {
@@ -55,22 +65,25 @@ async fn bind(address: &str) -> Result<TcpListener, StartError> {
 }
 
 impl Application {
-    /// Prepares the state (signing key, saved settings) and binds `server.public.address` and, unless the admin
-    /// API is off, `server.admin.address`, which needs at least one admin key.
+    /// Prepares the application (signing key, saved settings) and binds `server.public.address` and, unless the
+    /// admin API is off, `server.admin.address`, which needs at least one admin key.
     pub async fn build(config: Arc<Config>, store: Store) -> Result<Self, StartError> {
-        Self::build_with_clock(config, store, Arc::new(SystemClock)).await
+        let intervals = TaskIntervals::for_config(&config);
+        Self::build_with(config, store, Arc::new(SystemClock), intervals).await
     }
 
-    /// [`Self::build`], with the clock the rate limiter reads.
-    pub async fn build_with_clock(
+    /// [`Self::build`], with the clock everything time-based reads and the background tasks' intervals (tests
+    /// move a manual clock and run the tasks often).
+    pub async fn build_with(
         config: Arc<Config>,
         store: Store,
         clock: Arc<dyn Clock>,
+        intervals: TaskIntervals,
     ) -> Result<Self, StartError> {
-        let state = AppState::with_clock(config.clone(), store, clock).await?;
+        let state = AppState::new(App::new(config.clone(), store, clock).await?)?;
         let admin = &config.server.admin;
         let admin_listener = if admin.enabled {
-            if state.admin_keys().is_empty() && state.store().active_admin_keys().await?.is_empty() {
+            if !state.admin_keys().any().await? {
                 return Err(StartError::NoAdminKey);
             }
             Some(bind(&admin.address).await?)
@@ -78,7 +91,7 @@ impl Application {
             None
         };
         let listener = bind(&config.server.public.address).await?;
-        Ok(Self { listener, admin_listener, state })
+        Ok(Self { listener, admin_listener, state, intervals })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -101,8 +114,7 @@ impl Application {
             read_header: config.server.timeouts.read_header.as_duration(),
             max_connections: config.max_connections_per_listener(open_files_limit()),
         };
-        let interval = config.server.settings_poll_interval.as_duration();
-        let follower = tokio::spawn(settings::follow(self.state.clone(), interval));
+        let tasks = BackgroundTasks::start(self.state.app(), self.intervals);
         let admin = async {
             if let Some(listener) = self.admin_listener {
                 let bound = listener.local_addr().expect("a bound listener has an address");
@@ -115,7 +127,7 @@ impl Application {
             let _ = stop.send(());
         };
         tokio::join!(public, admin, trigger);
-        follower.abort();
+        tasks.stop().await;
     }
 }
 

@@ -1,6 +1,7 @@
 //! Gatehouse's domain rules. Nothing in this crate performs I/O or reads the clock: callers pass `now`.
 
 pub mod client_address;
+pub mod clock;
 pub mod config;
 pub mod duration;
 pub mod email;

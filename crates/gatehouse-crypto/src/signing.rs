@@ -238,8 +238,8 @@ impl KeySet {
         header.kid.ok_or(VerifyError::UnknownKey)
     }
 
-    /// Verifies signature, expiry (no leeway), audience and issuer, at the clock's current time.
-    pub fn verify(&self, token: &str, expect: &Audience) -> Result<SessionClaims, VerifyError> {
+    /// Verifies signature, expiry at `now` (unix seconds, no leeway), audience and issuer.
+    pub fn verify(&self, token: &str, expect: &Audience, now: i64) -> Result<SessionClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
         let key = self.get(kid).ok_or(VerifyError::UnknownKey)?;
@@ -258,9 +258,6 @@ impl KeySet {
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| VerifyError::Malformed)?;
         let claims: SessionClaims =
             serde_json::from_slice(&payload).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(i64::MAX, |elapsed| i64::try_from(elapsed.as_secs()).unwrap_or(i64::MAX));
         if claims.exp <= now {
             return Err(VerifyError::Invalid("the token has expired".into()));
         }
@@ -285,16 +282,15 @@ mod tests {
         Arc::new(SigningKey::from_pkcs8(kid, alg, &generate_private_key(alg).unwrap()).unwrap())
     }
 
-    fn now() -> i64 {
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64
-    }
+    /// Verification reads the time it is given: tests fix it.
+    const NOW: i64 = 1_800_000_000;
 
     fn claims(exp_offset: i64, aud: &str) -> SessionClaims {
         SessionClaims {
             sub: Uuid::new_v4(),
             session_id: Uuid::new_v4(),
-            iat: now(),
-            exp: now() + exp_offset,
+            iat: NOW,
+            exp: NOW + exp_offset,
             aud: vec![aud.into()],
             iss: None,
             email: None,
@@ -312,7 +308,7 @@ mod tests {
             let set = KeySet::new(vec![key(alg, "k1")]);
             let claims = claims(60, "localhost");
             let token = set.sign(&claims).unwrap();
-            assert_eq!(set.verify(&token, &expect()).unwrap(), claims, "{alg:?}");
+            assert_eq!(set.verify(&token, &expect(), NOW).unwrap(), claims, "{alg:?}");
             let jwk = serde_json::to_value(&set.jwks().keys[0]).unwrap();
             assert_eq!(
                 (jwk["kid"].as_str(), jwk["alg"].as_str(), jwk["use"].as_str()),
@@ -326,15 +322,18 @@ mod tests {
     fn expired_wrong_audience_and_unknown_key_fail() {
         let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         assert!(matches!(
-            set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect()),
+            set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect(), NOW),
             Err(VerifyError::Invalid(_))
         ));
         assert!(matches!(
-            set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect()),
+            set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect(), NOW),
             Err(VerifyError::Invalid(_))
         ));
         let other = KeySet::new(vec![key(SigningAlgorithm::ES256, "k2")]);
-        assert_eq!(other.verify(&set.sign(&claims(60, "localhost")).unwrap(), &expect()), Err(VerifyError::UnknownKey));
+        assert_eq!(
+            other.verify(&set.sign(&claims(60, "localhost")).unwrap(), &expect(), NOW),
+            Err(VerifyError::UnknownKey)
+        );
     }
 
     #[test]
@@ -342,7 +341,7 @@ mod tests {
         let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         let forger = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         let forged = forger.sign(&claims(60, "localhost")).unwrap();
-        assert!(matches!(set.verify(&forged, &expect()), Err(VerifyError::Invalid(_))));
+        assert!(matches!(set.verify(&forged, &expect(), NOW), Err(VerifyError::Invalid(_))));
     }
 
     #[test]
@@ -370,13 +369,13 @@ mod tests {
         let mut raised = claims(60, "localhost");
         raised.sub = Uuid::new_v4();
         let tampered = format!("{}.{}.{}", parts[0], encode(serde_json::to_value(&raised).unwrap()), parts[2]);
-        assert!(matches!(set.verify(&tampered, &expect()), Err(VerifyError::Invalid(_))));
-        assert_eq!(set.verify(&format!("{token}.{}", parts[2]), &expect()), Err(VerifyError::Malformed));
-        assert_eq!(set.verify(&format!("{}.{}", parts[0], parts[1]), &expect()), Err(VerifyError::Malformed));
+        assert!(matches!(set.verify(&tampered, &expect(), NOW), Err(VerifyError::Invalid(_))));
+        assert_eq!(set.verify(&format!("{token}.{}", parts[2]), &expect(), NOW), Err(VerifyError::Malformed));
+        assert_eq!(set.verify(&format!("{}.{}", parts[0], parts[1]), &expect(), NOW), Err(VerifyError::Malformed));
         for alg in ["none", "HS256", "ES256"] {
             let header = encode(serde_json::json!({ "alg": alg, "kid": "k1", "typ": "JWT" }));
             let relabelled = format!("{header}.{}.{}", parts[1], parts[2]);
-            assert!(set.verify(&relabelled, &expect()).is_err(), "{alg}");
+            assert!(set.verify(&relabelled, &expect(), NOW).is_err(), "{alg}");
         }
     }
 
@@ -385,12 +384,15 @@ mod tests {
         let set = KeySet::new(vec![key(SigningAlgorithm::EdDSA, "k1")]);
         let expect_issuer = Audience { issuer: Some("https://login.example.com".into()), ..expect() };
         let mut issued = claims(60, "localhost");
-        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer), Err(VerifyError::Invalid(_))));
+        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW), Err(VerifyError::Invalid(_))));
         issued.iss = Some("https://other.example.com".into());
-        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer), Err(VerifyError::Invalid(_))));
+        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW), Err(VerifyError::Invalid(_))));
         issued.iss = expect_issuer.issuer.clone();
-        assert_eq!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer).unwrap(), issued);
-        assert!(set.verify(&set.sign(&claims(0, "localhost")).unwrap(), &expect()).is_err(), "exp = now has expired");
+        assert_eq!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW).unwrap(), issued);
+        assert!(
+            set.verify(&set.sign(&claims(0, "localhost")).unwrap(), &expect(), NOW).is_err(),
+            "exp = now has expired"
+        );
     }
 
     #[test]
@@ -398,7 +400,7 @@ mod tests {
         let old = key(SigningAlgorithm::ES256, "old");
         let token = KeySet::new(vec![old.clone()]).sign(&claims(60, "localhost")).unwrap();
         let rotated = KeySet::new(vec![key(SigningAlgorithm::EdDSA, "new"), old]);
-        assert!(rotated.verify(&token, &expect()).is_ok());
+        assert!(rotated.verify(&token, &expect(), NOW).is_ok());
         assert_eq!(KeySet::token_kid(&rotated.sign(&claims(60, "localhost")).unwrap()).unwrap(), "new");
     }
 }

@@ -1,6 +1,7 @@
 //! Microsoft ID-token verification with a warm JWKS cache (the steady state of every sign-in): signature,
 //! key issuer, Microsoft's claim rules, email choice. `cargo bench -p gatehouse-oidc`
 
+use gatehouse_core::clock::{Clock, SystemClock};
 use std::time::Duration;
 
 use gatehouse_core::{
@@ -30,19 +31,22 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
         })
         .await;
         fake.set_default_user(FakeUser::new("megan@contoso.com").with_xms_edov(true));
-        let client = MicrosoftClient::new(MicrosoftSettings {
-            client_id: "client".into(),
-            client_secrets: vec![ClientSecret { value: Secret::new("secret"), expires_at: None }],
-            certificates: Vec::new(),
-            client_auth: ClientAuthMethod::ClientSecretPost,
-            redirect_url: CALLBACK.into(),
-            cloud_instance: fake.base_url(),
-            tenant_mode: TenantMode::Common,
-            allowed_tenants: vec![],
-            prompt: None,
-            connect_timeout: Duration::from_secs(5),
-            request_timeout: Duration::from_secs(10),
-        })
+        let client = MicrosoftClient::new(
+            MicrosoftSettings {
+                client_id: "client".into(),
+                client_secrets: vec![ClientSecret { value: Secret::new("secret"), expires_at: None }],
+                certificates: Vec::new(),
+                client_auth: ClientAuthMethod::ClientSecretPost,
+                redirect_url: CALLBACK.into(),
+                cloud_instance: fake.base_url(),
+                tenant_mode: TenantMode::Common,
+                allowed_tenants: vec![],
+                prompt: None,
+                connect_timeout: Duration::from_secs(5),
+                request_timeout: Duration::from_secs(10),
+            },
+            std::sync::Arc::new(SystemClock),
+        )
         .expect("client");
         let verifier = pkce::new_verifier();
         let authorize = client.authorize_url("state", "bench-nonce", &pkce::challenge(&verifier));
@@ -60,7 +64,7 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
 }
 
 fn now() -> i64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_secs() as i64
+    SystemClock.now_secs()
 }
 
 #[divan::bench]

@@ -2,12 +2,9 @@
 //! token names a key we have not seen (a rollover) — and then at most once per interval, so that tokens with
 //! made-up key ids cannot make us hammer the provider.
 
-use std::{
-    collections::HashMap,
-    sync::Arc,
-    time::{Duration, Instant},
-};
+use std::{collections::HashMap, sync::Arc, time::Duration};
 
+use gatehouse_core::clock::Clock;
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
@@ -56,16 +53,21 @@ struct JwkDocument {
 
 #[derive(Default)]
 struct Cached {
-    keys: HashMap<String, Arc<ProviderKey>>,
-    fetched_at: Option<Instant>,
-    last_unknown_kid_fetch: Option<Instant>,
+    keys: Arc<HashMap<String, Arc<ProviderKey>>>,
+    /// Unix milliseconds of the last successful fetch.
+    fetched_at: Option<i64>,
+    /// Unix milliseconds of the last fetch caused by an unknown key id.
+    last_unknown_kid_fetch: Option<i64>,
 }
 
-/// The cached key set of one JWKS URL.
+/// The cached key set of one JWKS URL. Readers never wait on the network while the keys they need are cached:
+/// the cache's lock is held only to read or replace the set, and one fetch at a time runs under its own lock.
 pub struct JwksCache {
     http: reqwest::Client,
     url: String,
-    cached: tokio::sync::Mutex<Cached>,
+    clock: Arc<dyn Clock>,
+    cached: std::sync::Mutex<Cached>,
+    fetching: tokio::sync::Mutex<()>,
     fetches: std::sync::atomic::AtomicU64,
 }
 
@@ -75,9 +77,17 @@ impl std::fmt::Debug for JwksCache {
     }
 }
 
+/// What the cache may do about a key id it was asked for.
+enum Lookup {
+    Found(Arc<ProviderKey>),
+    /// Not cached, and a fetch is allowed: the set is stale, or the id is unknown and the throttle allows one.
+    Fetch,
+    Unknown,
+}
+
 impl JwksCache {
-    pub fn new(http: reqwest::Client, url: String) -> Self {
-        Self { http, url, cached: tokio::sync::Mutex::new(Cached::default()), fetches: Default::default() }
+    pub fn new(http: reqwest::Client, url: String, clock: Arc<dyn Clock>) -> Self {
+        Self { http, url, clock, cached: Default::default(), fetching: Default::default(), fetches: Default::default() }
     }
 
     /// How many times the keys were fetched; for tests and metrics.
@@ -85,26 +95,63 @@ impl JwksCache {
         self.fetches.load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// The key with this `kid`, fetching the key set if it is stale or the key is new to us.
+    /// The key with this `kid`, fetching the key set if it is stale or the key is new to us (at most once per
+    /// [`UNKNOWN_KID_REFETCH_INTERVAL`]). A stale set whose refetch fails keeps serving the keys it has: the
+    /// provider's keys outlive a JWKS outage.
     pub async fn key(&self, kid: &str) -> Result<Arc<ProviderKey>, JwksError> {
-        let mut cached = self.cached.lock().await;
-        let stale = cached.fetched_at.is_none_or(|at| at.elapsed() >= REFRESH_AFTER);
-        if stale {
-            self.refetch(&mut cached).await?;
+        if let Lookup::Found(key) = self.lookup(kid, false) {
+            return Ok(key);
         }
-        if let Some(key) = cached.keys.get(kid) {
-            return Ok(key.clone());
+        let _one_fetch = self.fetching.lock().await;
+        // Another request may have fetched while this one waited.
+        match self.lookup(kid, true) {
+            Lookup::Found(key) => Ok(key),
+            Lookup::Unknown => Err(JwksError::UnknownKey(kid.to_owned())),
+            Lookup::Fetch => {
+                let fetched = self.fetch().await;
+                let now = self.clock.now_ms();
+                let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+                match fetched {
+                    Ok(keys) => {
+                        cached.keys = Arc::new(keys);
+                        cached.fetched_at = Some(now);
+                    }
+                    Err(error) if cached.keys.is_empty() => return Err(error),
+                    Err(error) => {
+                        tracing::warn!(%error, "could not refresh the provider's keys; using the cached ones");
+                        // Tried again after the unknown-kid interval, not by every sign-in meanwhile.
+                        let retry_at = now + millis(UNKNOWN_KID_REFETCH_INTERVAL);
+                        cached.fetched_at = Some(retry_at - millis(REFRESH_AFTER));
+                    }
+                }
+                cached.keys.get(kid).cloned().ok_or_else(|| JwksError::UnknownKey(kid.to_owned()))
+            }
         }
-        let may_refetch =
-            !stale && cached.last_unknown_kid_fetch.is_none_or(|at| at.elapsed() >= UNKNOWN_KID_REFETCH_INTERVAL);
-        if may_refetch {
-            cached.last_unknown_kid_fetch = Some(Instant::now());
-            self.refetch(&mut cached).await?;
-        }
-        cached.keys.get(kid).cloned().ok_or_else(|| JwksError::UnknownKey(kid.to_owned()))
     }
 
-    async fn refetch(&self, cached: &mut Cached) -> Result<(), JwksError> {
+    /// Looks `kid` up; with `claim_fetch`, a fetch for an unknown id is recorded against the throttle.
+    fn lookup(&self, kid: &str, claim_fetch: bool) -> Lookup {
+        let now = self.clock.now_ms();
+        let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
+        let stale = cached.fetched_at.is_none_or(|at| now - at >= millis(REFRESH_AFTER));
+        match cached.keys.get(kid) {
+            Some(key) if !stale => Lookup::Found(key.clone()),
+            _ if stale => Lookup::Fetch,
+            _ => {
+                let may_refetch =
+                    cached.last_unknown_kid_fetch.is_none_or(|at| now - at >= millis(UNKNOWN_KID_REFETCH_INTERVAL));
+                if !may_refetch {
+                    return Lookup::Unknown;
+                }
+                if claim_fetch {
+                    cached.last_unknown_kid_fetch = Some(now);
+                }
+                Lookup::Fetch
+            }
+        }
+    }
+
+    async fn fetch(&self) -> Result<HashMap<String, Arc<ProviderKey>>, JwksError> {
         self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let response =
             self.http.get(&self.url).send().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
@@ -113,7 +160,7 @@ impl JwksCache {
         }
         let document: JwkSetDocument =
             response.json().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
-        cached.keys = document
+        Ok(document
             .keys
             .into_iter()
             .filter(|jwk| jwk.kty == "RSA" && jwk.key_use.as_deref().is_none_or(|u| u == "sig"))
@@ -122,8 +169,10 @@ impl JwksCache {
                 let key = DecodingKey::from_rsa_components(jwk.n.as_deref()?, jwk.e.as_deref()?).ok()?;
                 Some((kid.clone(), Arc::new(ProviderKey { kid, issuer: jwk.issuer, key })))
             })
-            .collect();
-        cached.fetched_at = Some(Instant::now());
-        Ok(())
+            .collect())
     }
+}
+
+fn millis(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

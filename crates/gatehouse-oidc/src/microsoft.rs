@@ -1,9 +1,10 @@
 //! Sign in with Microsoft: the authorize URL, the code redemption, and the ID token checked the way Microsoft
 //! prescribes for multi-tenant apps (RS256 only, key scoped by its JWKS `issuer`, `iss` built from `tid`).
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use gatehouse_core::{
+    clock::Clock,
     config::{ClientAuthMethod, ClientSecret, MicrosoftProviderConfig, ThirdPartyConfig, usable_secrets},
     error::ThirdPartyErrorCode,
     microsoft::claims::{
@@ -28,7 +29,7 @@ pub struct MicrosoftSettings {
     /// Newest first; see [`usable_secrets`].
     pub client_secrets: Vec<ClientSecret>,
     /// Newest first; certificates are tried before secrets.
-    pub certificates: Vec<std::sync::Arc<ClientAssertionKey>>,
+    pub certificates: Vec<Arc<ClientAssertionKey>>,
     pub client_auth: ClientAuthMethod,
     pub redirect_url: String,
     pub cloud_instance: String,
@@ -42,7 +43,7 @@ pub struct MicrosoftSettings {
 impl MicrosoftSettings {
     /// `Ok(None)` when the provider is disabled or incomplete (configuration validation reports why); an error
     /// when its certificate cannot be used.
-    pub fn from_config(third_party: &ThirdPartyConfig) -> Result<Option<Self>, String> {
+    pub fn from_config(third_party: &ThirdPartyConfig) -> Result<Option<Self>, UnusableCertificate> {
         let microsoft: &MicrosoftProviderConfig = &third_party.providers.microsoft;
         if !microsoft.enabled {
             return Ok(None);
@@ -56,8 +57,8 @@ impl MicrosoftSettings {
                     &certificate.certificate,
                     &certificate.algorithm,
                 )
-                .map(std::sync::Arc::new)
-                .map_err(|e| format!("third_party.providers.microsoft.certificate: {e}"))
+                .map(Arc::new)
+                .map_err(UnusableCertificate)
             })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self::assemble(third_party, microsoft, certificates))
@@ -66,7 +67,7 @@ impl MicrosoftSettings {
     fn assemble(
         third_party: &ThirdPartyConfig,
         microsoft: &MicrosoftProviderConfig,
-        certificates: Vec<std::sync::Arc<ClientAssertionKey>>,
+        certificates: Vec<Arc<ClientAssertionKey>>,
     ) -> Option<Self> {
         Some(Self {
             client_id: microsoft.client_id.clone()?,
@@ -92,6 +93,11 @@ impl MicrosoftSettings {
         format!("{}/{}/{path}", self.cloud_instance, self.tenant())
     }
 }
+
+/// A configured client certificate that cannot sign client assertions.
+#[derive(Debug, thiserror::Error)]
+#[error("third_party.providers.microsoft.certificate: {0}")]
+pub struct UnusableCertificate(#[from] gatehouse_crypto::certificate::CertificateError);
 
 /// Why a sign-in with Microsoft failed. `Display` is for logs; browsers get only [`MicrosoftError::code`].
 #[derive(Debug, thiserror::Error)]
@@ -179,11 +185,13 @@ pub struct MicrosoftClient {
     settings: MicrosoftSettings,
     http: reqwest::Client,
     jwks: JwksCache,
+    clock: Arc<dyn Clock>,
     credential_failovers: std::sync::atomic::AtomicU64,
 }
 
 impl MicrosoftClient {
-    pub fn new(settings: MicrosoftSettings) -> Result<Self, MicrosoftError> {
+    /// A client whose time-based rules (credential expiry, JWKS refresh) read `clock`.
+    pub fn new(settings: MicrosoftSettings, clock: Arc<dyn Clock>) -> Result<Self, MicrosoftError> {
         let http = reqwest::Client::builder()
             .connect_timeout(settings.connect_timeout)
             .timeout(settings.request_timeout)
@@ -191,8 +199,8 @@ impl MicrosoftClient {
             .user_agent(concat!("gatehouse/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| MicrosoftError::Unreachable(e.to_string()))?;
-        let jwks = JwksCache::new(http.clone(), settings.endpoint("discovery/v2.0/keys"));
-        Ok(Self { settings, http, jwks, credential_failovers: Default::default() })
+        let jwks = JwksCache::new(http.clone(), settings.endpoint("discovery/v2.0/keys"), clock.clone());
+        Ok(Self { settings, http, jwks, clock, credential_failovers: Default::default() })
     }
 
     pub fn settings(&self) -> &MicrosoftSettings {
@@ -234,7 +242,7 @@ impl MicrosoftClient {
     /// Microsoft answers `invalid_client` (expired, revoked, or not uploaded yet), the next one is tried once, so
     /// credentials can be rotated without downtime.
     pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
-        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs() as i64);
+        let now = self.clock.now_secs();
         let certificates = self.settings.certificates.iter().filter(|key| key.not_after() > now);
         let credentials: Vec<Credential<'_>> = certificates
             .map(|key| Credential::Certificate(key))

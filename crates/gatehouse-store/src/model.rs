@@ -145,6 +145,8 @@ pub struct TokenRecord {
     pub user_id: Uuid,
     pub code_verifier_hash: Option<String>,
     pub expires_at: i64,
+    /// The provider of the identity the token was made for (`None` if that identity is gone).
+    pub provider_id: Option<String>,
 }
 
 /// A user as an identity provider describes them, to sign in, link or sign up.

@@ -8,11 +8,13 @@ impl Store {
     }
 
     /// Takes a one-time token out of the store: whoever calls this first gets it, nobody gets it twice. The
-    /// caller checks expiry (an expired token is consumed all the same).
+    /// caller checks expiry (an expired token is consumed all the same). The token names the provider of the
+    /// identity it was made for.
     pub async fn take_token(&self, value_hash: &str) -> Result<Option<TokenRecord>> {
         let row = sqlx::query(
             "DELETE FROM tokens WHERE value_hash = $1
-             RETURNING user_id, code_verifier_hash, expires_at",
+             RETURNING user_id, code_verifier_hash, expires_at,
+                       (SELECT provider_id FROM identities WHERE identities.id = tokens.identity_id) AS provider_id",
         )
         .bind(value_hash)
         .fetch_optional(&mut *self.write().await?)
@@ -22,6 +24,7 @@ impl Store {
                 user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
                 code_verifier_hash: row.try_get("code_verifier_hash")?,
                 expires_at: row.try_get("expires_at")?,
+                provider_id: row.try_get("provider_id")?,
             })
         })
         .transpose()

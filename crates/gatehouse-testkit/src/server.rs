@@ -1,11 +1,13 @@
 use std::sync::Arc;
 
-use gatehouse_api::{AppState, Application, clock::ManualClock, services::audit::RequestMeta};
+use gatehouse_api::{AppState, Application};
+use gatehouse_app::{RequestMeta, tasks::TaskIntervals};
 use gatehouse_core::{
+    clock::{Clock, ManualClock, SystemClock},
     config::{Config, DatabaseUrl, Secret},
     email::{Email, EmailProof},
 };
-use gatehouse_store::{NewEmail, NewUser};
+use gatehouse_store::{NewEmail, NewUser, Store};
 use tokio::{sync::oneshot, task::JoinHandle};
 use uuid::Uuid;
 
@@ -28,19 +30,39 @@ pub fn test_config(db: &TestDb) -> Config {
     config
 }
 
-/// Where every test server's rate-limit clock starts: half a second into a minute, so windows of whole minutes
-/// (or seconds) never end in the middle of a test, and a window's reset is a whole number of seconds plus 0.5.
-pub const TEST_LIMITER_START_MS: i64 = 1_800_000_000_500;
+/// Where a test server's clock starts: half a second into the minute after the wall clock's, so windows of whole
+/// minutes (or seconds) never end in the middle of a test, and a window's reset is a whole number of seconds plus
+/// 0.5. It stays within a minute of the wall clock, so the fake Entra ID's tokens (stamped with the wall clock)
+/// are fresh for it.
+pub fn test_clock_start_ms() -> i64 {
+    (SystemClock.now_ms().div_euclid(60_000) + 1) * 60_000 + 500
+}
+
+/// How often a test server's background tasks run: settings as configured, keys every 100 ms, and sweeps and
+/// expiry warnings once at start (a test that checks them asks for them more often), so that a sweep never
+/// races a test that looks at an expired row.
+pub fn test_task_intervals(config: &Config) -> TaskIntervals {
+    let hour = std::time::Duration::from_secs(3600);
+    TaskIntervals {
+        sweep: hour,
+        settings_poll: config.server.settings_poll_interval.as_duration(),
+        key_reload: std::time::Duration::from_millis(100),
+        expiry_warning: hour,
+    }
+}
 
 /// A Gatehouse server on its own port and database, stopped when dropped.
 #[derive(Debug)]
 pub struct TestServer {
     pub base_url: String,
-    /// The clock of the server's rate limiter: it stands at [`TEST_LIMITER_START_MS`] until a test moves it.
-    pub limiter_clock: Arc<ManualClock>,
+    /// The server's clock: it stands at [`Self::clock_start_ms`] until a test moves it.
+    pub clock: Arc<ManualClock>,
+    pub clock_start_ms: i64,
     /// The admin listener, when the admin API is on.
     pub admin_url: Option<String>,
     pub state: AppState,
+    /// The server's database, for fixtures and for checking what was stored.
+    pub store: Store,
     pub client: reqwest::Client,
     shutdown: Option<oneshot::Sender<()>>,
     task: Option<JoinHandle<()>>,
@@ -61,12 +83,19 @@ impl TestServer {
     /// Starts with `config` on the database it names (a second instance, or a restart); the caller keeps that
     /// database alive.
     pub async fn start_with(config: Config) -> Self {
+        let intervals = test_task_intervals(&config);
+        Self::start_with_tasks(config, intervals).await
+    }
+
+    /// [`Self::start_with`], with the background tasks running at `intervals`.
+    pub async fn start_with_tasks(config: Config, intervals: TaskIntervals) -> Self {
         let issues = config.validate();
         assert!(issues.is_empty(), "test configuration is invalid: {issues:?}");
-        let store = gatehouse_store::Store::connect(config.database.url.expose(), 5).await.expect("connect");
+        let store = Store::connect(config.database.url.expose(), 5).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let limiter_clock = Arc::new(ManualClock::new(TEST_LIMITER_START_MS));
-        let app = Application::build_with_clock(Arc::new(config), store, limiter_clock.clone())
+        let clock_start_ms = test_clock_start_ms();
+        let clock = Arc::new(ManualClock::new(clock_start_ms));
+        let app = Application::build_with(Arc::new(config), store.clone(), clock.clone(), intervals)
             .await
             .expect("start Gatehouse");
         let base_url = format!("http://{}", app.local_addr());
@@ -80,7 +109,18 @@ impl TestServer {
             .await;
         });
         let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().expect("client");
-        Self { base_url, admin_url, limiter_clock, state, client, shutdown: Some(shutdown), task: Some(task), db: None }
+        Self {
+            base_url,
+            admin_url,
+            clock,
+            clock_start_ms,
+            state,
+            store,
+            client,
+            shutdown: Some(shutdown),
+            task: Some(task),
+            db: None,
+        }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -101,7 +141,7 @@ impl TestServer {
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        self.state.store().close().await;
+        self.store.close().await;
         self.db.take()
     }
 
@@ -133,9 +173,9 @@ impl TestServer {
                 address: Email::parse(email).expect("valid email"),
                 proof: Some(EmailProof::Upn),
             }),
-            created_at: gatehouse_api::clock::now_ms(),
+            created_at: self.clock.now_ms(),
         };
-        self.state.store().create_user(&user).await.expect("create user");
+        self.store.create_user(&user).await.expect("create user");
         id
     }
 

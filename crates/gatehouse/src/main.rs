@@ -7,10 +7,9 @@ use std::{path::PathBuf, process::ExitCode, sync::Arc};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse::config;
-use gatehouse_api::{
-    AppState, Application,
-    services::{admin_keys, identity_providers},
-};
+use gatehouse_api::Application;
+use gatehouse_app::{App, RequestMeta, admin_keys, identity_providers, keys::KeyRing};
+use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_core::config::Config;
 use gatehouse_store::Store;
 
@@ -176,9 +175,6 @@ async fn serve(args: ConfigArg) -> anyhow::Result<()> {
     if let Some(redirect_url) = &config.third_party.redirect_url {
         tracing::info!("Redirect URL for the Azure app registration: {redirect_url}");
     }
-    tokio::spawn(identity_providers::warn_about_expiring_credentials(app.state().clone()));
-    let audit_retention = app.state().config().audit_log.retention.as_duration();
-    tokio::spawn(gatehouse_api::services::maintenance::run(app.state().store().clone(), audit_retention));
     app.run_until_stopped(shutdown_signal()).await;
     tracing::info!("stopped");
     Ok(())
@@ -211,7 +207,7 @@ async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow:
     if !admin.enabled || !admin.api_keys.is_empty() || !store.active_admin_keys().await?.is_empty() {
         return Ok(());
     }
-    let (key, record) = admin_keys::generate("development");
+    let (key, record) = admin_keys::generate("development", SystemClock.now_ms());
     store.insert_admin_key(&record).await?;
     eprintln!("DEVELOPMENT MODE: admin key for the console at http://{} (shown only now): {key}", admin.address);
     Ok(())
@@ -227,10 +223,10 @@ fn parse_admin_key_name(name: &str) -> Result<String, String> {
 }
 
 async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {
-    let when = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), gatehouse_api::clock::rfc3339_ms);
+    let when = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), gatehouse_core::clock::rfc3339_ms);
     match command {
         AdminKeyCommand::New { config, name } => {
-            let (key, record) = admin_keys::generate(&name);
+            let (key, record) = admin_keys::generate(&name, SystemClock.now_ms());
             admin_store(&config).await?.insert_admin_key(&record).await?;
             println!("admin key {} ({name}); it is shown only now:\n{key}", record.id);
         }
@@ -247,7 +243,7 @@ async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {
             }
         }
         AdminKeyCommand::Revoke { config, id } => {
-            let revoked = admin_store(&config).await?.revoke_admin_key(id, gatehouse_api::clock::now_ms()).await?;
+            let revoked = admin_store(&config).await?.revoke_admin_key(id, SystemClock.now_ms()).await?;
             anyhow::ensure!(revoked, "no active admin key {id}");
             println!("admin key {id} revoked");
         }
@@ -318,12 +314,12 @@ async fn new_certificate(args: ConfigArg, provider: &str, days: u32) -> anyhow::
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
     let store = open_store(&config).await?;
-    let state = AppState::new(Arc::new(config), store).await?;
+    let app = App::new(Arc::new(config), store, Arc::new(SystemClock)).await?;
     let actor = admin_keys::AdminActor { key_id: "cli".into(), name: "gatehouse credentials new-certificate".into() };
     let new = identity_providers::NewCertificate::Generate { days, algorithm: "PS256".into() };
-    let meta = gatehouse_api::services::audit::RequestMeta::default();
-    let (saved, id) = identity_providers::IdentityProviders::new(&state)
-        .add_certificate(&actor, &meta, new)
+    let (saved, id) = app
+        .identity_providers()
+        .add_certificate(&actor, &RequestMeta::default(), new)
         .await
         .map_err(|error| anyhow::anyhow!("cannot add the certificate: {error}"))?;
     let certificate = saved.settings.microsoft_certificates.iter().find(|certificate| certificate.id == id);
@@ -341,8 +337,11 @@ async fn rotate(args: ConfigArg) -> anyhow::Result<()> {
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
     let store = open_store(&config).await?;
-    let state = AppState::new(Arc::new(config), store).await?;
-    let kid = state.keys().rotate().await?;
+    let secret_keys = config.all_secret_keys();
+    let sealer =
+        gatehouse_crypto::sealing::Sealer::new(&secret_keys.iter().map(|key| key.expose()).collect::<Vec<_>>())?;
+    let sealer = Arc::new(sealer);
+    let kid = KeyRing::new(store, sealer, &config.session, Arc::new(SystemClock)).rotate().await?;
     println!("new signing key {kid}; older keys keep verifying until the tokens they signed expire");
     Ok(())
 }

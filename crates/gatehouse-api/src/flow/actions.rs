@@ -2,27 +2,27 @@
 
 use std::collections::BTreeMap;
 
-use axum::{
-    http::{HeaderMap, header},
-    response::Response,
+use axum::{http::HeaderMap, response::Response};
+use gatehouse_app::{
+    flows::FoundFlow,
+    sessions::Authenticated,
+    thirdparty::StartRequest,
+    token_exchange::{ExchangeError, Exchanged, Refused},
 };
+use gatehouse_core::clock::rfc3339_ms;
 use gatehouse_store::{SessionRecord, UserRecord};
 use serde_json::{Map, Value};
 use uuid::Uuid;
 
 use super::{
-    ActionCall, FLOW_LIFETIME_MS, FlowData, FlowName, FlowRequest, StateName,
+    ActionCall, FlowData, FlowName, FlowRequest, StateName,
     response::{FlowAction, FlowAnswer, FlowError, FlowInput, FlowPayload, LastLogin, SessionView},
     validate_inputs,
 };
 use crate::{
-    AppState, clock,
+    AppState, cookies,
     dto::{ClaimsView, UserView},
     extract::session_token,
-    services::{
-        session::Authenticated,
-        thirdparty::{MICROSOFT, StartRequest, hash},
-    },
 };
 
 /// 32 characters of `[0-9A-Za-z]`, like Hanko's.
@@ -31,9 +31,12 @@ fn csrf_token() -> String {
     gatehouse_crypto::random::bytes::<32>().iter().map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char).collect()
 }
 
-async fn session(state: &AppState, request: &FlowRequest) -> Option<Authenticated> {
-    let token = session_token(&request.headers, &state.config().session.cookie.name)?;
-    state.sessions().authenticate(token).await.ok().flatten()
+/// The request's session. A database that cannot say is a technical error, never "not signed in".
+async fn session(state: &AppState, request: &FlowRequest) -> Result<Option<Authenticated>, FlowError> {
+    let Some(token) = session_token(&request.headers, &state.config().session.cookie.name) else {
+        return Ok(None);
+    };
+    state.sessions().authenticate(token).await.map_err(|_| FlowError::Technical)
 }
 
 /// The signed-in user's view for the profile: their record and live sessions.
@@ -44,10 +47,13 @@ struct Profile {
 }
 
 async fn profile(state: &AppState, session: &Authenticated) -> Result<Profile, FlowError> {
-    let store = state.store();
-    let user =
-        store.find_user(session.claims.sub).await.map_err(|_| FlowError::Technical)?.ok_or(FlowError::Unauthorized)?;
-    let sessions = store.list_sessions(user.id, clock::now_ms()).await.map_err(|_| FlowError::Technical)?;
+    let user = state
+        .users()
+        .find(session.user_id())
+        .await
+        .map_err(|_| FlowError::Technical)?
+        .ok_or(FlowError::Unauthorized)?;
+    let sessions = state.sessions().list(user.id).await.map_err(|_| FlowError::Technical)?;
     Ok(Profile { user, sessions, current_session: session.session.id })
 }
 
@@ -156,9 +162,9 @@ fn payload(data: &FlowData, profile: Option<&Profile>) -> FlowPayload {
                     current: s.id == profile.current_session,
                     user_agent: s.user_agent.clone(),
                     ip_address: s.ip_address.clone(),
-                    created_at: clock::rfc3339_ms(s.created_at),
-                    last_used: clock::rfc3339_ms(s.last_used),
-                    expires_at: clock::rfc3339_ms(s.expires_at),
+                    created_at: rfc3339_ms(s.created_at),
+                    last_used: rfc3339_ms(s.last_used),
+                    expires_at: rfc3339_ms(s.expires_at),
                 })
                 .collect();
             FlowPayload {
@@ -212,7 +218,10 @@ async fn render(
 }
 
 pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
-    let session = session(state, request).await;
+    let session = match session(state, request).await {
+        Ok(session) => session,
+        Err(error) => return error.standalone(),
+    };
     if request.name == FlowName::Profile && session.is_none() {
         return FlowError::Unauthorized.standalone();
     }
@@ -225,33 +234,22 @@ pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
         user_id: session.as_ref().map(|s| s.claims.sub).filter(|_| request.name == FlowName::Profile),
         redirect_url: None,
     };
-    let flow_id = Uuid::now_v7();
     let csrf = csrf_token();
-    let now = clock::now_ms();
-    let record = gatehouse_store::FlowRecord {
-        id: flow_id,
-        data: serde_json::to_string(&data).unwrap_or_default(),
-        version: 0,
-        csrf_token: csrf.clone(),
-        expires_at: now + FLOW_LIFETIME_MS,
-        created_at: now,
-    };
-    if state.store().insert_flow(&record).await.is_err() {
+    let Ok(record) = state.flows().create(serde_json::to_string(&data).unwrap_or_default(), csrf.clone()).await else {
         return FlowError::Technical.standalone();
-    }
-    render(state, flow_id, Step::to(data), csrf, session.as_ref()).await
+    };
+    render(state, record.id, Step::to(data), csrf, session.as_ref()).await
 }
 
 pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> Response {
     let ActionCall { action: action_name, flow_id, input_data, csrf_token: csrf } = call;
     let action_name = action_name.as_str();
-    let Ok(Some(record)) = state.store().find_flow(flow_id).await else {
-        return FlowError::OperationNotPermitted.standalone();
+    let record = match state.flows().find(flow_id).await {
+        Ok(FoundFlow::Live(record)) => record,
+        Ok(FoundFlow::Missing) => return FlowError::OperationNotPermitted.standalone(),
+        Ok(FoundFlow::Expired) => return FlowError::FlowExpired.standalone(),
+        Err(_) => return FlowError::Technical.standalone(),
     };
-    let now = clock::now_ms();
-    if record.expires_at <= now {
-        return FlowError::FlowExpired.standalone();
-    }
     if !gatehouse_crypto::digest::constant_time_eq(record.csrf_token.as_bytes(), csrf.as_bytes()) {
         return FlowError::OperationNotPermitted.standalone();
     }
@@ -261,7 +259,10 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
     if data.name != request.name {
         return FlowError::OperationNotPermitted.standalone();
     }
-    let session = session(state, request).await;
+    let session = match session(state, request).await {
+        Ok(session) => session,
+        Err(error) => return error.standalone(),
+    };
     if data.name == FlowName::Profile && (session.is_none() || session.as_ref().map(|s| s.claims.sub) != data.user_id) {
         return FlowError::Unauthorized.standalone();
     }
@@ -278,7 +279,7 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
     // claims the step first and rotates the CSRF token, so the others are refused before they touch anything.
     let mut version = record.version;
     if acts_beyond_the_flow(action_name) {
-        match state.store().update_flow(flow_id, version, &record.data, &next_csrf, now).await {
+        match state.flows().advance(flow_id, version, &record.data, &next_csrf).await {
             Ok(true) => version += 1,
             Ok(false) => return FlowError::OperationNotPermitted.standalone(),
             Err(_) => return FlowError::Technical.standalone(),
@@ -297,8 +298,8 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
         Err(error) => Step { error: Some(error), ..Step::to(FlowData { state: StateName::Error, ..data.clone() }) },
     };
     let saved = state
-        .store()
-        .update_flow(flow_id, version, &serde_json::to_string(&step.next).unwrap_or_default(), &next_csrf, now)
+        .flows()
+        .advance(flow_id, version, &serde_json::to_string(&step.next).unwrap_or_default(), &next_csrf)
         .await;
     match saved {
         Ok(true) => {}
@@ -334,8 +335,7 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
         "register_client_capabilities" | "back" => Ok(Step::to(at(data.init_state()))),
         "thirdparty_oauth" | "connect_thirdparty_oauth_provider" => {
             let started = state
-                .third_party()
-                .start(StartRequest {
+                .start_sign_in(StartRequest {
                     provider: text(input_data, "provider").unwrap_or_default(),
                     redirect_to: text(input_data, "redirect_to"),
                     client_verifier: text(input_data, "code_verifier").map(str::to_owned),
@@ -349,7 +349,7 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
                 ..data.clone()
             });
             if let Some(binding) = started.browser_binding {
-                step.headers = crate::routes::thirdparty::binding_cookie_headers(state, &binding);
+                step.headers = cookies::state_binding(&state.config().session, &binding);
             }
             Ok(step)
         }
@@ -358,8 +358,10 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
             let id = text(input_data, "session_id")
                 .and_then(|id| Uuid::parse_str(id).ok())
                 .ok_or(FlowError::FormDataInvalid)?;
-            let user = session.ok_or(FlowError::Unauthorized)?.claims.sub;
-            state.store().delete_user_session(user, id).await.map_err(|_| FlowError::Technical)?;
+            let user = session.ok_or(FlowError::Unauthorized)?.user_id();
+            if !state.sessions().end_for_user(user, id).await.map_err(|_| FlowError::Technical)? {
+                return Err(FlowError::FormDataInvalid);
+            }
             Ok(Step::to(at(StateName::ProfileInit)))
         }
         "email_delete" => {
@@ -367,7 +369,7 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
             let id = text(input_data, "email_id")
                 .and_then(|id| Uuid::parse_str(id).ok())
                 .ok_or(FlowError::FormDataInvalid)?;
-            let deleted = state.store().delete_secondary_email(user, id).await.map_err(|_| FlowError::Technical)?;
+            let deleted = state.users().delete_secondary_email(user, id).await.map_err(|_| FlowError::Technical)?;
             if !deleted {
                 return Err(FlowError::FormDataInvalid);
             }
@@ -375,10 +377,9 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
         }
         "account_delete" => {
             let user = profile.ok_or(FlowError::Unauthorized)?.user.id;
-            state.store().delete_user(user).await.map_err(|_| FlowError::Technical)?;
-            state.audit().record("user_deleted", Some(user), None, &request.meta).await;
+            state.users().delete(user, Some(&request.meta)).await.map_err(|_| FlowError::Technical)?;
             let mut step = Step::to(at(StateName::AccountDeleted));
-            step.headers.insert(header::SET_COOKIE, state.sessions().expired_cookie());
+            step.headers = cookies::session_removal(&state.config().session);
             Ok(step)
         }
         _ => Err(FlowError::OperationNotPermitted),
@@ -388,47 +389,38 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
 async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) -> Result<Step, FlowError> {
     let Context { state, request, data, session, .. } = *context;
     let value = text(input_data, "token").ok_or(FlowError::FormDataInvalid)?;
-    let token = state.store().take_token(&hash(value)).await.map_err(|_| FlowError::Technical)?;
-    let Some(token) = token.filter(|t| t.expires_at > clock::now_ms()) else {
-        return Err(exchange_failed(state, request, "invalid or expired token").await);
-    };
-    if let Some(expected) = &token.code_verifier_hash {
-        let presented = text(input_data, "code_verifier").map(hash).unwrap_or_default();
-        if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
-            return Err(exchange_failed(state, request, "code_verifier does not match").await);
-        }
-    }
+    let code_verifier = text(input_data, "code_verifier");
+    let exchange = state.token_exchange();
     if data.name == FlowName::Profile {
-        if session.map(|s| s.claims.sub) != Some(token.user_id) {
-            return Err(FlowError::OperationNotPermitted);
-        }
+        let user = session.ok_or(FlowError::Unauthorized)?.user_id();
+        exchange.for_connection(value, code_verifier, user, &request.meta).await.map_err(exchange_refused)?;
         return Ok(Step::to(FlowData { state: StateName::ProfileInit, redirect_url: None, ..data.clone() }));
     }
-    let (user, issued) = state
-        .sessions()
-        .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &request.meta, Some("login_success"))
-        .await
-        .map_err(|_| FlowError::Technical)?;
+    let Exchanged { user, issued, provider } =
+        exchange.for_session(value, code_verifier, &request.meta).await.map_err(exchange_refused)?;
     let payload = FlowPayload {
         claims: Some(ClaimsView::from(&issued.claims)),
         user: Some(UserView::from(&user)),
         last_login: (data.name == FlowName::Login)
-            .then_some(LastLogin { login_method: "third_party", third_party_provider: MICROSOFT }),
+            .then_some(LastLogin { login_method: "third_party", third_party_provider: provider }),
         ..FlowPayload::default()
     };
     Ok(Step {
         next: FlowData { state: StateName::Success, redirect_url: None, ..data.clone() },
         payload: Some(payload),
-        headers: state.sessions().delivery_headers(&issued),
+        headers: cookies::session_delivery(&state.config().session, &issued),
         error: None,
     })
 }
 
-/// A failed exchange's error: invalid input while the client is within its limit, `rate_limit_exceeded` past it
-/// (see [`AppState::failed_token_exchange`]).
-async fn exchange_failed(state: &AppState, request: &FlowRequest, reason: &str) -> FlowError {
-    match state.failed_token_exchange(&request.meta, reason).await {
-        Some(decision) if !decision.allowed => FlowError::RateLimitExceeded,
-        _ => FlowError::FormDataInvalid,
+/// The flow's error for a refused token: what `POST /token` answers with a status, as the flow's error states.
+fn exchange_refused(refused: Refused) -> FlowError {
+    match refused.error {
+        ExchangeError::NotFound | ExchangeError::Expired | ExchangeError::VerifierMismatch => {
+            FlowError::FormDataInvalid
+        }
+        ExchangeError::OtherUser => FlowError::OperationNotPermitted,
+        ExchangeError::RateLimited(_) => FlowError::RateLimitExceeded,
+        ExchangeError::Store(_) | ExchangeError::Session(_) => FlowError::Technical,
     }
 }

@@ -17,10 +17,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 pub use self::response::{FlowAction, FlowError, FlowInput, FlowState};
-use crate::{AppState, services::audit::RequestMeta};
+use gatehouse_app::RequestMeta;
 
-/// How long a flow may sit between two actions.
-pub const FLOW_LIFETIME_MS: i64 = 60 * 60 * 1000;
+use crate::{AppState, extract::Meta};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -189,7 +188,7 @@ macro_rules! flow_endpoint {
                     ))]
         pub async fn $name(
             State(state): State<AppState>,
-            meta: RequestMeta,
+            Meta(meta): Meta,
             headers: HeaderMap,
             RawQuery(query): RawQuery,
             body: Bytes,

@@ -146,7 +146,7 @@ pub struct SessionView {
 pub struct LastLogin {
     /// `third_party`.
     pub login_method: &'static str,
-    pub third_party_provider: &'static str,
+    pub third_party_provider: String,
 }
 
 impl FlowAnswer {

@@ -24,7 +24,7 @@ pub async fn alive() -> Json<Alive> {
 #[utoipa::path(get, path = "/health/ready", tag = "health",
     responses((status = 200, body = Ready), (status = 503, body = ErrorBody, description = "database unavailable")))]
 pub async fn ready(State(state): State<AppState>) -> Result<Json<Ready>, ApiError> {
-    match state.store().ping().await {
+    match state.database_ready().await {
         Ok(()) => Ok(Json(Ready { ready: true })),
         Err(error) => {
             tracing::warn!(%error, "readiness check: database unavailable");

@@ -1,20 +1,21 @@
 use axum::{
     Json,
     extract::State,
-    http::{HeaderMap, StatusCode, header},
+    http::{HeaderMap, StatusCode},
     response::{IntoResponse, Response},
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use gatehouse_app::sessions::Authenticated;
+use gatehouse_core::clock::rfc3339_secs;
+
 use crate::{
-    ApiError, AppState,
-    clock::rfc3339_secs,
+    ApiError, AppState, cookies,
     dto::ClaimsView,
     error::ErrorBody,
-    extract::{AppJson, session_token},
-    services::{audit::RequestMeta, session::Authenticated},
+    extract::{AppJson, Meta, SignedIn, session_token},
 };
 
 /// Hanko's session check: `{"is_valid": false}`, or the claims when valid.
@@ -71,7 +72,7 @@ pub async fn validate_token(
 ) -> Result<Json<SessionValidation>, ApiError> {
     let session = state.sessions().authenticate(&body.session_token).await?;
     if let Some(session) = &session {
-        state.store().touch_session(session.session.id, crate::clock::now_ms()).await?;
+        state.sessions().touch(session).await?;
     }
     Ok(Json(session.into()))
 }
@@ -81,10 +82,9 @@ pub async fn validate_token(
     responses((status = 204, description = "signed out; the session cookie is expired"), (status = 401, body = ErrorBody)))]
 pub async fn logout(
     State(state): State<AppState>,
-    meta: RequestMeta,
-    session: Authenticated,
+    Meta(meta): Meta,
+    SignedIn(session): SignedIn,
 ) -> Result<Response, ApiError> {
-    state.store().delete_session(session.session.id).await?;
-    state.audit().record("user_logged_out", Some(session.claims.sub), None, &meta).await;
-    Ok((StatusCode::NO_CONTENT, [(header::SET_COOKIE, state.sessions().expired_cookie())]).into_response())
+    state.sessions().sign_out(&session, &meta).await?;
+    Ok((StatusCode::NO_CONTENT, cookies::session_removal(&state.config().session)).into_response())
 }

@@ -13,14 +13,17 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use gatehouse_app::{
+    RequestMeta,
+    thirdparty::{CallbackParams, Finished, STATE_COOKIE, StartRequest},
+    token_exchange::{ExchangeError, Exchanged},
+};
+use gatehouse_core::rate_limit::RateDecision;
+
 use crate::{
-    ApiError, AppState, clock,
+    ApiError, AppState, cookies,
     error::ErrorBody,
-    extract::{AppJson, cookie},
-    services::{
-        audit::RequestMeta,
-        thirdparty::{CallbackParams, Finished, MICROSOFT, STATE_COOKIE, StartRequest, hash},
-    },
+    extract::{AppJson, Meta},
 };
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -42,12 +45,11 @@ pub async fn auth(State(state): State<AppState>, Query(query): Query<AuthQuery>)
     let provider =
         query.provider.as_deref().ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "provider is required"))?;
     let started = state
-        .third_party()
-        .start(StartRequest { provider, redirect_to: query.redirect_to.as_deref(), ..Default::default() })
+        .start_sign_in(StartRequest { provider, redirect_to: query.redirect_to.as_deref(), ..Default::default() })
         .map_err(|error| ApiError::new(StatusCode::BAD_REQUEST, error.to_string()))?;
     let mut response = redirect(StatusCode::TEMPORARY_REDIRECT, started.authorize_url.as_str());
     if let Some(binding) = started.browser_binding {
-        append_cookie(&mut response, &state_cookie(&state, &binding, 300));
+        response.headers_mut().extend(cookies::state_binding(&state.config().session, &binding));
     }
     Ok(response)
 }
@@ -75,7 +77,7 @@ impl From<CallbackForm> for CallbackParams {
             content((String = "text/html"), (ErrorBody = "application/json")))))]
 pub async fn callback(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     headers: HeaderMap,
     Query(query): Query<CallbackForm>,
 ) -> Response {
@@ -90,7 +92,7 @@ pub async fn callback(
             content((String = "text/html"), (ErrorBody = "application/json")))))]
 pub async fn callback_post(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     headers: HeaderMap,
     Form(form): Form<CallbackForm>,
 ) -> Response {
@@ -104,11 +106,8 @@ async fn finish(
     params: CallbackParams,
     status: StatusCode,
 ) -> Response {
-    let binding = cookie(headers, STATE_COOKIE);
-    // Only a callback with a code can cost a request to Microsoft; error callbacks are not counted.
-    let over_limit = params.code.is_some() && !state.admit_callback(meta).await;
-    let Finished { location, .. } =
-        state.third_party().finish(state.store(), &state.audit(), over_limit, params, binding, meta).await;
+    let binding = cookies::request_cookie(headers, STATE_COOKIE);
+    let Finished { location, .. } = state.finish_sign_in(params, binding, meta).await;
     let mut response = match location {
         Some(location) => redirect(status, location.as_str()),
         None => (
@@ -117,7 +116,7 @@ async fn finish(
         )
             .into_response(),
     };
-    append_cookie(&mut response, &state_cookie(state, "", -1));
+    response.headers_mut().extend(cookies::state_binding_removal(&state.config().session));
     response
 }
 
@@ -145,43 +144,44 @@ pub struct TokenExchanged {
         (status = 429, body = ErrorBody)))]
 pub async fn token(
     State(state): State<AppState>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppJson(body): AppJson<TokenBody>,
 ) -> Result<Response, ApiError> {
-    let Some(token) = state.store().take_token(&hash(&body.value)).await? else {
-        return Ok(exchange_failed(&state, &meta, StatusCode::NOT_FOUND, "token not found").await);
-    };
-    if token.expires_at <= clock::now_ms() {
-        return Ok(exchange_failed(&state, &meta, StatusCode::UNPROCESSABLE_ENTITY, "token has expired").await);
-    }
-    if let Some(expected) = &token.code_verifier_hash {
-        let presented = body.code_verifier.as_deref().map(hash).unwrap_or_default();
-        if !gatehouse_crypto::digest::constant_time_eq(expected.as_bytes(), presented.as_bytes()) {
-            return Ok(exchange_failed(&state, &meta, StatusCode::BAD_REQUEST, "code_verifier does not match").await);
+    let exchange = state.token_exchange();
+    let refused = match exchange.for_session(&body.value, body.code_verifier.as_deref(), &meta).await {
+        Ok(Exchanged { user, issued, .. }) => {
+            let delivery = cookies::session_delivery(&state.config().session, &issued);
+            return Ok((delivery, Json(TokenExchanged { user_id: user.id })).into_response());
         }
+        Err(refused) => refused,
+    };
+    let error = match refused.error {
+        ExchangeError::NotFound => ApiError::new(StatusCode::NOT_FOUND, refused.error.to_string()),
+        ExchangeError::Expired => ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, refused.error.to_string()),
+        ExchangeError::VerifierMismatch | ExchangeError::OtherUser => {
+            ApiError::new(StatusCode::BAD_REQUEST, refused.error.to_string())
+        }
+        ExchangeError::RateLimited(_) => ApiError::status(StatusCode::TOO_MANY_REQUESTS),
+        ExchangeError::Store(error) => error.into(),
+        ExchangeError::Session(error) => error.into(),
+    };
+    let mut response = error.into_response();
+    if let Some(decision) = refused.limit {
+        response.headers_mut().extend(rate_limit_headers(decision));
     }
-    let (_, issued) = state
-        .sessions()
-        .issue_for_user(token.user_id, vec![format!("ext:{MICROSOFT}")], &meta, Some("token_exchange_succeeded"))
-        .await?;
-    Ok((state.sessions().delivery_headers(&issued), Json(TokenExchanged { user_id: token.user_id })).into_response())
+    Ok(response)
 }
 
-/// A failed exchange's answer: its own error while the client is within its limit, 429 with `Retry-After` past
-/// it; with the `X-RateLimit-*` headers whenever the failure was counted.
-async fn exchange_failed(state: &AppState, meta: &RequestMeta, status: StatusCode, message: &str) -> Response {
-    let Some(decision) = state.failed_token_exchange(meta, message).await else {
-        return ApiError::new(status, message).into_response();
-    };
+/// `X-RateLimit-*` for a counted failure, and `Retry-After` once the client is over its limit.
+fn rate_limit_headers(decision: RateDecision) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert("x-ratelimit-limit", HeaderValue::from(decision.limit));
     headers.insert("x-ratelimit-remaining", HeaderValue::from(decision.remaining));
     headers.insert("x-ratelimit-reset", HeaderValue::from(decision.reset_secs));
-    if decision.allowed {
-        return (headers, ApiError::new(status, message)).into_response();
+    if !decision.allowed {
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.reset_secs));
     }
-    headers.insert(header::RETRY_AFTER, HeaderValue::from(decision.reset_secs));
-    (headers, ApiError::status(StatusCode::TOO_MANY_REQUESTS)).into_response()
+    headers
 }
 
 fn redirect(status: StatusCode, location: &str) -> Response {
@@ -191,31 +191,4 @@ fn redirect(status: StatusCode, location: &str) -> Response {
     }
     response.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
-}
-
-fn append_cookie(response: &mut Response, cookie: &str) {
-    if let Ok(value) = HeaderValue::from_str(cookie) {
-        response.headers_mut().append(header::SET_COOKIE, value);
-    }
-}
-
-/// Headers that set the state-binding cookie, for a sign-in started through the flow API.
-pub fn binding_cookie_headers(state: &AppState, binding: &str) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Ok(value) = HeaderValue::from_str(&state_cookie(state, binding, 300)) {
-        headers.append(header::SET_COOKIE, value);
-    }
-    headers
-}
-
-/// The state-binding cookie. `SameSite=None` (with `Secure`) so that a `form_post` callback, a cross-site POST,
-/// still carries it; without `Secure` browsers drop `None`, so plain-http development falls back to `Lax`.
-fn state_cookie(state: &AppState, value: &str, max_age: i64) -> String {
-    let cookie = &state.config().session.cookie;
-    let mut text = format!("{STATE_COOKIE}={value}; Path=/; Max-Age={}; HttpOnly", max_age.max(0));
-    if let Some(domain) = &cookie.domain {
-        text.push_str(&format!("; Domain={domain}"));
-    }
-    text.push_str(if cookie.secure { "; Secure; SameSite=None" } else { "; SameSite=Lax" });
-    text
 }

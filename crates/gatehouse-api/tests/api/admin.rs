@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use gatehouse_api::services::admin_keys;
+use gatehouse_app::admin_keys;
 use gatehouse_store::AuditLogFilter;
 use gatehouse_testkit::{Backend, TEST_ADMIN_KEY, TestServer, both_backends, fake_entra::FakeCertificate};
 use reqwest::Method;
@@ -65,13 +65,13 @@ async fn every_admin_request_needs_a_key(backend: Backend) {
         assert_eq!(server.client.get(format!("{admin}{asset}")).send().await.unwrap().status(), 200);
     }
 
-    let (record_key, record) = admin_keys::generate("ops");
-    server.state.store().insert_admin_key(&record).await.unwrap();
+    let (record_key, record) = admin_keys::generate("ops", 1);
+    server.store.insert_admin_key(&record).await.unwrap();
     let with = |key: &str| server.client.get(format!("{admin}/users")).bearer_auth(key.to_owned()).send();
     assert_eq!(with(&record_key).await.unwrap().status(), 200, "keys from the database work");
-    server.state.store().revoke_admin_key(record.id, 1).await.unwrap();
+    server.store.revoke_admin_key(record.id, 1).await.unwrap();
     assert_eq!(with(&record_key).await.unwrap().status(), 401, "a revoked key is refused at once");
-    let used = server.state.store().list_admin_keys().await.unwrap();
+    let used = server.store.list_admin_keys().await.unwrap();
     assert!(used[0].last_used_at.is_some());
 
     let (status, spec) = admin_json(&server, Method::GET, "/openapi.json", None).await;
@@ -197,11 +197,10 @@ async fn settings_saved_in_the_console_apply_without_restart(backend: Backend) {
     .await;
     assert_eq!((status, &same["version"]), (200, &json!(version + 1)), "saving the same values saves nothing");
 
-    let stored = server.state.store().load_settings("identity_providers").await.unwrap().unwrap();
+    let stored = server.store.load_settings("identity_providers").await.unwrap().unwrap();
     assert!(!stored.data.contains(CLIENT_SECRET), "the secret is stored encrypted");
     let audit = server
-        .state
-        .store()
+        .store
         .list_audit_logs(&AuditLogFilter { limit: 50, ..Default::default() })
         .await
         .unwrap()
@@ -390,7 +389,7 @@ async fn certificates_are_added_pasted_or_generated(backend: Backend) {
     assert!(generated["certificate"].as_str().unwrap().starts_with("-----BEGIN CERTIFICATE-----"));
     let days = generated["expires_in_seconds"].as_i64().unwrap() / 86_400;
     assert!((89..=90).contains(&days), "{generated}");
-    let stored = server.state.store().load_settings("identity_providers").await.unwrap().unwrap();
+    let stored = server.store.load_settings("identity_providers").await.unwrap().unwrap();
     assert!(!stored.data.contains("PRIVATE KEY"), "private keys are stored encrypted");
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert!(query(&landing, "hanko_token").is_some(), "not uploaded yet: refused, then the next credential works");

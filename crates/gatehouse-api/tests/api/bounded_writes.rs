@@ -22,7 +22,7 @@ async fn junk_callbacks_write_one_capped_row_per_client_and_minute(backend: Back
             .unwrap();
         assert_eq!(response.status(), 307);
     }
-    let rows = server.state.store().list_audit_logs(&AuditLogFilter { limit: 1_000, ..Default::default() }).await;
+    let rows = server.store.list_audit_logs(&AuditLogFilter { limit: 1_000, ..Default::default() }).await;
     let rows = rows.unwrap();
     assert_eq!(rows.len(), 1, "300 junk callbacks from one client: one row");
     let row = &rows[0];

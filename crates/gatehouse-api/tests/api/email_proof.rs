@@ -87,8 +87,7 @@ async fn an_unproven_holder_gives_way_to_the_proven_owner(backend: Backend) {
         assert!(emails_of(&server.me(&attacker_token).await).is_empty(), "the holder lost the address");
 
         let audit = server
-            .state
-            .store()
+            .store
             .list_audit_logs(&gatehouse_store::AuditLogFilter {
                 kind: Some("email_taken_by_proven_owner".into()),
                 limit: 10,

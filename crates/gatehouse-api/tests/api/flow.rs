@@ -1,5 +1,6 @@
 //! Hanko's flow API over HTTP, as `<hanko-auth>` and `<hanko-profile>` drive it, against the fake Entra ID.
 
+use gatehouse_core::clock::Clock;
 use gatehouse_testkit::{Backend, both_backends, fake_entra::FakeUser};
 use reqwest::Response;
 use serde_json::{Value, json};
@@ -190,7 +191,7 @@ async fn concurrent_actions_on_one_flow_act_once(backend: Backend) {
     let validated = server.get_json("/sessions/validate", Some(jwt)).await;
     assert_eq!(validated["is_valid"], true);
     let user_id: uuid::Uuid = validated["user_id"].as_str().unwrap().parse().unwrap();
-    let sessions = server.state.store().list_sessions(user_id, gatehouse_api::clock::now_ms()).await.unwrap();
+    let sessions = server.store.list_sessions(user_id, server.clock.now_ms()).await.unwrap();
     assert_eq!(sessions.len(), 1, "no session was made that nobody received");
 }
 
@@ -235,7 +236,7 @@ async fn actions_are_guarded(backend: Backend) {
     let body: Value = repeated.json().await.unwrap();
     assert_eq!(body["name"], "error", "a repeated parameter is answered with a flow state too, not a plain error");
 
-    let store = setup.server.state.store();
+    let store = &setup.server.store;
     let expired_id = uuid::Uuid::new_v4();
     store
         .insert_flow(&gatehouse_store::FlowRecord {
@@ -243,8 +244,8 @@ async fn actions_are_guarded(backend: Backend) {
             data: json!({"name": "login", "state": "login_init"}).to_string(),
             version: 0,
             csrf_token: "c".repeat(32),
-            expires_at: gatehouse_api::clock::now_ms() - 1,
-            created_at: gatehouse_api::clock::now_ms() - 1000,
+            expires_at: setup.server.clock.now_ms() - 1,
+            created_at: setup.server.clock.now_ms() - 1000,
         })
         .await
         .unwrap();

@@ -31,7 +31,7 @@ async fn verifies_with_npm_jose(alg: SigningAlgorithm) {
     assert_eq!(verified["payload"]["sub"], serde_json::json!(user));
     assert_eq!(verified["protectedHeader"]["alg"], alg.as_str());
 
-    server.state.store().delete_user(user).await.unwrap();
+    server.store.delete_user(user).await.unwrap();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

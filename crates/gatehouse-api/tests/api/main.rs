@@ -12,4 +12,5 @@ mod openapi;
 mod rate_limits;
 mod sessions;
 mod slow_clients;
+mod tasks;
 mod thirdparty;

@@ -1,9 +1,10 @@
 //! Rate limits on `POST /token`: who counts as one client behind proxies, what is counted, and where the counts
 //! live (one instance's memory, or Redis shared by all).
 
+use gatehouse_core::clock::Clock;
 use gatehouse_core::config::{Config, RateLimitStore};
 use gatehouse_store::AuditLogFilter;
-use gatehouse_testkit::{Backend, TEST_LIMITER_START_MS, TestServer, both_backends};
+use gatehouse_testkit::{Backend, TestServer, both_backends};
 use reqwest::{Response, StatusCode};
 use serde_json::json;
 
@@ -47,7 +48,7 @@ fn shared_redis(key_prefix: &str) -> impl Fn(&mut Config) {
 
 async fn failure_sources(server: &TestServer) -> Vec<String> {
     let filter = AuditLogFilter { kind: Some("token_exchange_failed".into()), limit: 100, ..Default::default() };
-    let rows = server.state.store().list_audit_logs(&filter).await.unwrap();
+    let rows = server.store.list_audit_logs(&filter).await.unwrap();
     rows.into_iter().filter_map(|row| row.source_ip).collect()
 }
 
@@ -64,7 +65,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_bucket(backend: Backend)
     let response = exchange(server, &token, Some("203.0.113.2")).await;
     assert_eq!(response.status(), 200);
     let user_id = response.json::<serde_json::Value>().await.unwrap()["user_id"].as_str().unwrap().parse().unwrap();
-    let sessions = server.state.store().list_sessions(user_id, gatehouse_api::clock::now_ms()).await.unwrap();
+    let sessions = server.store.list_sessions(user_id, server.clock.now_ms()).await.unwrap();
     assert_eq!(sessions[0].ip_address.as_deref(), Some("203.0.113.2"), "so does the session");
 }
 
@@ -115,10 +116,10 @@ async fn the_limit_says_when_to_come_back(backend: Backend) {
         json!({"code": 429, "message": "Too Many Requests"})
     );
 
-    server.limiter_clock.set(TEST_LIMITER_START_MS + 59_499);
+    server.clock.set(server.clock_start_ms + 59_499);
     let refused = exchange(&server, "made-up", None).await;
     assert_eq!(refused.headers()["retry-after"], "1", "1 ms left: never 0");
-    server.limiter_clock.set(TEST_LIMITER_START_MS + 59_500);
+    server.clock.set(server.clock_start_ms + 59_500);
     assert_eq!(junk(&server, 1, None).await, vec![404], "the next window");
 }
 

@@ -1,8 +1,10 @@
+use std::time::Duration;
+
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
-use gatehouse_api::{clock, services::audit::RequestMeta};
-use gatehouse_core::session::{SessionClaims, SessionGrant};
+use gatehouse_app::tasks::TaskIntervals;
+use gatehouse_core::{clock::Clock, session::SessionClaims};
 use gatehouse_store::AuditLogFilter;
-use gatehouse_testkit::{Backend, TestServer, both_backends, test_config};
+use gatehouse_testkit::{Backend, TestServer, both_backends, test_config, test_task_intervals};
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -98,7 +100,7 @@ async fn forged_and_broken_tokens_are_invalid(backend: Backend) {
         assert!(!is_valid(&server, &confused).await, "HS256 confusion");
     }
 
-    let now = clock::now_secs();
+    let now = server.clock.now_secs();
     let signed = |claims: SessionClaims| {
         let keys = server.state.keys();
         async move { keys.sign(&claims).await.unwrap() }
@@ -130,8 +132,7 @@ async fn logout_invalidates_immediately(backend: Backend) {
     let again = server.client.post(server.url("/logout")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(again.status(), 401);
     let rows = server
-        .state
-        .store()
+        .store
         .list_audit_logs(&AuditLogFilter { kind: Some("user_logged_out".into()), limit: 10, ..Default::default() })
         .await
         .unwrap();
@@ -144,9 +145,9 @@ async fn the_session_limit_drops_the_oldest(backend: Backend) {
     let server = TestServer::start(backend, |config| config.session.limit = 2).await;
     let user = server.create_user("a@example.com").await;
     let first = server.issue_session(user).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    server.clock.advance(Duration::from_millis(5));
     let second = server.issue_session(user).await;
-    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    server.clock.advance(Duration::from_millis(5));
     let third = server.issue_session(user).await;
     assert!(!is_valid(&server, &first).await, "the oldest session was dropped");
     assert!(is_valid(&server, &second).await && is_valid(&server, &third).await);
@@ -159,6 +160,7 @@ async fn key_rotation_keeps_old_tokens_valid(backend: Backend) {
     let server = TestServer::start(backend, |_| {}).await;
     let user = server.create_user("a@example.com").await;
     let before = server.issue_session(user).await;
+    server.clock.advance(Duration::from_secs(1));
     let new_kid = server.state.keys().rotate().await.unwrap();
     let jwks: Value = server.get_json("/.well-known/jwks.json", None).await;
     let kids: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
@@ -184,39 +186,9 @@ async fn me_returns_the_user_or_401(backend: Backend) {
     let anonymous = server.client.get(server.url("/me")).send().await.unwrap();
     assert_eq!(anonymous.status(), 401);
     assert_eq!(anonymous.json::<Value>().await.unwrap(), json!({"code": 401, "message": "Unauthorized"}));
-    server.state.store().delete_user(user).await.unwrap();
+    server.store.delete_user(user).await.unwrap();
     let deleted = server.client.get(server.url("/me")).bearer_auth(&token).send().await.unwrap();
     assert_eq!(deleted.status(), 401, "deleting the user deletes their sessions");
-}
-
-async fn delivery_follows_the_cookie_config(backend: Backend) {
-    let server = TestServer::start(backend, |config| {
-        config.session.cookie.domain = Some("example.com".into());
-        config.session.cookie.same_site = gatehouse_core::config::SameSite::Lax;
-        config.session.cookie.secure = true;
-    })
-    .await;
-    let user = server.create_user("a@example.com").await;
-    let grant = SessionGrant { user_id: user, email: None, amr: vec![] };
-    let sessions = server.state.sessions();
-    let issued = sessions.issue(&grant, &RequestMeta::default(), None).await.unwrap();
-    let headers = sessions.delivery_headers(&issued);
-    assert_eq!(headers["x-session-lifetime"], "43200");
-    assert_eq!(headers["x-session-retention"], "persistent");
-    assert!(headers.get("x-auth-token").is_none());
-    let cookie = headers["set-cookie"].to_str().unwrap();
-    let mut parts: Vec<&str> = cookie.split("; ").collect();
-    assert_eq!(parts.remove(0), format!("hanko={}", issued.token), "the pair comes first");
-    parts.sort_unstable();
-    assert_eq!(parts, ["Domain=example.com", "HttpOnly", "Max-Age=43200", "Path=/", "SameSite=Lax", "Secure"]);
-
-    let header_mode = TestServer::start(backend, |config| config.session.enable_auth_token_header = true).await;
-    let user = header_mode.create_user("a@example.com").await;
-    let grant = SessionGrant { user_id: user, email: None, amr: vec![] };
-    let issued = header_mode.state.sessions().issue(&grant, &RequestMeta::default(), None).await.unwrap();
-    let headers = header_mode.state.sessions().delivery_headers(&issued);
-    assert_eq!(headers["x-auth-token"], issued.token.as_str());
-    assert!(headers.get("set-cookie").is_none(), "header mode sets no cookie");
 }
 
 async fn restart_keeps_users_sessions_and_keys(backend: Backend) {
@@ -236,10 +208,14 @@ async fn restart_keeps_users_sessions_and_keys(backend: Backend) {
 
 async fn a_second_instance_sees_rotations_and_logouts(backend: Backend) {
     let a = TestServer::start(backend, |_| {}).await;
-    let b = TestServer::start_with(a.state.config().clone()).await;
+    let config = a.state.config().clone();
+    // B reloads keys only when a token makes it: its periodic reloader would hide what this test looks at.
+    let intervals = TaskIntervals { key_reload: Duration::from_secs(3600), ..test_task_intervals(&config) };
+    let b = TestServer::start_with_tasks(config, intervals).await;
     let user = a.create_user("a@example.com").await;
     let token = a.issue_session(user).await;
     assert!(is_valid(&b, &token).await, "a session issued by A validates on B");
+    a.clock.advance(Duration::from_secs(1));
     let kid = a.state.keys().rotate().await.unwrap();
     let fresh = a.issue_session(user).await;
     assert!(is_valid(&b, &fresh).await, "B picks up A's new key on the unknown kid");
@@ -263,7 +239,6 @@ both_backends!(
     the_session_limit_drops_the_oldest,
     key_rotation_keeps_old_tokens_valid,
     me_returns_the_user_or_401,
-    delivery_follows_the_cookie_config,
     restart_keeps_users_sessions_and_keys,
     a_second_instance_sees_rotations_and_logouts,
 );

@@ -1,6 +1,8 @@
 //! Sign in with Microsoft against the project's fake Entra ID, driven as a browser would: `/thirdparty/auth`,
 //! the provider, the callback, `/token`. Every rule of the sign-in is one scenario here.
 
+use gatehouse_core::clock::Clock;
+use gatehouse_oidc::jwks::UNKNOWN_KID_REFETCH_INTERVAL;
 use std::{collections::HashMap, time::Duration};
 
 use gatehouse_core::config::{ClientAuthMethod, Config};
@@ -152,8 +154,7 @@ pub fn error_of(url: &Url) -> (String, String) {
 }
 
 pub async fn audit_kinds(server: &TestServer) -> Vec<String> {
-    let rows =
-        server.state.store().list_audit_logs(&AuditLogFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let rows = server.store.list_audit_logs(&AuditLogFilter { limit: 100, ..Default::default() }).await.unwrap();
     rows.into_iter().rev().map(|row| row.kind).collect()
 }
 
@@ -184,7 +185,7 @@ async fn sign_up_then_sign_in_is_the_same_user(backend: Backend) {
     let landing = second.sign_in(&format!("{APP}/")).await;
     let again = second.exchange(&landing).await.json::<Value>().await.unwrap();
     assert_eq!(again["user_id"], json!(user_id), "the second visit signs in the same user");
-    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+    assert_eq!(server.store.count_users().await.unwrap(), 1);
     let kinds = audit_kinds(server).await;
     assert!(kinds.contains(&"thirdparty_signup_succeeded".to_owned()), "{kinds:?}");
     assert!(kinds.contains(&"thirdparty_signin_succeeded".to_owned()), "{kinds:?}");
@@ -274,7 +275,7 @@ async fn expired_or_forged_states_go_to_the_error_url(backend: Backend) {
         browser_binding: None,
         flow_id: None,
         connect_user_id: None,
-        expires_at: gatehouse_api::clock::now_secs() - 1,
+        expires_at: setup.server.clock.now_secs() - 1,
     }
     .seal(&sealer);
     let mut browser = setup.browser();
@@ -313,7 +314,7 @@ async fn token_endpoint_failures_never_leak(backend: Backend) {
     setup.entra.expire_secret(CLIENT_SECRET);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "server_error", "a rejected client secret is our problem, not the user's");
-    assert_eq!(setup.server.state.store().count_users().await.unwrap(), 0);
+    assert_eq!(setup.server.store.count_users().await.unwrap(), 0);
 }
 
 async fn client_secret_basic_works(backend: Backend) {
@@ -430,7 +431,7 @@ async fn bad_id_tokens_are_refused(backend: Backend) {
         assert!(description.contains(rule), "{name} must be refused by the rule {rule:?}, not: {description}");
         assert!(query(&landing, "hanko_token").is_none(), "{name}");
     }
-    assert_eq!(setup.server.state.store().count_users().await.unwrap(), 0);
+    assert_eq!(setup.server.store.count_users().await.unwrap(), 0);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert!(query(&landing, "hanko_token").is_some(), "an honest token still works: {landing}");
 }
@@ -453,6 +454,10 @@ async fn keys_are_cached_and_rollover_is_followed(backend: Backend) {
         assert_eq!(error_of(&landing).0, "invalid_request");
     }
     assert_eq!(setup.entra.jwks_requests(), 2, "made-up kids within 30 s of the last refetch cause no request");
+    setup.server.clock.advance(UNKNOWN_KID_REFETCH_INTERVAL);
+    setup.entra.tweak_next_id_token(IdTokenTweak::UnknownKid);
+    assert_eq!(error_of(&setup.browser().sign_in(&format!("{APP}/")).await).0, "invalid_request");
+    assert_eq!(setup.entra.jwks_requests(), 3, "30 s later an unknown kid may refetch once more");
 }
 
 async fn a_key_with_a_fixed_issuer_signs_only_for_it(backend: Backend) {
@@ -668,7 +673,7 @@ async fn concurrent_first_logins_make_one_user(backend: Backend) {
     let landings: Vec<Url> = futures_join(tasks).await;
     let failures: Vec<_> = landings.iter().filter(|l| query(l, "hanko_token").is_none()).collect();
     assert!(failures.is_empty(), "{failures:?}");
-    assert_eq!(server.state.store().count_users().await.unwrap(), 1);
+    assert_eq!(server.store.count_users().await.unwrap(), 1);
 }
 
 async fn futures_join<T: Send + 'static>(tasks: impl Iterator<Item = tokio::task::JoinHandle<T>>) -> Vec<T> {
@@ -689,11 +694,11 @@ async fn one_time_tokens_are_single_use(backend: Backend) {
     assert_eq!(again.json::<Value>().await.unwrap(), json!({"code": 404, "message": "token not found"}));
     let server = &setup.server;
     let user = server.create_user("late@example.com").await;
-    let now = gatehouse_api::clock::now_ms();
+    let now = server.clock.now_ms();
     let expired = gatehouse_store::NewToken {
         id: uuid::Uuid::new_v4(),
         user_id: user,
-        value_hash: gatehouse_api::services::thirdparty::hash("expired-token"),
+        value_hash: gatehouse_app::thirdparty::hash("expired-token"),
         identity_id: None,
         code_verifier_hash: None,
         is_flow: false,
@@ -701,7 +706,7 @@ async fn one_time_tokens_are_single_use(backend: Backend) {
         created_at: now - 120_000,
         expires_at: now - 60_000,
     };
-    server.state.store().insert_token(&expired).await.unwrap();
+    server.store.insert_token(&expired).await.unwrap();
     let late = server.client.post(server.url("/token")).json(&json!({"value": "expired-token"})).send().await.unwrap();
     assert_eq!(late.status(), 422);
     assert_eq!(late.json::<Value>().await.unwrap()["message"], "token has expired");
@@ -711,7 +716,7 @@ async fn client_verifier_binds_the_token(backend: Backend) {
     let setup = Setup::start(backend, |config| config.rate_limiter.enabled = false).await;
     let verifier = gatehouse_oidc::pkce::new_verifier();
     let start = || {
-        setup.server.state.third_party().start(gatehouse_api::services::thirdparty::StartRequest {
+        setup.server.state.third_party().start(gatehouse_app::thirdparty::StartRequest {
             provider: "microsoft",
             redirect_to: Some("https://app.example.com/"),
             client_verifier: Some(verifier.clone()),

@@ -8,16 +8,16 @@ use gatehouse_core::{
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
+use gatehouse_app::{
+    admin_keys::AdminActor,
+    identity_providers::{CredentialKind, EXPIRY_WARNING_DAYS, NewCertificate, Source},
+    settings::VersionedSettings,
+};
+use gatehouse_core::clock::rfc3339_ms;
+
 use crate::{
     ApiError, AppState,
-    clock::{self, rfc3339_ms},
-    extract::{AppJson, AppPath},
-    services::{
-        admin_keys::AdminActor,
-        audit::RequestMeta,
-        identity_providers::{CredentialKind, EXPIRY_WARNING_DAYS, IdentityProviders, NewCertificate, Source},
-        settings::VersionedSettings,
-    },
+    extract::{AppJson, AppPath, Meta},
 };
 
 /// The effective identity-provider settings: the configuration file with the console's changes over it.
@@ -91,8 +91,8 @@ fn source_name(source: Source) -> &'static str {
 fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
     let effective = saved.settings.apply(&state.config().third_party);
     let microsoft = &effective.providers.microsoft;
-    let now = clock::now_secs();
-    let credentials = IdentityProviders::new(state).credentials(&saved.settings);
+    let now = state.clock().now_ms();
+    let credentials = state.identity_providers().credentials(&saved.settings);
     let mut problems = Vec::new();
     let usable = credentials.iter().any(|credential| credential.expires_at.is_none_or(|at| at > now));
     if microsoft.enabled && !usable {
@@ -100,18 +100,18 @@ fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
     }
     let complete = matches!(gatehouse_oidc::microsoft::MicrosoftSettings::from_config(&effective), Ok(Some(_)));
     for credential in credentials.iter().filter(|c| c.expires_at.is_some_and(|at| at > now)) {
-        let days = (credential.expires_at.unwrap_or(now) - now) / 86_400;
+        let days = (credential.expires_at.unwrap_or(now) - now).div_euclid(86_400_000);
         if days < EXPIRY_WARNING_DAYS {
             problems.push(format!("{} expires in {days} days", credential.describe()));
         }
     }
     let (mut secrets, mut certificates) = (Vec::new(), Vec::new());
     for credential in credentials {
-        let expires_in_seconds = credential.expires_at.map(|at| at - now);
+        let expires_in_seconds = credential.expires_at.map(|at| (at - now).div_euclid(1000));
         let expired = expires_in_seconds.is_some_and(|seconds| seconds <= 0);
         let source = source_name(credential.source);
         let created_at = credential.created_at.map(rfc3339_ms);
-        let expires_at = credential.expires_at.map(format_expiry);
+        let expires_at = credential.expires_at.map(|at| format_expiry(at.div_euclid(1000)));
         match credential.kind {
             CredentialKind::Secret { hint } => secrets.push(SecretView {
                 id: credential.id,
@@ -161,7 +161,7 @@ fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
 #[utoipa::path(get, path = "/identity-providers", tag = "identity providers",
     responses((status = 200, body = IdentityProvidersView), (status = 401, description = "no or unknown admin key")))]
 pub async fn get(State(state): State<AppState>) -> Result<Json<IdentityProvidersView>, ApiError> {
-    let saved = IdentityProviders::new(&state).current().await?;
+    let saved = state.identity_providers().current().await?;
     Ok(Json(view(&state, &saved)))
 }
 
@@ -212,7 +212,7 @@ struct UpdateMicrosoft {
 pub async fn update(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppJson(body): AppJson<UpdateIdentityProviders>,
 ) -> Result<Json<IdentityProvidersView>, ApiError> {
     let microsoft = body.providers.microsoft;
@@ -228,7 +228,7 @@ pub async fn update(
             prompt: microsoft.prompt,
         },
     };
-    let saved = IdentityProviders::new(&state).update(&actor, &meta, body.version, change).await?;
+    let saved = state.identity_providers().update(&actor, &meta, body.version, change).await?;
     Ok(Json(view(&state, &saved)))
 }
 
@@ -248,11 +248,11 @@ pub struct NewSecret {
 pub async fn add_secret(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppJson(body): AppJson<NewSecret>,
 ) -> Result<(StatusCode, Json<SecretView>), ApiError> {
     let (saved, id) =
-        IdentityProviders::new(&state).add_secret(&actor, &meta, body.value, body.expires_at.as_deref()).await?;
+        state.identity_providers().add_secret(&actor, &meta, body.value, body.expires_at.as_deref()).await?;
     let secret = view(&state, &saved).providers.microsoft.secrets.into_iter().find(|secret| secret.id == id);
     Ok((StatusCode::CREATED, Json(secret.ok_or_else(|| ApiError::internal("the new secret is not listed"))?)))
 }
@@ -263,10 +263,10 @@ pub async fn add_secret(
 pub async fn remove_secret(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    IdentityProviders::new(&state).remove_secret(&actor, &meta, &id).await?;
+    state.identity_providers().remove_secret(&actor, &meta, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -299,7 +299,7 @@ struct GenerateCertificate {
 pub async fn add_certificate(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppJson(body): AppJson<NewCertificateBody>,
 ) -> Result<(StatusCode, Json<CertificateView>), ApiError> {
     let algorithm = body.algorithm.unwrap_or_else(|| "PS256".into());
@@ -312,7 +312,7 @@ pub async fn add_certificate(
             return Err(ApiError::invalid_field("generate", "either generate, or private_key and certificate"));
         }
     };
-    let (saved, id) = IdentityProviders::new(&state).add_certificate(&actor, &meta, new).await?;
+    let (saved, id) = state.identity_providers().add_certificate(&actor, &meta, new).await?;
     let certificate =
         view(&state, &saved).providers.microsoft.certificates.into_iter().find(|certificate| certificate.id == id);
     Ok((StatusCode::CREATED, Json(certificate.ok_or_else(|| ApiError::internal("the new certificate is not listed"))?)))
@@ -324,9 +324,9 @@ pub async fn add_certificate(
 pub async fn remove_certificate(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppPath(id): AppPath<String>,
 ) -> Result<StatusCode, ApiError> {
-    IdentityProviders::new(&state).remove_certificate(&actor, &meta, &id).await?;
+    state.identity_providers().remove_certificate(&actor, &meta, &id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -19,13 +19,7 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use crate::{
-    ApiError, AppState, clock,
-    error::SharedErrorAnswers,
-    extract::bearer_token,
-    routes::login_page::asset,
-    services::{admin_keys, identity_providers::IdentityProviders},
-};
+use crate::{ApiError, AppState, error::SharedErrorAnswers, extract::bearer_token, routes::login_page::asset};
 
 const CONSOLE_CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; \
                            img-src 'self' data:; base-uri 'none'; form-action 'none'; frame-ancestors 'none'";
@@ -127,7 +121,7 @@ async fn require_own_host(
 /// Lets a request through only with a valid admin key, and hands the handlers who it is.
 async fn require_admin_key(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let actor = match bearer_token(request.headers()) {
-        Some(key) => admin_keys::authenticate(state.store(), state.admin_keys(), key).await,
+        Some(key) => state.admin_keys().authenticate(key).await,
         None => Ok(None),
     };
     match actor {
@@ -151,13 +145,14 @@ async fn require_admin_key(State(state): State<AppState>, mut request: Request, 
 #[utoipa::path(get, path = "/metrics", tag = "metrics",
     responses((status = 200, content_type = "text/plain", description = "Prometheus text format")))]
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
-    let saved = IdentityProviders::new(&state).current().await?;
-    let now = clock::now_secs();
+    let providers = state.identity_providers();
+    let saved = providers.current().await?;
+    let now = state.clock().now_ms();
     let mut text = String::from(
         "# HELP gatehouse_credential_expiry_seconds Seconds until an identity-provider credential expires.\n\
          # TYPE gatehouse_credential_expiry_seconds gauge\n",
     );
-    for credential in IdentityProviders::new(&state).credentials(&saved.settings) {
+    for credential in providers.credentials(&saved.settings) {
         if let Some(at) = credential.expires_at {
             let name = credential.describe();
             let (kind, label) = name.split_once(' ').unwrap_or(("credential", &name));
@@ -165,7 +160,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
                 "gatehouse_credential_expiry_seconds{{provider=\"microsoft\",kind=\"{kind}\",id=\"{}\",name=\"{}\"}} {}\n",
                 credential.id,
                 label.replace(['"', '\\', '\n'], ""),
-                at - now
+                (at - now).div_euclid(1000)
             ));
         }
     }

@@ -13,11 +13,12 @@ use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
+use gatehouse_app::admin_keys::AdminActor;
+use gatehouse_core::clock::rfc3339_ms;
+
 use crate::{
     ApiError, AppState,
-    clock::{self, rfc3339_ms},
-    extract::{AppPath, AppQuery},
-    services::{admin_keys::AdminActor, audit::RequestMeta},
+    extract::{AppPath, AppQuery, Meta},
 };
 
 const X_TOTAL_COUNT: HeaderName = HeaderName::from_static("x-total-count");
@@ -82,7 +83,7 @@ pub async fn list(
     AppQuery(paging): AppQuery<Paging>,
 ) -> Result<(HeaderMap, Json<Vec<UserListItem>>), ApiError> {
     let email = search.email.as_deref().map(str::trim).filter(|part| !part.is_empty());
-    let (users, total) = state.store().search_users(email, paging.limit()?, paging.offset()).await?;
+    let (users, total) = state.users().search(email, paging.limit()?, paging.offset()).await?;
     let items = users
         .into_iter()
         .map(|user| UserListItem {
@@ -140,8 +141,8 @@ struct SessionView {
 #[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)),
     responses((status = 200, body = UserDetails), (status = 404)))]
 pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<Uuid>) -> Result<Json<UserDetails>, ApiError> {
-    let user = state.store().find_user(id).await?.ok_or_else(ApiError::not_found)?;
-    let sessions = state.store().list_sessions(id, clock::now_ms()).await?;
+    let user = state.users().find(id).await?.ok_or_else(ApiError::not_found)?;
+    let sessions = state.sessions().list(id).await?;
     let identities = user
         .identities
         .iter()
@@ -195,10 +196,10 @@ pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<Uuid>) -> 
 pub async fn delete(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store().delete_user(id).await? {
+    if !state.users().delete(id, None).await? {
         return Err(ApiError::not_found());
     }
     state.audit().record_admin("admin_user_deleted", &actor, Some(id), json!({}), &meta).await;
@@ -211,11 +212,11 @@ pub async fn delete(
 pub async fn revoke_sessions(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppPath(id): AppPath<Uuid>,
 ) -> Result<StatusCode, ApiError> {
-    state.store().find_user(id).await?.ok_or_else(ApiError::not_found)?;
-    let revoked = state.store().delete_user_sessions(id).await?;
+    state.users().find(id).await?.ok_or_else(ApiError::not_found)?;
+    let revoked = state.sessions().end_all_for_user(id).await?;
     state.audit().record_admin("admin_sessions_revoked", &actor, Some(id), json!({ "count": revoked }), &meta).await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -226,10 +227,10 @@ pub async fn revoke_sessions(
 pub async fn revoke_session(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppPath((id, session_id)): AppPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store().delete_user_session(id, session_id).await? {
+    if !state.sessions().end_for_user(id, session_id).await? {
         return Err(ApiError::not_found());
     }
     let details = json!({ "session_id": session_id });
@@ -243,10 +244,10 @@ pub async fn revoke_session(
 pub async fn unlink_identity(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
-    meta: RequestMeta,
+    Meta(meta): Meta,
     AppPath((id, identity_id)): AppPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, ApiError> {
-    if !state.store().unlink_identity(id, identity_id).await? {
+    if !state.users().unlink_identity(id, identity_id).await? {
         return Err(ApiError::not_found());
     }
     let details = json!({ "identity_id": identity_id });
@@ -312,8 +313,7 @@ pub async fn audit_logs(
         limit: paging.limit()?,
         offset: paging.offset(),
     };
-    let total = state.store().count_audit_logs(&filter).await?;
-    let entries = state.store().list_audit_logs(&filter).await?;
+    let (entries, total) = state.users().audit_log(&filter).await?;
     let views = entries
         .into_iter()
         .map(|entry| AuditLogView {

@@ -1,8 +1,6 @@
 //! Identity-provider settings saved through the admin API: stored as one versioned document in the database,
 //! secrets sealed inside it, and applied by every instance within `server.settings_poll_interval`.
 
-use std::time::Duration;
-
 use gatehouse_core::{
     config::Secret,
     settings::{ProviderSettings, SettingsValues, StoredCertificate, StoredSecret},
@@ -10,8 +8,6 @@ use gatehouse_core::{
 use gatehouse_crypto::sealing::{Purpose, Sealer};
 use gatehouse_store::{Store, StoreError};
 use serde::{Deserialize, Serialize};
-
-use crate::{AppState, clock};
 
 /// The settings document's name in the `settings` table.
 pub const IDENTITY_PROVIDERS: &str = "identity_providers";
@@ -116,12 +112,13 @@ pub async fn load(store: &Store, sealer: &Sealer) -> Result<VersionedSettings, S
     })
 }
 
-/// Saves `settings` as the version after `expected_version`; `None` when someone saved since.
+/// Saves `settings` at `now_ms` as the version after `expected_version`; `None` when someone saved since.
 pub async fn save(
     store: &Store,
     sealer: &Sealer,
     expected_version: i64,
     settings: &ProviderSettings,
+    now_ms: i64,
 ) -> Result<Option<i64>, SettingsError> {
     let document = StoredDocument {
         values: settings.values.clone(),
@@ -148,18 +145,5 @@ pub async fn save(
             .collect(),
     };
     let data = serde_json::to_string(&document).map_err(|e| SettingsError::Corrupt(e.to_string()))?;
-    Ok(store.save_settings(IDENTITY_PROVIDERS, expected_version, &data, clock::now_ms()).await?)
-}
-
-/// Applies settings saved on any instance: checks the version every `interval`, runs until the task is dropped.
-pub async fn follow(state: AppState, interval: Duration) {
-    let mut ticks = tokio::time::interval(interval);
-    ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        ticks.tick().await;
-        if let Err(error) = state.refresh_settings().await {
-            // The last good settings stay in force; a broken document must not take sign-in down.
-            tracing::error!(%error, "could not apply the saved identity-provider settings");
-        }
-    }
+    Ok(store.save_settings(IDENTITY_PROVIDERS, expected_version, &data, now_ms).await?)
 }

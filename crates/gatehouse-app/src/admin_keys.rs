@@ -4,10 +4,10 @@
 
 use gatehouse_core::config::{ADMIN_KEY_HASH_PREFIX, Secret};
 use gatehouse_crypto::{digest, random};
-use gatehouse_store::{AdminKeyRecord, Store, StoreError};
+use gatehouse_store::{AdminKeyRecord, StoreError};
 use uuid::Uuid;
 
-use crate::clock;
+use crate::App;
 
 /// Generated keys start with this, so a leaked one is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "gha_";
@@ -26,14 +26,14 @@ pub fn hash(key: &str) -> String {
     format!("{ADMIN_KEY_HASH_PREFIX}{}", digest::sha256_base64url(key.as_bytes()))
 }
 
-/// A new key: the value, shown once, and the record to store.
-pub fn generate(name: &str) -> (String, AdminKeyRecord) {
+/// A new key made at `now_ms`: the value, shown once, and the record to store.
+pub fn generate(name: &str, now_ms: i64) -> (String, AdminKeyRecord) {
     let key = format!("{KEY_PREFIX}{}", random::token());
     let record = AdminKeyRecord {
         id: Uuid::new_v4(),
         name: name.to_owned(),
         key_hash: hash(&key),
-        created_at: clock::now_ms(),
+        created_at: now_ms,
         last_used_at: None,
         revoked_at: None,
     };
@@ -73,35 +73,50 @@ impl ConfiguredKeys {
     }
 }
 
-/// The actor behind `presented`, if it is a configured key or an active key in the database.
-pub async fn authenticate(
-    store: &Store,
-    configured: &ConfiguredKeys,
-    presented: &str,
-) -> Result<Option<AdminActor>, StoreError> {
-    let presented = hash(presented);
-    let matches = |candidate: &str| digest::constant_time_eq(candidate.as_bytes(), presented.as_bytes());
-    // Every candidate is compared, so timing does not tell which one matched or how far the search went.
-    let mut found = None;
-    for configured in &configured.0 {
-        if matches(&configured.hash) {
-            found = Some(configured.actor.clone());
-        }
+/// Admin authentication: the configured keys and those in the database.
+#[derive(Debug)]
+pub struct AdminKeys<'a> {
+    app: &'a App,
+    configured: &'a ConfiguredKeys,
+}
+
+impl<'a> AdminKeys<'a> {
+    pub(crate) fn new(app: &'a App, configured: &'a ConfiguredKeys) -> Self {
+        Self { app, configured }
     }
-    let mut stored = None;
-    for record in store.active_admin_keys().await? {
-        if matches(&record.key_hash) {
-            stored = Some(record);
-        }
+
+    /// Whether any key can open the admin API: one configured, or one active in the database.
+    pub async fn any(&self) -> Result<bool, StoreError> {
+        Ok(!self.configured.is_empty() || !self.app.store().active_admin_keys().await?.is_empty())
     }
-    if let Some(record) = stored {
-        let now = clock::now_ms();
-        if record.last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL_MS) {
-            store.touch_admin_key(record.id, now).await?;
+
+    /// The actor behind `presented`, if it is a configured key or an active key in the database.
+    pub async fn authenticate(&self, presented: &str) -> Result<Option<AdminActor>, StoreError> {
+        let store = self.app.store();
+        let presented = hash(presented);
+        let matches = |candidate: &str| digest::constant_time_eq(candidate.as_bytes(), presented.as_bytes());
+        // Every candidate is compared, so timing does not tell which one matched or how far the search went.
+        let mut found = None;
+        for configured in &self.configured.0 {
+            if matches(&configured.hash) {
+                found = Some(configured.actor.clone());
+            }
         }
-        found = Some(AdminActor { key_id: record.id.to_string(), name: record.name });
+        let mut stored = None;
+        for record in store.active_admin_keys().await? {
+            if matches(&record.key_hash) {
+                stored = Some(record);
+            }
+        }
+        if let Some(record) = stored {
+            let now = self.app.clock().now_ms();
+            if record.last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL_MS) {
+                store.touch_admin_key(record.id, now).await?;
+            }
+            found = Some(AdminActor { key_id: record.id.to_string(), name: record.name });
+        }
+        Ok(found)
     }
-    Ok(found)
 }
 
 #[cfg(test)]
@@ -110,8 +125,8 @@ mod tests {
 
     #[test]
     fn generated_keys_are_prefixed_random_and_stored_as_hashes() {
-        let (key, record) = generate("ci");
-        let (other, _) = generate("ci");
+        let (key, record) = generate("ci", 1);
+        let (other, _) = generate("ci", 1);
         assert!(key.starts_with(KEY_PREFIX) && key.len() >= 40, "{key}");
         assert_ne!(key, other);
         assert_eq!(record.key_hash, hash(&key));

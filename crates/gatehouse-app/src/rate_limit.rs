@@ -19,7 +19,7 @@ use redis::{
     aio::{ConnectionManager, ConnectionManagerConfig},
 };
 
-use crate::clock::Clock;
+use gatehouse_core::clock::Clock;
 
 /// How long one Redis call may take before the attempt goes uncounted.
 const REDIS_TIMEOUT: Duration = Duration::from_millis(500);
@@ -143,7 +143,7 @@ impl RedisCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::clock::ManualClock;
+    use gatehouse_core::clock::ManualClock;
 
     const RULE: FixedWindow = FixedWindow { limit: 2, interval_ms: 60_000 };
 

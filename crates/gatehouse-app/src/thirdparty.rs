@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use gatehouse_core::{
+    clock::Clock,
     config::Config,
     email::EmailProof,
     error::ThirdPartyErrorCode,
@@ -13,20 +14,19 @@ use gatehouse_core::{
 };
 use gatehouse_crypto::{random, sealing::Sealer};
 use gatehouse_oidc::{
-    microsoft::{MicrosoftClient, MicrosoftError, MicrosoftSettings},
+    microsoft::{MicrosoftClient, MicrosoftError, MicrosoftSettings, UnusableCertificate},
     pkce,
     state::{STATE_LIFETIME_SECS, StateError, ThirdPartyState},
 };
 use gatehouse_store::{
     AccountOutcome, AuditLogEntry, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, SignInRecords,
-    Store,
 };
 use url::Url;
 use uuid::Uuid;
 
 use crate::{
-    clock,
-    services::audit::{AuditLog, RequestMeta},
+    App,
+    audit::{AuditLog, RequestMeta},
 };
 
 pub const MICROSOFT: &str = "microsoft";
@@ -37,10 +37,38 @@ pub const TOKEN_QUERY: &str = "hanko_token";
 /// One-time tokens live this long (Hanko: one minute).
 pub const TOKEN_LIFETIME_MS: i64 = 60_000;
 
+/// The `error` a failed sign-in reports: one of Hanko's codes, or the provider's own, passed through.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum FailureCode {
+    Hanko(ThirdPartyErrorCode),
+    /// The provider's `error`, reduced to `[A-Za-z0-9_]` and 64 characters.
+    Provider(String),
+}
+
+impl FailureCode {
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Hanko(code) => code.as_str(),
+            Self::Provider(code) => code,
+        }
+    }
+}
+
+/// Why a configuration's third-party machinery cannot be built.
+#[derive(Debug, thiserror::Error)]
+pub enum ThirdPartyError {
+    #[error(transparent)]
+    Certificate(#[from] UnusableCertificate),
+    #[error("cannot build the Microsoft client: {0}")]
+    Client(#[from] MicrosoftError),
+    #[error("{pattern:?}: {error}")]
+    RedirectPattern { pattern: String, error: gatehouse_core::redirect::PatternError },
+}
+
 /// A failure with Hanko's code and a description fit for the browser.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ThirdPartyFailure {
-    pub code: String,
+    pub code: FailureCode,
     pub description: String,
 }
 
@@ -50,7 +78,7 @@ impl ThirdPartyFailure {
             ThirdPartyErrorCode::ServerError => "an internal error has occurred".to_owned(),
             _ => description.into(),
         };
-        Self { code: code.as_str().to_owned(), description }
+        Self { code: FailureCode::Hanko(code), description }
     }
 
     /// A provider's own `error`, passed through but reduced to harmless characters and length.
@@ -62,7 +90,12 @@ impl ThirdPartyFailure {
             .filter(|c| !c.is_control())
             .take(256)
             .collect();
-        Self { code: if code.is_empty() { "invalid_request".into() } else { code }, description }
+        let code = if code.is_empty() {
+            FailureCode::Hanko(ThirdPartyErrorCode::InvalidRequest)
+        } else {
+            FailureCode::Provider(code)
+        };
+        Self { code, description }
     }
 }
 
@@ -129,13 +162,14 @@ pub struct ThirdParty {
     default_redirect: Option<String>,
     policy: LinkingPolicy,
     sealer: Arc<Sealer>,
+    clock: Arc<dyn Clock>,
 }
 
 impl ThirdParty {
-    pub fn new(config: &Config, sealer: Arc<Sealer>) -> Result<Self, String> {
+    pub fn new(config: &Config, sealer: Arc<Sealer>, clock: Arc<dyn Clock>) -> Result<Self, ThirdPartyError> {
         let third_party = &config.third_party;
         let microsoft = match MicrosoftSettings::from_config(third_party)? {
-            Some(settings) => Some(Arc::new(MicrosoftClient::new(settings).map_err(|e| e.to_string())?)),
+            Some(settings) => Some(Arc::new(MicrosoftClient::new(settings, clock.clone())?)),
             None => None,
         };
         // The error redirect URL is always an allowed target, as in Hanko.
@@ -143,7 +177,10 @@ impl ThirdParty {
             .allowed_redirect_urls
             .iter()
             .chain(third_party.error_redirect_url.as_ref())
-            .map(|pattern| RedirectPattern::parse(pattern).map_err(|e| format!("{pattern:?}: {e}")))
+            .map(|pattern| {
+                RedirectPattern::parse(pattern)
+                    .map_err(|error| ThirdPartyError::RedirectPattern { pattern: pattern.clone(), error })
+            })
             .collect::<Result<Vec<_>, _>>()?;
         Ok(Self {
             microsoft,
@@ -157,6 +194,7 @@ impl ThirdParty {
                 email_limit: config.email.limit,
             },
             sealer,
+            clock,
         })
     }
 
@@ -202,7 +240,7 @@ impl ThirdParty {
             browser_binding: browser_binding.clone(),
             flow_id: request.flow_id,
             connect_user_id: request.connect_user_id,
-            expires_at: clock::now_secs() + STATE_LIFETIME_SECS,
+            expires_at: self.clock.now_secs() + STATE_LIFETIME_SECS,
         };
         let authorize_url =
             client.authorize_url(&state.seal(&self.sealer), &state.nonce, &pkce::challenge(&state.code_verifier));
@@ -212,16 +250,16 @@ impl ThirdParty {
     /// Finishes a sign-in. Every failure after the state is known goes to its (still allowed) `redirect_to`;
     /// before that, or if it is no longer allowed, to `error_redirect_url`.
     /// `over_limit`: the client is over `rate_limiter.callback_limits`, so the code is not redeemed.
-    pub async fn finish(
+    pub(crate) async fn finish(
         &self,
-        store: &Store,
-        audit: &AuditLog<'_>,
+        app: &App,
         over_limit: bool,
         params: CallbackParams,
         browser_binding: Option<&str>,
         meta: &RequestMeta,
     ) -> Finished {
-        let now = clock::now_secs();
+        let audit = &app.audit();
+        let now = self.clock.now_secs();
         let opened = match params.state.as_deref() {
             Some(value) => ThirdPartyState::open(&self.sealer, value, now),
             None => Err(StateError::Invalid),
@@ -257,7 +295,7 @@ impl ThirdParty {
             );
             return self.fail(audit, Some(&state), target, failure, meta).await;
         }
-        match self.complete(store, &state, params, browser_binding, now, meta).await {
+        match self.complete(app, &state, params, browser_binding, now, meta).await {
             Ok((account, token)) => {
                 let location = target.map(|mut url| {
                     url.query_pairs_mut().append_pair(TOKEN_QUERY, &token);
@@ -284,19 +322,19 @@ impl ThirdParty {
         failure: ThirdPartyFailure,
         meta: &RequestMeta,
     ) -> Finished {
-        if failure.code != ThirdPartyErrorCode::ServerError.as_str() {
+        if failure.code != FailureCode::Hanko(ThirdPartyErrorCode::ServerError) {
             audit
                 .record(
                     "thirdparty_signin_signup_failed",
                     state.and_then(|s| s.connect_user_id),
-                    Some(&failure.code),
+                    Some(failure.code.as_str()),
                     meta,
                 )
                 .await;
         }
         let location = target.map(|mut url| {
             url.query_pairs_mut()
-                .append_pair("error", &failure.code)
+                .append_pair("error", failure.code.as_str())
                 .append_pair("error_description", &failure.description);
             url
         });
@@ -305,7 +343,7 @@ impl ThirdParty {
 
     async fn complete(
         &self,
-        store: &Store,
+        app: &App,
         state: &ThirdPartyState,
         params: CallbackParams,
         browser_binding: Option<&str>,
@@ -323,7 +361,8 @@ impl ThirdParty {
                 return Err(invalid("the sign-in was started in another browser"));
             }
         }
-        let now_ms = clock::now_ms();
+        let store = app.store();
+        let now_ms = self.clock.now_ms();
         match store.mark_state_used(state.id, state.expires_at * 1000).await {
             Ok(true) => {}
             Ok(false) => return Err(invalid("this sign-in response was already used")),
@@ -375,8 +414,8 @@ impl ThirdParty {
                     })
                 },
                 |account| SignInRecords {
-                    token: one_time_token(&token, state, account),
-                    audit: audit_entries(account, &profile, meta),
+                    token: one_time_token(&token, state, account, now_ms),
+                    audit: audit_entries(account, &profile, meta, now_ms),
                 },
             )
             .await
@@ -399,8 +438,13 @@ impl ThirdParty {
 pub const EMAIL_TAKEN_BY_PROVEN_OWNER: &str = "email_taken_by_proven_owner";
 
 /// The audit rows of a successful sign-in: the sign-in's, and the displaced holder's when an address moved.
-fn audit_entries(account: &ProviderAccount, profile: &ProviderProfile, meta: &RequestMeta) -> Vec<AuditLogEntry> {
-    let signed_in = AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta);
+fn audit_entries(
+    account: &ProviderAccount,
+    profile: &ProviderProfile,
+    meta: &RequestMeta,
+    now_ms: i64,
+) -> Vec<AuditLogEntry> {
+    let signed_in = AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta, now_ms);
     let displaced = account.displaced_holder.map(|holder| {
         let email = profile.email.as_ref();
         let proof = email.and_then(|email| email.proof).map(EmailProof::as_str);
@@ -409,7 +453,7 @@ fn audit_entries(account: &ProviderAccount, profile: &ProviderProfile, meta: &Re
             serde_json::json!({ "address": address, "proven_owner_user_id": account.user_id, "proof": proof });
         AuditLogEntry {
             details: Some(details.to_string()),
-            ..AuditLog::entry(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None, meta)
+            ..AuditLog::entry(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None, meta, now_ms)
         }
     });
     std::iter::once(signed_in).chain(displaced).collect()
@@ -424,9 +468,8 @@ fn audit_kind(outcome: AccountOutcome) -> &'static str {
     }
 }
 
-/// The stored form of the one-time token `value` that hands `account` to the app.
-fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccount) -> NewToken {
-    let now_ms = clock::now_ms();
+/// The stored form of the one-time token `value`, made at `now_ms`, that hands `account` to the app.
+fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccount, now_ms: i64) -> NewToken {
     NewToken {
         id: Uuid::now_v7(),
         user_id: account.user_id,

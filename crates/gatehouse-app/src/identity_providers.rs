@@ -1,7 +1,6 @@
 //! Changing identity-provider settings through the admin API: read, change, validate as a whole, save under
 //! optimistic concurrency, put in force on this instance at once (the others follow by polling), audit.
 
-use axum::http::StatusCode;
 use gatehouse_core::{
     config::{Secret, parse_expiry},
     settings::{FieldIssue, ProviderSettings, SettingsValues, StoredCertificate, StoredSecret},
@@ -11,13 +10,43 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::{
-    ApiError, AppState, clock,
-    services::{
-        admin_keys::AdminActor,
-        audit::RequestMeta,
-        settings::{self, VersionedSettings},
-    },
+    App,
+    admin_keys::AdminActor,
+    audit::RequestMeta,
+    settings::{self, SettingsError, VersionedSettings},
+    thirdparty::ThirdPartyError,
 };
+
+/// Why a change of identity-provider settings was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SettingsChangeError {
+    #[error("the submitted fields are invalid")]
+    Invalid(Vec<FieldIssue>),
+    #[error("the settings were changed meanwhile (now version {0}); reload them and try again")]
+    Stale(i64),
+    #[error("this credential is set in the configuration file; remove it there")]
+    InConfigFile,
+    #[error("no such credential")]
+    NoSuchCredential,
+    /// Valid field by field, but the whole cannot be used (a client cannot be built from it).
+    #[error("{0}")]
+    Unusable(ThirdPartyError),
+    #[error("cannot generate a certificate: {0}")]
+    Generate(String),
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+}
+
+impl SettingsChangeError {
+    fn field(field: &str, message: impl Into<String>) -> Self {
+        Self::Invalid(vec![FieldIssue::new(field, message)])
+    }
+}
+
+/// Credentials expiring within this many days are warned about (log, console badge, metric).
+pub const EXPIRY_WARNING_DAYS: i64 = 30;
+/// How often expiring credentials are reported.
+pub const EXPIRY_WARNING_INTERVAL: std::time::Duration = std::time::Duration::from_secs(86_400);
 
 /// Saves that lost a race with another admin's save are retried this often before giving up with 409.
 const SAVE_ATTEMPTS: usize = 3;
@@ -41,7 +70,7 @@ pub struct CredentialInfo {
     pub kind: CredentialKind,
     /// Unix milliseconds; unknown for credentials from the file.
     pub created_at: Option<i64>,
-    /// Unix seconds.
+    /// Unix milliseconds.
     pub expires_at: Option<i64>,
 }
 
@@ -72,17 +101,17 @@ pub enum NewCertificate {
 
 #[derive(Debug)]
 pub struct IdentityProviders<'a> {
-    state: &'a AppState,
+    app: &'a App,
 }
 
 impl<'a> IdentityProviders<'a> {
-    pub fn new(state: &'a AppState) -> Self {
-        Self { state }
+    pub(crate) fn new(app: &'a App) -> Self {
+        Self { app }
     }
 
     /// The saved settings, read from the database (not from this instance's copy: another may have saved).
-    pub async fn current(&self) -> Result<VersionedSettings, ApiError> {
-        settings::load(self.state.store(), self.state.sealer()).await.map_err(ApiError::internal)
+    pub async fn current(&self) -> Result<VersionedSettings, SettingsError> {
+        settings::load(self.app.store(), self.app.sealer()).await
     }
 
     /// Saves the values `change` holds. With `expected_version`, refuses (409) if the settings moved on since.
@@ -92,10 +121,10 @@ impl<'a> IdentityProviders<'a> {
         meta: &RequestMeta,
         expected_version: Option<i64>,
         change: SettingsValues,
-    ) -> Result<VersionedSettings, ApiError> {
+    ) -> Result<VersionedSettings, SettingsChangeError> {
         let issues = change.validate();
         if !issues.is_empty() {
-            return Err(ApiError::invalid_fields(issues));
+            return Err(SettingsChangeError::Invalid(issues));
         }
         self.modify(actor, meta, expected_version, "admin_settings_updated", None, |settings| {
             let changed = settings.values.merge(change.clone());
@@ -111,14 +140,14 @@ impl<'a> IdentityProviders<'a> {
         meta: &RequestMeta,
         value: Secret,
         expires_at: Option<&str>,
-    ) -> Result<(VersionedSettings, String), ApiError> {
+    ) -> Result<(VersionedSettings, String), SettingsChangeError> {
         let mut issues = Vec::new();
         let text = value.expose();
         if text.is_empty() || text.len() > 1024 || text.trim() != text || text.chars().any(char::is_control) {
             issues.push(FieldIssue::new("value", "must be the secret's value, as Azure shows it once"));
         }
         let expires_at = match expires_at.map(parse_expiry).transpose() {
-            Ok(Some(at)) if at <= clock::now_secs() => {
+            Ok(Some(at)) if at <= self.app.clock().now_secs() => {
                 issues.push(FieldIssue::new("expires_at", "must be in the future"));
                 None
             }
@@ -129,10 +158,10 @@ impl<'a> IdentityProviders<'a> {
             }
         };
         if !issues.is_empty() {
-            return Err(ApiError::invalid_fields(issues));
+            return Err(SettingsChangeError::Invalid(issues));
         }
         let id = Uuid::new_v4().to_string();
-        let secret = StoredSecret { id: id.clone(), value, created_at: clock::now_ms(), expires_at };
+        let secret = StoredSecret { id: id.clone(), value, created_at: self.app.clock().now_ms(), expires_at };
         let details = json!({ "id": id, "hint": secret.value.hint(), "expires_at": expires_at });
         let saved = self
             .modify(actor, meta, None, "admin_secret_added", None, |settings| {
@@ -148,9 +177,13 @@ impl<'a> IdentityProviders<'a> {
         actor: &AdminActor,
         meta: &RequestMeta,
         id: &str,
-    ) -> Result<VersionedSettings, ApiError> {
+    ) -> Result<VersionedSettings, SettingsChangeError> {
         self.modify(actor, meta, None, "admin_secret_removed", Some(id), |settings| {
-            let index = settings.microsoft_secrets.iter().position(|secret| secret.id == id).ok_or_else(not_found)?;
+            let index = settings
+                .microsoft_secrets
+                .iter()
+                .position(|secret| secret.id == id)
+                .ok_or(SettingsChangeError::NoSuchCredential)?;
             let removed = settings.microsoft_secrets.remove(index);
             Ok(Some(json!({ "id": id, "hint": removed.value.hint() })))
         })
@@ -163,19 +196,20 @@ impl<'a> IdentityProviders<'a> {
         actor: &AdminActor,
         meta: &RequestMeta,
         new: NewCertificate,
-    ) -> Result<(VersionedSettings, String), ApiError> {
-        let now = clock::now_secs();
+    ) -> Result<(VersionedSettings, String), SettingsChangeError> {
+        let now = self.app.clock().now_secs();
         let (private_key, certificate, algorithm, generated) = match new {
             NewCertificate::Pem { private_key, certificate, algorithm } => (private_key, certificate, algorithm, false),
             NewCertificate::Generate { days, algorithm } => {
                 if !(1..=MAX_CERTIFICATE_DAYS).contains(&days) {
-                    return Err(ApiError::invalid_field(
+                    return Err(SettingsChangeError::field(
                         "generate.days",
                         format!("must be 1 to {MAX_CERTIFICATE_DAYS}"),
                     ));
                 }
-                let at = time::OffsetDateTime::from_unix_timestamp(now).map_err(ApiError::internal)?;
-                let made = generate_self_signed("Gatehouse Microsoft sign-in", days, at).map_err(ApiError::internal)?;
+                let generate = |error: &dyn std::fmt::Display| SettingsChangeError::Generate(error.to_string());
+                let at = time::OffsetDateTime::from_unix_timestamp(now).map_err(|e| generate(&e))?;
+                let made = generate_self_signed("Gatehouse Microsoft sign-in", days, at).map_err(|e| generate(&e))?;
                 (Secret::new(made.private_key_pem), made.certificate_pem, algorithm, true)
             }
         };
@@ -187,14 +221,19 @@ impl<'a> IdentityProviders<'a> {
             {
                 issues.push(FieldIssue::new("certificate", problem.to_string()));
             }
-            ApiError::invalid_fields(issues)
+            SettingsChangeError::Invalid(issues)
         })?;
         if key.not_after() <= now {
-            return Err(ApiError::invalid_field("certificate", "the certificate has expired"));
+            return Err(SettingsChangeError::field("certificate", "the certificate has expired"));
         }
         let id = Uuid::new_v4().to_string();
-        let stored =
-            StoredCertificate { id: id.clone(), private_key, certificate, algorithm, created_at: clock::now_ms() };
+        let stored = StoredCertificate {
+            id: id.clone(),
+            private_key,
+            certificate,
+            algorithm,
+            created_at: self.app.clock().now_ms(),
+        };
         let details = json!({
             "id": id, "thumbprint": key.thumbprint(), "not_after": key.not_after(), "generated": generated,
         });
@@ -212,10 +251,13 @@ impl<'a> IdentityProviders<'a> {
         actor: &AdminActor,
         meta: &RequestMeta,
         id: &str,
-    ) -> Result<VersionedSettings, ApiError> {
+    ) -> Result<VersionedSettings, SettingsChangeError> {
         self.modify(actor, meta, None, "admin_certificate_removed", Some(id), |settings| {
             let certificates = &mut settings.microsoft_certificates;
-            let index = certificates.iter().position(|certificate| certificate.id == id).ok_or_else(not_found)?;
+            let index = certificates
+                .iter()
+                .position(|certificate| certificate.id == id)
+                .ok_or(SettingsChangeError::NoSuchCredential)?;
             let removed = certificates.remove(index);
             let thumbprint = gatehouse_crypto::certificate::thumbprint_sha256(&removed.certificate).ok();
             Ok(Some(json!({ "id": id, "thumbprint": thumbprint })))
@@ -226,14 +268,14 @@ impl<'a> IdentityProviders<'a> {
     /// Every credential in force: saved ones first (newest first), then the file's, in the order they are tried
     /// (certificates before secrets).
     pub fn credentials(&self, saved: &ProviderSettings) -> Vec<CredentialInfo> {
-        let file = &self.state.config().third_party.providers.microsoft;
+        let file = &self.app.config().third_party.providers.microsoft;
         let certificate = |id: String, source, created_at, pem: &str, algorithm: &str| {
             let info = gatehouse_crypto::certificate::certificate_info(pem).ok();
             CredentialInfo {
                 id,
                 source,
                 created_at,
-                expires_at: info.map(|info| info.not_after),
+                expires_at: info.map(|info| info.not_after.saturating_mul(1000)),
                 kind: CredentialKind::Certificate {
                     thumbprint: gatehouse_crypto::certificate::thumbprint_sha256(pem).unwrap_or_default(),
                     algorithm: algorithm.to_owned(),
@@ -263,14 +305,14 @@ impl<'a> IdentityProviders<'a> {
             id: stored.id.clone(),
             source: Source::Console,
             created_at: Some(stored.created_at),
-            expires_at: stored.expires_at,
+            expires_at: stored.expires_at.map(|at| at.saturating_mul(1000)),
             kind: CredentialKind::Secret { hint: stored.value.hint() },
         });
         let file_secrets = file.client_secrets().into_iter().enumerate().map(|(index, secret)| CredentialInfo {
             id: format!("config-secret-{index}"),
             source: Source::Config,
             created_at: None,
-            expires_at: secret.expires_at,
+            expires_at: secret.expires_at.map(|at| at.saturating_mul(1000)),
             kind: CredentialKind::Secret { hint: secret.hint() },
         });
         saved_certificates.chain(file_certificates).chain(saved_secrets).chain(file_secrets).collect()
@@ -285,87 +327,52 @@ impl<'a> IdentityProviders<'a> {
         expected_version: Option<i64>,
         audit_kind: &str,
         removing: Option<&str>,
-        change: impl Fn(&mut ProviderSettings) -> Result<Option<serde_json::Value>, ApiError>,
-    ) -> Result<VersionedSettings, ApiError> {
+        change: impl Fn(&mut ProviderSettings) -> Result<Option<serde_json::Value>, SettingsChangeError>,
+    ) -> Result<VersionedSettings, SettingsChangeError> {
         for _ in 0..SAVE_ATTEMPTS {
             let mut current = self.current().await?;
             if let Some(expected) = expected_version
                 && expected != current.version
             {
-                return Err(stale(current.version));
+                return Err(SettingsChangeError::Stale(current.version));
             }
             if let Some(id) = removing
                 && id.starts_with("config-")
             {
-                return Err(ApiError::new(
-                    StatusCode::CONFLICT,
-                    "this credential is set in the configuration file; remove it there",
-                ));
+                return Err(SettingsChangeError::InConfigFile);
             }
             let Some(details) = change(&mut current.settings)? else {
                 return Ok(current);
             };
-            let issues: Vec<FieldIssue> = current.settings.validate(&self.state.config().third_party);
+            let issues: Vec<FieldIssue> = current.settings.validate(&self.app.config().third_party);
             if !issues.is_empty() {
-                return Err(ApiError::invalid_fields(issues));
+                return Err(SettingsChangeError::Invalid(issues));
             }
-            let prepared = self
-                .state
-                .prepare_settings(&current.settings)
-                .map_err(|error| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, error.to_string()))?;
-            let saved = settings::save(self.state.store(), self.state.sealer(), current.version, &current.settings)
-                .await
-                .map_err(ApiError::internal)?;
+            let prepared = self.app.prepare_settings(&current.settings).map_err(SettingsChangeError::Unusable)?;
+            let now = self.app.clock().now_ms();
+            let saved =
+                settings::save(self.app.store(), self.app.sealer(), current.version, &current.settings, now).await?;
             match saved {
                 Some(version) => {
-                    self.state.install_settings(version, prepared);
+                    self.app.install_settings(version, prepared);
                     let saved = VersionedSettings { version, settings: current.settings };
-                    self.state.audit().record_admin(audit_kind, actor, None, details, meta).await;
+                    self.app.audit().record_admin(audit_kind, actor, None, details, meta).await;
                     return Ok(saved);
                 }
-                None if expected_version.is_some() => return Err(stale(current.version + 1)),
+                None if expected_version.is_some() => return Err(SettingsChangeError::Stale(current.version + 1)),
                 None => continue,
             }
         }
-        Err(stale(self.current().await?.version))
+        Err(SettingsChangeError::Stale(self.current().await?.version))
     }
-}
 
-fn stale(version: i64) -> ApiError {
-    ApiError::new(
-        StatusCode::CONFLICT,
-        format!("the settings were changed meanwhile (now version {version}); reload them and try again"),
-    )
-}
-
-fn not_found() -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "no such credential")
-}
-
-fn certificate_field(error: &CertificateError) -> &'static str {
-    match error {
-        CertificateError::PrivateKey | CertificateError::KeyMismatch => "private_key",
-        CertificateError::Algorithm => "algorithm",
-        _ => "certificate",
-    }
-}
-
-/// Credentials expiring within this many days are warned about (log, console badge, metric).
-pub const EXPIRY_WARNING_DAYS: i64 = 30;
-
-/// At start-up and then daily: a warning for every credential in force that expires within
-/// [`EXPIRY_WARNING_DAYS`] or has expired.
-pub async fn warn_about_expiring_credentials(state: AppState) {
-    let mut daily = tokio::time::interval(std::time::Duration::from_secs(86_400));
-    loop {
-        daily.tick().await;
-        let saved = match IdentityProviders::new(&state).current().await {
-            Ok(saved) => saved,
-            Err(_) => continue,
-        };
-        let now = clock::now_secs();
-        for credential in IdentityProviders::new(&state).credentials(&saved.settings) {
-            let Some(days_left) = credential.expires_at.map(|at| (at - now) / 86_400) else { continue };
+    /// Warns in the log about every credential in force that expires within [`EXPIRY_WARNING_DAYS`] or has
+    /// expired.
+    pub async fn warn_about_expiring_credentials(&self) {
+        let Ok(saved) = self.current().await else { return };
+        let now = self.app.clock().now_ms();
+        for credential in self.credentials(&saved.settings) {
+            let Some(days_left) = credential.expires_at.map(|at| (at - now).div_euclid(86_400_000)) else { continue };
             if days_left < EXPIRY_WARNING_DAYS {
                 tracing::warn!(
                     credential = %credential.describe(),
@@ -375,5 +382,13 @@ pub async fn warn_about_expiring_credentials(state: AppState) {
                 );
             }
         }
+    }
+}
+
+fn certificate_field(error: &CertificateError) -> &'static str {
+    match error {
+        CertificateError::PrivateKey | CertificateError::KeyMismatch => "private_key",
+        CertificateError::Algorithm => "algorithm",
+        _ => "certificate",
     }
 }

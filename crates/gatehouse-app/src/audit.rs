@@ -3,10 +3,11 @@
 
 use std::{collections::HashMap, sync::Mutex};
 
+use gatehouse_core::clock::Clock;
 use gatehouse_store::{AuditLogEntry, Store};
 use uuid::Uuid;
 
-use crate::{clock, services::admin_keys::AdminActor};
+use crate::admin_keys::AdminActor;
 
 /// Where a request came from, for the audit log.
 #[derive(Clone, Debug, Default)]
@@ -79,17 +80,24 @@ impl AnonymousFailures {
 pub struct AuditLog<'a> {
     store: &'a Store,
     anonymous_failures: &'a AnonymousFailures,
+    clock: &'a dyn Clock,
 }
 
 impl<'a> AuditLog<'a> {
-    pub fn new(store: &'a Store, anonymous_failures: &'a AnonymousFailures) -> Self {
-        Self { store, anonymous_failures }
+    pub(crate) fn new(store: &'a Store, anonymous_failures: &'a AnonymousFailures, clock: &'a dyn Clock) -> Self {
+        Self { store, anonymous_failures, clock }
     }
 
-    /// The row of an event, for a transaction that records it together with the change (then [`Self::announce`]
-    /// it after the commit). Such a row shares the transaction's fate: a sign-in or session that cannot be
-    /// recorded is not made, unlike the rows [`Self::record`] writes on their own.
-    pub fn entry(kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>, meta: &RequestMeta) -> AuditLogEntry {
+    /// The row of an event at `at_ms`, for a transaction that records it together with the change (then
+    /// [`Self::announce`] it after the commit). Such a row shares the transaction's fate: a sign-in or session
+    /// that cannot be recorded is not made, unlike the rows [`Self::record`] writes on their own.
+    pub fn entry(
+        kind: &str,
+        actor_user_id: Option<Uuid>,
+        error: Option<&str>,
+        meta: &RequestMeta,
+        at_ms: i64,
+    ) -> AuditLogEntry {
         AuditLogEntry {
             id: Uuid::now_v7(),
             kind: kind.to_owned(),
@@ -102,7 +110,7 @@ impl<'a> AuditLog<'a> {
             actor_user_id,
             actor_email: None,
             details: None,
-            created_at: clock::now_ms(),
+            created_at: at_ms,
         }
     }
 
@@ -114,7 +122,7 @@ impl<'a> AuditLog<'a> {
     /// Writes one row. A failure is logged, not returned: losing an audit row must not fail the user's request.
     /// An anonymous failure (no `actor_user_id`) goes through [`AnonymousFailures`].
     pub async fn record(&self, kind: &str, actor_user_id: Option<Uuid>, error: Option<&str>, meta: &RequestMeta) {
-        let mut entry = Self::entry(kind, actor_user_id, error, meta);
+        let mut entry = Self::entry(kind, actor_user_id, error, meta, self.clock.now_ms());
         if actor_user_id.is_none() && error.is_some() {
             let client = meta.source_ip.as_deref().unwrap_or("unknown");
             match self.anonymous_failures.admit(kind, client, entry.created_at) {
@@ -142,8 +150,11 @@ impl<'a> AuditLog<'a> {
         meta: &RequestMeta,
     ) {
         details["admin_key"] = serde_json::json!({ "id": actor.key_id, "name": actor.name });
-        self.write(AuditLogEntry { details: Some(details.to_string()), ..Self::entry(kind, user_id, None, meta) })
-            .await;
+        self.write(AuditLogEntry {
+            details: Some(details.to_string()),
+            ..Self::entry(kind, user_id, None, meta, self.clock.now_ms())
+        })
+        .await;
     }
 
     async fn write(&self, entry: AuditLogEntry) {
@@ -187,7 +198,7 @@ mod tests {
             source_ip: Some("127.0.0.1".into()),
             user_agent: Some("a".repeat(2_000)),
         };
-        let entry = AuditLog::entry("k", None, None, &meta);
+        let entry = AuditLog::entry("k", None, None, &meta, 0);
         assert_eq!(entry.http_request_id.unwrap(), "r".repeat(REQUEST_ID_CHARS));
         assert_eq!(entry.user_agent.unwrap().len(), USER_AGENT_CHARS);
     }

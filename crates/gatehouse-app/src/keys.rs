@@ -6,21 +6,25 @@ use std::{
         Arc, RwLock,
         atomic::{AtomicU64, Ordering},
     },
-    time::{Duration, Instant},
+    time::Duration,
 };
 
-use gatehouse_core::config::{SessionConfig, SigningAlgorithm};
 use gatehouse_core::session::SessionClaims;
+use gatehouse_core::{
+    clock::Clock,
+    config::{SessionConfig, SigningAlgorithm},
+};
 use gatehouse_crypto::{
     sealing::{Purpose, SealError, Sealer},
     signing::{Audience, KeyError, KeySet, SigningKey, VerifyError, generate_private_key},
 };
 use gatehouse_store::{Store, StoreError, StoredSigningKey};
 
-use crate::clock;
-
-/// How long a loaded key set is used before the store is asked again.
-const MAX_AGE: Duration = Duration::from_secs(5);
+/// How often the background reloader reads the keys, so that a rotation made by another instance is seen.
+pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
+/// A key set older than this is reloaded by the request that finds it (the reloader is not running, as in the
+/// CLI, or is stuck).
+const STALE_AFTER_MS: i64 = 2 * RELOAD_INTERVAL.as_millis() as i64;
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -37,13 +41,15 @@ pub enum KeyRingError {
 #[derive(Debug)]
 struct Loaded {
     set: Arc<KeySet>,
-    at: Instant,
+    /// Unix milliseconds; `None` before the first load.
+    at: Option<i64>,
 }
 
 #[derive(Debug)]
 pub struct KeyRing {
     store: Store,
     sealer: Arc<Sealer>,
+    clock: Arc<dyn Clock>,
     algorithm: SigningAlgorithm,
     lifespan_ms: i64,
     audience: Audience,
@@ -54,14 +60,15 @@ pub struct KeyRing {
 }
 
 impl KeyRing {
-    pub fn new(store: Store, sealer: Arc<Sealer>, session: &SessionConfig) -> Self {
+    pub fn new(store: Store, sealer: Arc<Sealer>, session: &SessionConfig, clock: Arc<dyn Clock>) -> Self {
         Self {
             store,
             sealer,
+            clock,
             algorithm: session.algorithm,
             lifespan_ms: session.lifespan.as_secs() as i64 * 1000,
             audience: Audience { audience: session.audience.clone(), issuer: session.issuer.clone() },
-            loaded: RwLock::new(Loaded { set: Arc::new(KeySet::default()), at: Instant::now() - MAX_AGE * 2 }),
+            loaded: RwLock::new(Loaded { set: Arc::new(KeySet::default()), at: None }),
             reload: tokio::sync::Mutex::new(()),
             unknown_kid_reloads: AtomicU64::new(0),
         }
@@ -84,7 +91,7 @@ impl KeyRing {
             .await
             .map_err(|_| KeyError::Generate(algorithm))??;
         let kid = uuid::Uuid::new_v4().to_string();
-        let now = clock::now_ms();
+        let now = self.clock.now_ms();
         let stored = StoredSigningKey {
             kid: kid.clone(),
             algorithm: algorithm.as_str().to_owned(),
@@ -98,12 +105,14 @@ impl KeyRing {
         Ok(kid)
     }
 
-    /// The keys, reloaded from the store when the loaded set is older than a few seconds. One request reloads;
-    /// the others meanwhile go on with the keys loaded a moment before instead of queueing behind it.
+    /// The keys. The background reloader keeps them fresh; a set it has not refreshed for a while is reloaded
+    /// here. One request reloads; the others meanwhile go on with the keys loaded a moment before instead of
+    /// queueing behind it.
     pub async fn current(&self) -> Arc<KeySet> {
+        let now = self.clock.now_ms();
         let (set, fresh) = {
             let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
-            (loaded.set.clone(), loaded.at.elapsed() < MAX_AGE)
+            (loaded.set.clone(), loaded.at.is_some_and(|at| now - at < STALE_AFTER_MS))
         };
         if fresh {
             return set;
@@ -122,13 +131,15 @@ impl KeyRing {
         }
     }
 
-    async fn reload(&self) -> Result<Arc<KeySet>, KeyRingError> {
+    /// Reads the keys from the store now.
+    pub async fn reload(&self) -> Result<Arc<KeySet>, KeyRingError> {
         self.load(self.reload.lock().await).await
     }
 
     /// Reads the keys from the store; the guard makes sure one load runs at a time.
     async fn load(&self, _only_one: tokio::sync::MutexGuard<'_, ()>) -> Result<Arc<KeySet>, KeyRingError> {
-        let rows = self.store.list_signing_keys(clock::now_ms() - self.lifespan_ms).await?;
+        let now = self.clock.now_ms();
+        let rows = self.store.list_signing_keys(now - self.lifespan_ms).await?;
         let previous = self.loaded.read().unwrap_or_else(|e| e.into_inner()).set.clone();
         let keys = rows
             .into_iter()
@@ -147,7 +158,7 @@ impl KeyRing {
             })
             .collect::<Result<Vec<_>, KeyRingError>>()?;
         let set = Arc::new(KeySet::new(keys));
-        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Loaded { set: set.clone(), at: Instant::now() };
+        *self.loaded.write().unwrap_or_else(|e| e.into_inner()) = Loaded { set: set.clone(), at: Some(now) };
         Ok(set)
     }
 
@@ -165,7 +176,8 @@ impl KeyRing {
     /// made-up `kid` costs one primary-key lookup, never a reload.
     pub async fn verify(&self, token: &str) -> Result<SessionClaims, VerifyError> {
         let set = self.current().await;
-        match set.verify(token, &self.audience) {
+        let now = self.clock.now_secs();
+        match set.verify(token, &self.audience, now) {
             Err(VerifyError::UnknownKey) => {
                 let kid = KeySet::token_kid(token)?;
                 if set.contains(&kid) || !self.store.has_signing_key(&kid).await.unwrap_or(false) {
@@ -173,7 +185,7 @@ impl KeyRing {
                 }
                 self.unknown_kid_reloads.fetch_add(1, Ordering::Relaxed);
                 let set = self.reload().await.map_err(|_| VerifyError::UnknownKey)?;
-                set.verify(token, &self.audience)
+                set.verify(token, &self.audience, now)
             }
             result => result,
         }

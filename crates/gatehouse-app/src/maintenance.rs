@@ -4,9 +4,9 @@
 
 use std::time::Duration;
 
-use gatehouse_store::{Store, StoreError};
+use gatehouse_store::StoreError;
 
-use crate::clock;
+use crate::App;
 
 /// How often an instance sweeps.
 pub const SWEEP_INTERVAL: Duration = Duration::from_secs(15 * 60);
@@ -21,9 +21,12 @@ pub struct Swept {
     pub audit_logs: u64,
 }
 
-/// Sweeps every table, each on its own: a failure on one is logged and does not stop the others.
-pub async fn sweep(store: &Store, audit_retention: Duration) -> Swept {
-    let now = clock::now_ms();
+/// Sweeps every table, each on its own: a failure on one is logged and does not stop the others. Audit rows are
+/// kept for `audit_log.retention`.
+pub async fn sweep(app: &App) -> Swept {
+    let store = app.store();
+    let audit_retention = app.config().audit_log.retention.as_duration();
+    let now = app.clock().now_ms();
     let audit_cutoff = now.saturating_sub(i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX));
     let count = |table: &'static str, result: Result<u64, StoreError>| {
         result.unwrap_or_else(|error| {
@@ -37,15 +40,5 @@ pub async fn sweep(store: &Store, audit_retention: Duration) -> Swept {
         sessions: count("sessions", store.delete_expired_sessions(now).await),
         used_states: count("used_states", store.delete_expired_used_states(now).await),
         audit_logs: count("audit_logs", store.delete_audit_logs_before(audit_cutoff).await),
-    }
-}
-
-/// Sweeps every [`SWEEP_INTERVAL`] until the process ends.
-pub async fn run(store: Store, audit_retention: Duration) {
-    let mut every = tokio::time::interval(SWEEP_INTERVAL);
-    loop {
-        every.tick().await;
-        let swept = sweep(&store, audit_retention).await;
-        tracing::debug!(?swept, "housekeeping");
     }
 }

@@ -1,0 +1,156 @@
+//! Sessions: a server-side row plus a signed JWT. Issuing, checking, listing and ending them; how they reach the
+//! client (cookie or header) is the HTTP layer's business.
+
+use gatehouse_core::{
+    config::SessionConfig,
+    session::{EmailClaim, SessionClaims, SessionGrant, SessionPolicy},
+};
+use gatehouse_crypto::signing::KeyError;
+use gatehouse_store::{NewSession, SessionRecord, StoreError, UserRecord};
+use uuid::Uuid;
+
+use crate::{
+    App,
+    audit::{AuditLog, RequestMeta},
+};
+
+/// Why a session could not be issued.
+#[derive(Debug, thiserror::Error)]
+pub enum SessionError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("cannot sign the session token: {0}")]
+    Signing(#[from] KeyError),
+    /// The user was deleted between the sign-in and the session.
+    #[error("the user no longer exists")]
+    UnknownUser,
+}
+
+/// A session that was just created.
+#[derive(Debug)]
+pub struct IssuedSession {
+    pub token: String,
+    pub claims: SessionClaims,
+    /// Sessions dropped to respect `session.limit`.
+    pub evicted: Vec<Uuid>,
+}
+
+impl IssuedSession {
+    /// Seconds from issue to expiry, as `X-Session-Lifetime` tells the client.
+    pub fn lifetime_secs(&self) -> i64 {
+        (self.claims.exp - self.claims.iat).max(0)
+    }
+}
+
+/// A request's valid session: the JWT verified and its server-side row alive.
+#[derive(Clone, Debug)]
+pub struct Authenticated {
+    pub claims: SessionClaims,
+    pub session: SessionRecord,
+}
+
+impl Authenticated {
+    pub fn user_id(&self) -> Uuid {
+        self.claims.sub
+    }
+}
+
+#[derive(Debug)]
+pub struct Sessions<'a> {
+    app: &'a App,
+}
+
+fn policy(config: &SessionConfig) -> SessionPolicy {
+    SessionPolicy {
+        lifespan_secs: config.lifespan.as_secs() as i64,
+        limit: config.limit,
+        audience: config.audience.clone(),
+        issuer: config.issuer.clone(),
+    }
+}
+
+fn grant_for(user: &UserRecord, amr: Vec<String>) -> SessionGrant {
+    let email = user.primary_email().map(|email| EmailClaim {
+        address: email.address.clone(),
+        is_primary: true,
+        is_verified: email.is_verified(),
+    });
+    SessionGrant { user_id: user.id, email, amr }
+}
+
+impl<'a> Sessions<'a> {
+    pub(crate) fn new(app: &'a App) -> Self {
+        Self { app }
+    }
+
+    /// A session for the user with `user_id`, with their primary email as the `email` claim: how every sign-in
+    /// ends. `audit_kind` names the event that opens it; its audit row is written with the session, in one
+    /// transaction. Returns the user as read, for answers that show them.
+    pub async fn issue_for_user(
+        &self,
+        user_id: Uuid,
+        amr: Vec<String>,
+        meta: &RequestMeta,
+        audit_kind: Option<&str>,
+    ) -> Result<(UserRecord, IssuedSession), SessionError> {
+        let store = self.app.store();
+        let user = store.find_user(user_id).await?.ok_or(SessionError::UnknownUser)?;
+        let grant = grant_for(&user, amr);
+        let config = &self.app.config().session;
+        let now_ms = self.app.clock().now_ms();
+        let claims = policy(config).claims(&grant, Uuid::now_v7(), now_ms.div_euclid(1000));
+        let token = self.app.keys().sign(&claims).await?;
+        let session = NewSession {
+            id: claims.session_id,
+            user_id,
+            user_agent: meta.user_agent.clone(),
+            ip_address: meta.source_ip.clone(),
+            created_at: now_ms,
+            expires_at: claims.exp * 1000,
+        };
+        let audit = audit_kind.map(|kind| AuditLog::entry(kind, Some(user_id), None, meta, now_ms));
+        let evicted = store.create_session(&session, config.limit, audit.as_ref()).await?;
+        if let Some(kind) = audit_kind {
+            AuditLog::announce(kind, Some(user_id), None);
+        }
+        Ok((user, IssuedSession { token, claims, evicted }))
+    }
+
+    /// The session behind `token`, if the JWT verifies and its row still exists. Invalid tokens are `None`; an
+    /// error means the answer is not known (the database is unreachable), never that the session is invalid.
+    pub async fn authenticate(&self, token: &str) -> Result<Option<Authenticated>, StoreError> {
+        let Ok(claims) = self.app.keys().verify(token).await else {
+            return Ok(None);
+        };
+        let session = self.app.store().find_live_session(claims.session_id, self.app.clock().now_ms()).await?;
+        Ok(session.filter(|session| session.user_id == claims.sub).map(|session| Authenticated { claims, session }))
+    }
+
+    /// Marks the session used now.
+    pub async fn touch(&self, session: &Authenticated) -> Result<(), StoreError> {
+        self.app.store().touch_session(session.session.id, self.app.clock().now_ms()).await
+    }
+
+    /// Ends the session (logout), with its audit row.
+    pub async fn sign_out(&self, session: &Authenticated, meta: &RequestMeta) -> Result<(), StoreError> {
+        self.app.store().delete_session(session.session.id).await?;
+        self.app.audit().record("user_logged_out", Some(session.user_id()), None, meta).await;
+        Ok(())
+    }
+
+    /// The user's live sessions.
+    pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionRecord>, StoreError> {
+        self.app.store().list_sessions(user_id, self.app.clock().now_ms()).await
+    }
+
+    /// Ends one of the user's sessions; `false` when the user has no session with that id (another user's
+    /// session id included: it is left alone).
+    pub async fn end_for_user(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
+        self.app.store().delete_user_session(user_id, session_id).await
+    }
+
+    /// Ends every session of the user; returns how many.
+    pub async fn end_all_for_user(&self, user_id: Uuid) -> Result<u64, StoreError> {
+        self.app.store().delete_user_sessions(user_id).await
+    }
+}
