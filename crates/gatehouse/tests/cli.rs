@@ -312,6 +312,25 @@ fn no_config_starts_in_development_mode() {
     }
 }
 
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(dir.path(), &["--version"]).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let commit = stdout
+        .trim()
+        .strip_prefix(concat!("gatehouse ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("gatehouse <version> (commit <commit>): {stdout}"));
+    // This test runs from a git checkout when git is installed; a source archive says "unknown".
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok();
+    match head.filter(|head| head.status.success()) {
+        Some(head) => assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim()),
+        None => assert_eq!(commit, "unknown"),
+    }
+}
+
 /// A configuration file meeting the database that development mode made (the newcomer's first two starts): the
 /// error says once what happened and what to do.
 #[test]
