@@ -9,6 +9,7 @@ mod dto;
 mod error;
 mod extract;
 mod flow;
+mod metrics;
 mod routes;
 mod server;
 pub mod services;

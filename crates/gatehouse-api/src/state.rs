@@ -11,6 +11,7 @@ use gatehouse_store::Store;
 
 use crate::{
     clock::{Clock, SystemClock},
+    metrics::Counters,
     services::{
         admin_keys::ConfiguredKeys,
         audit::{AnonymousFailures, AuditLog, RequestMeta},
@@ -60,6 +61,7 @@ struct Inner {
     trusted_proxies: Arc<TrustedProxies>,
     admin_keys: ConfiguredKeys,
     anonymous_failures: AnonymousFailures,
+    counters: Counters,
 }
 
 #[derive(Debug)]
@@ -111,6 +113,7 @@ impl AppState {
                 trusted_proxies,
                 admin_keys,
                 anonymous_failures,
+                counters: Counters::default(),
             }),
         })
     }
@@ -218,6 +221,11 @@ impl AppState {
 
     pub fn audit(&self) -> AuditLog<'_> {
         AuditLog::new(self.store(), &self.inner.anonymous_failures)
+    }
+
+    /// Responses and sign-ins counted for `/metrics`.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 }
 

@@ -107,8 +107,11 @@ async fn finish(
     let binding = cookie(headers, STATE_COOKIE);
     // Only a callback with a code can cost a request to Microsoft; error callbacks are not counted.
     let over_limit = params.code.is_some() && !state.admit_callback(meta).await;
-    let Finished { location, .. } =
+    let Finished { location, outcome } =
         state.third_party().finish(state.store(), &state.audit(), over_limit, params, binding, meta).await;
+    state
+        .counters()
+        .count_sign_in(outcome.as_ref().map(|signed_in| signed_in.outcome).map_err(|failure| failure.code.as_str()));
     let mut response = match location {
         Some(location) => redirect(status, location.as_str()),
         None => (
