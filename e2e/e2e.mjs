@@ -396,7 +396,7 @@ await scenario("7. with no configuration, the login page explains how to set up 
   const { page } = await newPage();
   await page.goto(`http://127.0.0.1:${port}/`);
   await page.getByText("No sign-in method is configured yet").waitFor();
-  await page.getByText("fake-entra").waitFor();
+  await page.getByText("bash scripts/demo").waitFor();
   expect((await page.getByRole("button", { name: "Sign in with Microsoft" }).count()) === 0, "no provider button");
   await shot(page, "s7-no-provider");
 });

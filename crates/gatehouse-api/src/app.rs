@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
-    middleware::{from_fn_with_state, map_response},
+    middleware::{from_fn_with_state, map_response, map_response_with_state},
     routing::{get, post},
 };
 use tower::ServiceBuilder;
@@ -32,6 +32,7 @@ use crate::{
     csrf::{WriteGuard, refuse_forged_writes},
     error::{SharedErrorAnswers, render_plain_errors},
     flow,
+    metrics::{Listener, count_response},
     routes::{health, login_page, sessions, thirdparty, users, well_known},
 };
 
@@ -109,17 +110,20 @@ pub fn app(state: AppState) -> Router {
         .fallback(|| async { ApiError::not_found() })
         .layer(from_fn_with_state(state.trusted_proxies().clone(), resolve_client_address));
     let cors = cors(&state);
-    with_layers(router.with_state(state.clone()), &state, Some(cors))
+    with_layers(router.with_state(state.clone()), &state, Listener::Public, Some(cors))
 }
 
-/// The layers every request of either listener passes through: request ids, tracing without query strings,
-/// `nosniff` on every response, CORS (public listener only), Hanko's error shape for every error, panics caught,
-/// requests cut off after `server.timeouts.request` (a body sent slowly included), bodies limited.
-pub fn with_layers(router: Router, state: &AppState, cors: Option<CorsLayer>) -> Router {
+/// The layers every request of either listener passes through: responses counted for `/metrics`, request ids,
+/// tracing without query strings, `nosniff` on every response, CORS (public listener only), Hanko's error shape for
+/// every error, panics caught, requests cut off after `server.timeouts.request` (a body sent slowly included),
+/// bodies limited.
+pub fn with_layers(router: Router, state: &AppState, listener: Listener, cors: Option<CorsLayer>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let request_timeout = state.config().server.timeouts.request.as_duration();
     router.layer(
         ServiceBuilder::new()
+            // Outermost, so that the status counted is the one sent: timeouts and caught panics included.
+            .layer(map_response_with_state((state.clone(), listener), count_response))
             // No browser may guess a type other than the one sent: a JSON answer must never run as a script.
             .layer(SetResponseHeaderLayer::overriding(
                 header::X_CONTENT_TYPE_OPTIONS,

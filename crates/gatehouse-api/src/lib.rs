@@ -10,6 +10,7 @@ mod dto;
 mod error;
 mod extract;
 mod flow;
+mod metrics;
 mod routes;
 mod server;
 mod state;

@@ -33,7 +33,9 @@ use crate::{AppState, admin_app, app, state::StateError};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
-    #[error("cannot prepare the server: {0}")]
+    /// Transparent: the state's error already says what could not be prepared, and repeating it as a prefix
+    /// printed every cause twice.
+    #[error(transparent)]
     State(#[from] StateError),
     #[error("cannot listen on {address}: {source}")]
     Bind { address: String, source: std::io::Error },

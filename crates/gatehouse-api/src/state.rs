@@ -6,6 +6,8 @@ use std::{ops::Deref, sync::Arc};
 use gatehouse_app::{App, AppError};
 use gatehouse_core::client_address::{NetworkError, TrustedProxies};
 
+use crate::metrics::Counters;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StateError {
     #[error(transparent)]
@@ -23,16 +25,22 @@ pub struct AppState {
 struct Inner {
     app: App,
     trusted_proxies: Arc<TrustedProxies>,
+    counters: Counters,
 }
 
 impl AppState {
     pub fn new(app: App) -> Result<Self, StateError> {
         let trusted_proxies = Arc::new(TrustedProxies::parse(&app.config().server.public.trusted_proxies)?);
-        Ok(Self { inner: Arc::new(Inner { app, trusted_proxies }) })
+        Ok(Self { inner: Arc::new(Inner { app, trusted_proxies, counters: Counters::default() }) })
     }
 
     pub fn app(&self) -> &App {
         &self.inner.app
+    }
+
+    /// Responses and sign-ins counted for `/metrics`.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
     }
 
     /// The proxies whose forwarding headers name the client on the public listener.

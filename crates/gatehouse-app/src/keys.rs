@@ -30,7 +30,13 @@ const STALE_AFTER_MS: i64 = 2 * RELOAD_INTERVAL.as_millis() as i64;
 pub enum KeyRingError {
     #[error(transparent)]
     Store(#[from] StoreError),
-    #[error("cannot open signing key {kid}: {source} (are secret_keys the ones the keys were made with?)")]
+    /// Says what usually happened and what to do; the cause follows in the error's chain (`{:#}`), once.
+    #[error(
+        "cannot open session signing key {kid}: the database was made with other secret_keys, for example in \
+         development mode (started without a configuration file; its key is in gatehouse.secret in the folder it \
+         was started in). Give this configuration a database of its own (database.url), or add the database's key \
+         to secret_keys"
+    )]
     Open { kid: String, source: SealError },
     #[error(transparent)]
     Key(#[from] KeyError),

@@ -781,6 +781,20 @@ impl Config {
                 format!("{:?} is not an address like 127.0.0.1:8000", self.server.public.address),
             );
         }
+        // A plain-http provider can only be a fake on this machine (the demo's, a test's), which signs anyone in:
+        // it may serve only a Gatehouse that nobody else can reach.
+        if let Ok(address) = self.server.public.address.parse::<SocketAddr>()
+            && !address.ip().is_loopback()
+            && url::Url::parse(&self.third_party.providers.microsoft.cloud_instance)
+                .is_ok_and(|url| url.scheme() == "http")
+        {
+            issue(
+                "third_party.providers.microsoft.cloud_instance",
+                "plain http (a fake provider on this machine) is allowed only while server.public.address is on \
+                 loopback"
+                    .into(),
+            );
+        }
         for network in &self.server.public.trusted_proxies {
             if let Err(error) = network.parse::<crate::client_address::TrustedNetwork>() {
                 issue("server.public.trusted_proxies", error.to_string());
@@ -1049,6 +1063,12 @@ mod tests {
         assert_eq!(config.validate(), vec![]);
         config.third_party.providers.microsoft.cloud_instance = "http://login.example.com".into();
         assert_eq!(keys(&config), vec!["third_party.providers.microsoft.cloud_instance"]);
+        // The fake on loopback serves only a Gatehouse on loopback, so nobody else can be signed in by it.
+        config.third_party.providers.microsoft.cloud_instance = "HTTP://127.0.0.1:9999".into();
+        config.server.public.address = "0.0.0.0:8000".into();
+        assert_eq!(keys(&config), vec!["third_party.providers.microsoft.cloud_instance"]);
+        config.third_party.providers.microsoft.cloud_instance = "https://login.microsoftonline.com".into();
+        assert_eq!(config.validate(), vec![]);
     }
 
     #[test]

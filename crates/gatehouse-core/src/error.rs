@@ -15,6 +15,17 @@ pub enum ThirdPartyErrorCode {
 }
 
 impl ThirdPartyErrorCode {
+    pub const ALL: [Self; 8] = [
+        Self::InvalidRequest,
+        Self::ServerError,
+        Self::UserConflict,
+        Self::MultipleAccounts,
+        Self::UnverifiedEmail,
+        Self::EmailMaxNum,
+        Self::SignupDisabled,
+        Self::RateLimitExceeded,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::InvalidRequest => "invalid_request",

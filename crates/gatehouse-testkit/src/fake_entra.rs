@@ -39,7 +39,7 @@ use base64::{
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
 use gatehouse_core::config::SigningAlgorithm;
-use gatehouse_crypto::{random, signing};
+use gatehouse_crypto::{digest, random, signing};
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{AlgorithmParameters, Jwk},
@@ -155,6 +155,20 @@ impl FakeUser {
             xms_edov: Some(Value::Bool(true)),
             extra_claims: Map::new(),
         }
+    }
+
+    /// [`FakeUser::new`], but with `sub` and `oid` derived from the email rather than random: Microsoft keeps a
+    /// person's ids for ever, so a restarted fake (the demo's) must too, or their next sign-in would be a new
+    /// identity claiming a taken address (`user_conflict`).
+    pub fn stable(email: impl Into<String>) -> Self {
+        let mut user = Self::new(email);
+        let email = user.email.clone().unwrap_or_default();
+        user.sub = digest::sha256_base64url(format!("fake-entra sub {email}").as_bytes());
+        let oid = digest::sha256(format!("fake-entra oid {email}").as_bytes());
+        let mut oid_bytes = [0u8; 16];
+        oid_bytes.copy_from_slice(&oid[..16]);
+        user.oid = uuid::Builder::from_custom_bytes(oid_bytes).into_uuid().to_string();
+        user
     }
 
     /// The same user in another tenant (e.g. [`CONSUMER_TENANT`] for a personal account).
@@ -1064,7 +1078,7 @@ fn form_decode(input: &str) -> Option<String> {
 }
 
 fn s256(verifier: &str) -> String {
-    gatehouse_crypto::digest::sha256_base64url(verifier.as_bytes())
+    digest::sha256_base64url(verifier.as_bytes())
 }
 
 fn unix_now() -> i64 {
@@ -1392,6 +1406,17 @@ mod tests {
     /// Has characters that must be form-urlencoded for HTTP Basic.
     const SECRET: &str = "s3cr~et+value/with:chars=";
     const REDIRECT: &str = "http://127.0.0.1:1/thirdparty/callback";
+
+    #[test]
+    fn a_stable_user_keeps_its_ids_and_another_email_gets_others() {
+        let megan = FakeUser::stable("megan@contoso.com");
+        assert_eq!(megan, FakeUser::stable("megan@contoso.com"));
+        let adele = FakeUser::stable("adele@contoso.com");
+        assert!(megan.sub != adele.sub && megan.oid != adele.oid);
+        assert_eq!(megan.sub.len(), 43, "Microsoft's pairwise sub is 43 base64url characters");
+        assert!(Uuid::parse_str(&megan.oid).is_ok());
+        assert_ne!(FakeUser::new("megan@contoso.com").sub, FakeUser::new("megan@contoso.com").sub);
+    }
 
     async fn start() -> FakeEntra {
         FakeEntra::start(FakeEntraOptions {

@@ -14,7 +14,11 @@ use gatehouse_core::config::Config;
 use gatehouse_store::Store;
 
 #[derive(Debug, Parser)]
-#[command(name = "gatehouse", version, about = "A self-hostable, Hanko-compatible authentication server")]
+#[command(
+    name = "gatehouse",
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATEHOUSE_COMMIT"), ")"),
+    about = "A self-hostable, Hanko-compatible authentication server"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,

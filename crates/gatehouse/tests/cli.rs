@@ -280,14 +280,19 @@ fn serve_refuses_an_admin_api_without_a_key() {
     assert!(stderr.contains("admin-key new"), "the message says what to do: {stderr}");
 }
 
-#[test]
-fn no_config_starts_in_development_mode() {
-    let dir = tempfile::tempdir().unwrap();
-    let mut command = gatehouse(dir.path(), &[]);
+/// `gatehouse` with no configuration (development mode), on free ports.
+fn development_mode(dir: &Path) -> Command {
+    let mut command = gatehouse(dir, &[]);
     command
         .env("GATEHOUSE_SERVER__PUBLIC__ADDRESS", "127.0.0.1:0")
         .env("GATEHOUSE_SERVER__ADMIN__ADDRESS", "127.0.0.1:0");
-    let server = Running::start(command);
+    command
+}
+
+#[test]
+fn no_config_starts_in_development_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(development_mode(dir.path()));
     let log = server.startup_log.join("\n");
     assert!(log.contains("DEVELOPMENT MODE") && log.contains("gatehouse.secret"), "{log}");
     let key =
@@ -305,4 +310,40 @@ fn no_config_starts_in_development_mode() {
         let mode = std::fs::metadata(dir.path().join("gatehouse.secret")).unwrap().permissions().mode();
         assert_eq!(mode & 0o077, 0, "the dev secret is readable by its owner only");
     }
+}
+
+#[test]
+fn version_names_the_release_and_the_commit() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = gatehouse(dir.path(), &["--version"]).output().unwrap();
+    assert!(output.status.success());
+    let stdout = String::from_utf8(output.stdout).unwrap();
+    let commit = stdout
+        .trim()
+        .strip_prefix(concat!("gatehouse ", env!("CARGO_PKG_VERSION"), " (commit "))
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("gatehouse <version> (commit <commit>): {stdout}"));
+    // This test runs from a git checkout when git is installed; a source archive says "unknown".
+    let head = Command::new("git").args(["rev-parse", "--short=12", "HEAD"]).output().ok();
+    match head.filter(|head| head.status.success()) {
+        Some(head) => assert_eq!(commit, String::from_utf8_lossy(&head.stdout).trim()),
+        None => assert_eq!(commit, "unknown"),
+    }
+}
+
+/// A configuration file meeting the database that development mode made (the newcomer's first two starts): the
+/// error says once what happened and what to do.
+#[test]
+fn a_development_database_under_a_configuration_says_what_happened() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = Running::start(development_mode(dir.path()));
+    assert_eq!(server.get("/health/ready")["ready"], true, "serving, so its signing key is stored");
+    server.stop();
+
+    let config = write_config(dir.path(), "");
+    let output = gatehouse(dir.path(), &["serve", "--config", &config]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    assert!(stderr.contains("development mode") && stderr.contains("database.url"), "what to do: {stderr}");
+    assert_eq!(stderr.matches("does not open").count(), 1, "the cause once: {stderr}");
 }

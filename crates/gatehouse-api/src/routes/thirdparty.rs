@@ -107,7 +107,10 @@ async fn finish(
     status: StatusCode,
 ) -> Response {
     let binding = cookies::request_cookie(headers, STATE_COOKIE);
-    let Finished { location, .. } = state.finish_sign_in(params, binding, meta).await;
+    let Finished { location, outcome } = state.finish_sign_in(params, binding, meta).await;
+    state
+        .counters()
+        .count_sign_in(outcome.as_ref().map(|signed_in| signed_in.outcome).map_err(|failure| failure.code.as_str()));
     let mut response = match location {
         Some(location) => redirect(status, location.as_str()),
         None => (

@@ -323,6 +323,23 @@ async fn secrets_rotate_through_the_api(backend: Backend) {
     let seconds: i64 = line.rsplit(' ').next().unwrap().parse().unwrap();
     assert!(seconds > 365 * 86_400, "{line}");
     assert!(metrics.contains("gatehouse_credential_failovers_total{provider=\"microsoft\"} 0"), "{metrics}");
+    // The refused secret's sign-in, then the new secret's sign-up; each answer of either listener is counted.
+    for series in [
+        "gatehouse_sign_ins_total{provider=\"microsoft\",outcome=\"server_error\"} 1",
+        "gatehouse_sign_ins_total{provider=\"microsoft\",outcome=\"signed_up\"} 1",
+        "gatehouse_sign_ins_total{provider=\"microsoft\",outcome=\"signed_in\"} 0",
+    ] {
+        assert!(metrics.lines().any(|line| line == series), "{series} in {metrics}");
+    }
+    for listener in ["public", "admin"] {
+        let prefix = format!("gatehouse_http_responses_total{{listener=\"{listener}\",status=\"");
+        let counted: u64 = metrics
+            .lines()
+            .filter_map(|line| line.strip_prefix(&prefix))
+            .filter_map(|rest| rest.rsplit(' ').next()?.parse::<u64>().ok())
+            .sum();
+        assert!(counted >= 3, "{listener}: {metrics}");
+    }
 
     let id = added["id"].as_str().unwrap();
     let (status, _) =

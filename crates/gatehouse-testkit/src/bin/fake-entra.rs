@@ -1,5 +1,7 @@
 //! `fake-entra`: a fake Microsoft Entra ID on loopback, for trying Gatehouse's "Sign in with Microsoft" by hand
-//! without an Azure tenant. Every sign-in is the same user, consent is automatic, redirect URIs are not checked.
+//! without an Azure tenant. Every sign-in is the same user (with the same `sub` and `oid` across restarts), consent
+//! is automatic, redirect URIs are not checked. It listens on 127.0.0.1 only, and Gatehouse accepts a plain-http
+//! provider only while its own public listener is on loopback too.
 //!
 //! `cargo run -p gatehouse-testkit --bin fake-entra -- [--port 9999] [--client-id ID] [--client-secret SECRET]
 //! [--email megan@contoso.com] [--xms-edov true|false|absent] [--distinct-users] [--control-port PORT]`
@@ -112,21 +114,20 @@ async fn main() -> ExitCode {
         }
     };
     let xms_edov = args.xms_edov.map(Value::Bool);
-    let make_user = move |email: &str| {
-        let mut user = FakeUser::new(email);
-        user.xms_edov = xms_edov.clone();
-        user
-    };
+    let make_user = move |user: FakeUser| FakeUser { xms_edov: xms_edov.clone(), ..user };
     let edov = args.xms_edov.map_or("absent".to_owned(), |edov| edov.to_string());
-    println!("# Fake Entra ID on {} (Ctrl-C stops it).", fake.base_url());
+    println!("# DEMO ONLY: a fake Microsoft Entra ID on {} (loopback only; Ctrl-C stops it).", fake.base_url());
     if args.distinct_users {
         let (local, domain) = args.email.split_once('@').unwrap_or((args.email.as_str(), "contoso.com"));
         println!("# Every sign-in is a new person at {domain} (xms_edov {edov}).");
         let (local, domain) = (local.to_owned(), domain.to_owned());
         // Random rather than counted, so a restarted fake never repeats a person a database already holds.
-        fake.set_user_factory(move || make_user(&format!("{local}+{}@{domain}", Uuid::new_v4().simple())));
+        fake.set_user_factory(move || {
+            make_user(FakeUser::new(format!("{local}+{}@{domain}", Uuid::new_v4().simple())))
+        });
     } else {
-        let user = make_user(&args.email);
+        // Stable ids: after a restart of the fake, the same person still reaches the same account.
+        let user = make_user(FakeUser::stable(args.email.as_str()));
         println!("# Every sign-in is {} (tid {}, oid {}, xms_edov {edov}).", args.email, user.tid, user.oid);
         fake.set_default_user(user);
     }

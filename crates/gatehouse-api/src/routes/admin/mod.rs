@@ -101,7 +101,7 @@ pub fn admin_app(state: AppState, bound: SocketAddr) -> Router {
         .merge(api)
         .fallback(|| async { ApiError::not_found() })
         .layer(middleware::from_fn_with_state((state.clone(), bound), require_own_host));
-    crate::app::with_layers(router.with_state(state.clone()), &state, None)
+    crate::app::with_layers(router.with_state(state.clone()), &state, crate::metrics::Listener::Admin, None)
 }
 
 /// Refuses requests whose `Host` is not this listener's (DNS rebinding), before anything else runs.
@@ -178,6 +178,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
         state.settings_version(),
         state.keys().unknown_kid_reloads()
     ));
+    text.push_str(&state.counters().render());
     let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; version=0.0.4"));
     Ok(response)
