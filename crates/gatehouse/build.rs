@@ -12,7 +12,8 @@ fn git(args: &[&str]) -> Option<String> {
 
 fn main() {
     let commit = git(&["rev-parse", "--short=12", "HEAD"]);
-    println!("cargo:rustc-env=GATEHOUSE_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
+    // Not GATEHOUSE_…: cargo also sets this when it runs the tests, where that prefix names configuration keys.
+    println!("cargo:rustc-env=BUILD_GIT_COMMIT={}", commit.as_deref().unwrap_or("unknown"));
     // Run again when HEAD moves: a commit, a checkout, or refs packed by git gc. Only existing paths are named,
     // since cargo reruns a script on every build while a named path is missing.
     for name in ["HEAD", "refs/heads", "packed-refs"] {

@@ -16,7 +16,7 @@ use gatehouse_store::Store;
 #[derive(Debug, Parser)]
 #[command(
     name = "gatehouse",
-    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("GATEHOUSE_COMMIT"), ")"),
+    version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("BUILD_GIT_COMMIT"), ")"),
     about = "A self-hostable, Hanko-compatible authentication server"
 )]
 struct Cli {

@@ -275,10 +275,11 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
         return FlowError::OperationNotPermitted.standalone();
     };
     let next_csrf = csrf_token();
+    let action = validate_inputs(definition, &input_data).and_then(|()| Action::parse(action_name, &input_data));
     // Of concurrent actions on one flow, exactly one may act beyond it (consume a token, delete something): it
     // claims the step first and rotates the CSRF token, so the others are refused before they touch anything.
     let mut version = record.version;
-    if acts_beyond_the_flow(action_name) {
+    if action.as_ref().is_ok_and(Action::acts_beyond_the_flow) {
         match state.flows().advance(flow_id, version, &record.data, &next_csrf).await {
             Ok(true) => version += 1,
             Ok(false) => return FlowError::OperationNotPermitted.standalone(),
@@ -287,8 +288,8 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
     }
     let context =
         Context { state, request, flow_id, data: &data, session: session.as_ref(), profile: current_profile.as_ref() };
-    let outcome = match validate_inputs(definition, &input_data) {
-        Ok(()) => execute(&context, action_name, &input_data).await,
+    let outcome = match action {
+        Ok(action) => execute(&context, action).await,
         Err(error) => Err(error),
     };
     // A client error keeps the state (the page shows the error); a server error ends the flow.
@@ -309,9 +310,65 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
     render(state, flow_id, step, next_csrf, session.as_ref()).await
 }
 
-/// Actions whose effects reach past the flow's own row.
-fn acts_beyond_the_flow(action_name: &str) -> bool {
-    matches!(action_name, "exchange_token" | "session_delete" | "email_delete" | "account_delete")
+/// An action of a flow, with its inputs, once they were checked against what the state offers.
+#[derive(Debug, PartialEq, Eq)]
+enum Action<'a> {
+    RegisterClientCapabilities,
+    Back,
+    /// Sign in (or up) with a provider; in the profile flow, connect one to the account.
+    ThirdpartyOauth(OauthInputs<'a>),
+    ExchangeToken {
+        token: &'a str,
+        code_verifier: Option<&'a str>,
+    },
+    SessionDelete {
+        session_id: Uuid,
+    },
+    EmailDelete {
+        email_id: Uuid,
+    },
+    AccountDelete,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+struct OauthInputs<'a> {
+    provider: &'a str,
+    redirect_to: Option<&'a str>,
+    code_verifier: Option<&'a str>,
+}
+
+impl<'a> Action<'a> {
+    /// The action `name` with its inputs; an unknown action is not permitted, an input of the wrong form is
+    /// invalid form data.
+    fn parse(name: &str, input_data: &'a Map<String, Value>) -> Result<Self, FlowError> {
+        let text = |input: &str| input_data.get(input).and_then(Value::as_str);
+        let id = |input: &str| text(input).and_then(|id| Uuid::parse_str(id).ok()).ok_or(FlowError::FormDataInvalid);
+        Ok(match name {
+            "register_client_capabilities" => Self::RegisterClientCapabilities,
+            "back" => Self::Back,
+            "thirdparty_oauth" | "connect_thirdparty_oauth_provider" => Self::ThirdpartyOauth(OauthInputs {
+                provider: text("provider").ok_or(FlowError::FormDataInvalid)?,
+                redirect_to: text("redirect_to"),
+                code_verifier: text("code_verifier"),
+            }),
+            "exchange_token" => Self::ExchangeToken {
+                token: text("token").ok_or(FlowError::FormDataInvalid)?,
+                code_verifier: text("code_verifier"),
+            },
+            "session_delete" => Self::SessionDelete { session_id: id("session_id")? },
+            "email_delete" => Self::EmailDelete { email_id: id("email_id")? },
+            "account_delete" => Self::AccountDelete,
+            _ => return Err(FlowError::OperationNotPermitted),
+        })
+    }
+
+    /// Whether its effects reach past the flow's own row.
+    fn acts_beyond_the_flow(&self) -> bool {
+        matches!(
+            self,
+            Self::ExchangeToken { .. } | Self::SessionDelete { .. } | Self::EmailDelete { .. } | Self::AccountDelete
+        )
+    }
 }
 
 /// Everything an action runs against.
@@ -324,21 +381,17 @@ struct Context<'a> {
     profile: Option<&'a Profile>,
 }
 
-fn text<'a>(input_data: &'a Map<String, Value>, name: &str) -> Option<&'a str> {
-    input_data.get(name).and_then(Value::as_str)
-}
-
-async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<String, Value>) -> Result<Step, FlowError> {
+async fn execute(context: &Context<'_>, action: Action<'_>) -> Result<Step, FlowError> {
     let Context { state, request, flow_id, data, session, profile } = *context;
     let at = |next_state: StateName| FlowData { state: next_state, redirect_url: None, ..data.clone() };
-    match action_name {
-        "register_client_capabilities" | "back" => Ok(Step::to(at(data.init_state()))),
-        "thirdparty_oauth" | "connect_thirdparty_oauth_provider" => {
+    match action {
+        Action::RegisterClientCapabilities | Action::Back => Ok(Step::to(at(data.init_state()))),
+        Action::ThirdpartyOauth(inputs) => {
             let started = state
                 .start_sign_in(StartRequest {
-                    provider: text(input_data, "provider").unwrap_or_default(),
-                    redirect_to: text(input_data, "redirect_to"),
-                    client_verifier: text(input_data, "code_verifier").map(str::to_owned),
+                    provider: inputs.provider,
+                    redirect_to: inputs.redirect_to,
+                    client_verifier: inputs.code_verifier.map(str::to_owned),
                     flow_id: Some(flow_id),
                     connect_user_id: session.map(|s| s.claims.sub).filter(|_| data.name == FlowName::Profile),
                 })
@@ -353,43 +406,35 @@ async fn execute(context: &Context<'_>, action_name: &str, input_data: &Map<Stri
             }
             Ok(step)
         }
-        "exchange_token" => exchange_token(context, input_data).await,
-        "session_delete" => {
-            let id = text(input_data, "session_id")
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .ok_or(FlowError::FormDataInvalid)?;
+        Action::ExchangeToken { token, code_verifier } => exchange_token(context, token, code_verifier).await,
+        Action::SessionDelete { session_id } => {
             let user = session.ok_or(FlowError::Unauthorized)?.user_id();
-            if !state.sessions().end_for_user(user, id).await.map_err(|_| FlowError::Technical)? {
+            if !state.sessions().end_for_user(user, session_id).await.map_err(|_| FlowError::Technical)? {
                 return Err(FlowError::FormDataInvalid);
             }
             Ok(Step::to(at(StateName::ProfileInit)))
         }
-        "email_delete" => {
+        Action::EmailDelete { email_id } => {
             let user = profile.ok_or(FlowError::Unauthorized)?.user.id;
-            let id = text(input_data, "email_id")
-                .and_then(|id| Uuid::parse_str(id).ok())
-                .ok_or(FlowError::FormDataInvalid)?;
-            let deleted = state.users().delete_secondary_email(user, id).await.map_err(|_| FlowError::Technical)?;
+            let deleted =
+                state.users().delete_secondary_email(user, email_id).await.map_err(|_| FlowError::Technical)?;
             if !deleted {
                 return Err(FlowError::FormDataInvalid);
             }
             Ok(Step::to(at(StateName::ProfileInit)))
         }
-        "account_delete" => {
+        Action::AccountDelete => {
             let user = profile.ok_or(FlowError::Unauthorized)?.user.id;
             state.users().delete(user, Some(&request.meta)).await.map_err(|_| FlowError::Technical)?;
             let mut step = Step::to(at(StateName::AccountDeleted));
             step.headers = cookies::session_removal(&state.config().session);
             Ok(step)
         }
-        _ => Err(FlowError::OperationNotPermitted),
     }
 }
 
-async fn exchange_token(context: &Context<'_>, input_data: &Map<String, Value>) -> Result<Step, FlowError> {
+async fn exchange_token(context: &Context<'_>, value: &str, code_verifier: Option<&str>) -> Result<Step, FlowError> {
     let Context { state, request, data, session, .. } = *context;
-    let value = text(input_data, "token").ok_or(FlowError::FormDataInvalid)?;
-    let code_verifier = text(input_data, "code_verifier");
     let exchange = state.token_exchange();
     if data.name == FlowName::Profile {
         let user = session.ok_or(FlowError::Unauthorized)?.user_id();
@@ -422,5 +467,44 @@ fn exchange_refused(refused: Refused) -> FlowError {
         ExchangeError::OtherUser => FlowError::OperationNotPermitted,
         ExchangeError::RateLimited(_) => FlowError::RateLimitExceeded,
         ExchangeError::Store(_) | ExchangeError::Session(_) => FlowError::Technical,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    fn inputs(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn actions_parse_with_their_inputs() {
+        let id = Uuid::now_v7();
+        let data = inputs(json!({"session_id": id.to_string()}));
+        assert_eq!(Action::parse("session_delete", &data), Ok(Action::SessionDelete { session_id: id }));
+        let data = inputs(json!({"session_id": "not-a-uuid"}));
+        assert_eq!(Action::parse("session_delete", &data), Err(FlowError::FormDataInvalid));
+        let data = inputs(json!({"provider": "microsoft", "redirect_to": "https://app/"}));
+        let oauth = OauthInputs { provider: "microsoft", redirect_to: Some("https://app/"), code_verifier: None };
+        assert_eq!(Action::parse("connect_thirdparty_oauth_provider", &data), Ok(Action::ThirdpartyOauth(oauth)));
+        assert_eq!(Action::parse("exchange_token", &inputs(json!({}))), Err(FlowError::FormDataInvalid));
+        assert_eq!(Action::parse("password_login", &inputs(json!({}))), Err(FlowError::OperationNotPermitted));
+    }
+
+    #[test]
+    fn only_actions_with_effects_outside_the_flow_claim_the_step_first() {
+        let beyond = [
+            Action::ExchangeToken { token: "t", code_verifier: None },
+            Action::SessionDelete { session_id: Uuid::nil() },
+            Action::EmailDelete { email_id: Uuid::nil() },
+            Action::AccountDelete,
+        ];
+        assert!(beyond.iter().all(Action::acts_beyond_the_flow));
+        let oauth = OauthInputs { provider: "microsoft", redirect_to: None, code_verifier: None };
+        let within = [Action::RegisterClientCapabilities, Action::Back, Action::ThirdpartyOauth(oauth)];
+        assert!(!within.iter().any(Action::acts_beyond_the_flow));
     }
 }
