@@ -248,7 +248,8 @@ impl Default for PublicServerConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorsConfig {
-    /// Exact origins (`https://app.example.com`) allowed to call the API with credentials.
+    /// Origins allowed to call the API with credentials: exact (`https://app.example.com`) or every subdomain of a
+    /// domain (`https://*.example.com`); see [`crate::origin`].
     pub allow_origins: Vec<String>,
 }
 
@@ -787,7 +788,7 @@ impl Config {
             }
         }
         for origin in &self.server.public.cors.allow_origins {
-            if let Err(message) = check_origin(origin) {
+            if let Err(message) = crate::origin::OriginPattern::parse(origin) {
                 issue("server.public.cors.allow_origins", format!("{origin:?}: {message}"));
             }
         }
@@ -958,17 +959,6 @@ fn check_admin_key(key: &str) -> Result<(), String> {
         None if key.chars().count() >= MIN_ADMIN_KEY_LEN => Ok(()),
         None => Err(format!("a key must be at least {MIN_ADMIN_KEY_LEN} characters (gatehouse admin-key new)")),
     }
-}
-
-fn check_origin(origin: &str) -> Result<(), String> {
-    let url = url::Url::parse(origin).map_err(|_| "not a URL".to_owned())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("must be an http(s) origin".into());
-    }
-    if url.origin().ascii_serialization() != origin {
-        return Err(format!("write it as an origin: {}", url.origin().ascii_serialization()));
-    }
-    Ok(())
 }
 
 /// The provider base URL must be https; plain http is only for a fake provider on this machine.
