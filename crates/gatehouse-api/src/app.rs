@@ -25,6 +25,8 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
+use gatehouse_core::origin::AllowedOrigins;
+
 use crate::{
     ApiError, AppState,
     client_address::resolve_client_address,
@@ -153,14 +155,7 @@ pub fn with_layers(router: Router, state: &AppState, listener: Listener, cors: O
 /// Hanko's CORS: exact origins from the allow-list, credentials, the session headers exposed.
 fn cors(state: &AppState) -> CorsLayer {
     let config = state.config();
-    let origins: Vec<HeaderValue> = config
-        .server
-        .public
-        .cors
-        .allow_origins
-        .iter()
-        .filter_map(|origin| HeaderValue::from_str(origin).ok())
-        .collect();
+    let origins = AllowedOrigins::new(&config.server.public.cors.allow_origins);
     let mut exposed = vec![
         X_SESSION_LIFETIME,
         X_SESSION_RETENTION,
@@ -173,7 +168,9 @@ fn cors(state: &AppState) -> CorsLayer {
         exposed.push(X_AUTH_TOKEN);
     }
     CorsLayer::new()
-        .allow_origin(AllowOrigin::list(origins))
+        .allow_origin(AllowOrigin::predicate(move |origin, _| {
+            origin.to_str().is_ok_and(|origin| origins.allows(origin))
+        }))
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::POST, Method::DELETE])
         .allow_headers(AllowHeaders::mirror_request())

@@ -21,6 +21,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use gatehouse_core::origin::AllowedOrigins;
+
 use crate::{ApiError, extract::EXPECTED_JSON};
 
 /// Each refused origin is logged once; past this many distinct ones nothing more is remembered or logged, so made-up
@@ -30,7 +32,7 @@ const MAX_LOGGED_ORIGINS: usize = 256;
 /// The origins that may write, and the refused ones already logged.
 #[derive(Debug)]
 pub struct WriteGuard {
-    allowed_origins: HashSet<String>,
+    allowed_origins: AllowedOrigins,
     logged_origins: Mutex<HashSet<String>>,
 }
 
@@ -44,7 +46,7 @@ enum Refusal {
 
 impl WriteGuard {
     pub fn new(allowed_origins: &[String]) -> Self {
-        Self { allowed_origins: allowed_origins.iter().cloned().collect(), logged_origins: Mutex::default() }
+        Self { allowed_origins: AllowedOrigins::new(allowed_origins), logged_origins: Mutex::default() }
     }
 
     fn check(&self, method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(), Refusal> {
@@ -63,7 +65,7 @@ impl WriteGuard {
             return Ok(());
         }
         match header_text(headers, header::ORIGIN.as_str()) {
-            Some(origin) if self.allowed_origins.contains(origin) || is_own_origin(origin, headers) => Ok(()),
+            Some(origin) if self.allowed_origins.allows(origin) || is_own_origin(origin, headers) => Ok(()),
             Some(origin) => Err(Refusal::ForeignOrigin(Some(origin.to_owned()))),
             None if fetch_site.is_some() => Err(Refusal::ForeignOrigin(None)),
             None => Ok(()),

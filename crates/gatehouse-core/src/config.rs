@@ -10,6 +10,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::duration::GoDuration;
 
+pub mod hanko;
+
 /// A secret from the configuration. It never prints or serialises its value.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Secret(String);
@@ -49,6 +51,9 @@ impl<'de> Deserialize<'de> for Secret {
     }
 }
 
+/// What stands for a database password while a URL is printed: letters only, so the URL parser leaves it as it is.
+const REDACTED_PASSWORD: &str = "REDACTEDPASSWORD";
+
 /// A database URL; its password is redacted whenever it is printed.
 #[derive(Clone, PartialEq, Eq, Deserialize)]
 #[serde(transparent)]
@@ -65,10 +70,11 @@ impl DatabaseUrl {
 
     pub fn redacted(&self) -> String {
         match url::Url::parse(&self.0) {
-            Ok(mut url) if url.password().is_some() => {
-                let _ = url.set_password(Some("<redacted>"));
-                url.to_string()
-            }
+            // The URL parser would percent-encode `<redacted>`; a plain placeholder reads as it is written.
+            Ok(mut url) if url.password().is_some() => match url.set_password(Some(REDACTED_PASSWORD)) {
+                Ok(()) => url.to_string().replacen(REDACTED_PASSWORD, "<redacted>", 1),
+                Err(()) => "<redacted>".to_owned(),
+            },
             _ => self.0.clone(),
         }
     }
@@ -248,7 +254,8 @@ impl Default for PublicServerConfig {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorsConfig {
-    /// Exact origins (`https://app.example.com`) allowed to call the API with credentials.
+    /// Origins allowed to call the API with credentials: exact (`https://app.example.com`) or every subdomain of a
+    /// domain (`https://*.example.com`); see [`crate::origin`].
     pub allow_origins: Vec<String>,
 }
 
@@ -801,7 +808,7 @@ impl Config {
             }
         }
         for origin in &self.server.public.cors.allow_origins {
-            if let Err(message) = check_origin(origin) {
+            if let Err(message) = crate::origin::OriginPattern::parse(origin) {
                 issue("server.public.cors.allow_origins", format!("{origin:?}: {message}"));
             }
         }
@@ -870,6 +877,9 @@ impl Config {
                 "rate_limiter.redis_config.address",
                 format!("{:?} {message}", self.rate_limiter.redis_config.address),
             );
+        }
+        if let Err(message) = check_log_level(&self.log.level) {
+            issue("log.level", message);
         }
         if self.audit_log.retention.as_secs() < 3600 {
             issue("audit_log.retention", "must be at least 1h".into());
@@ -974,13 +984,24 @@ fn check_admin_key(key: &str) -> Result<(), String> {
     }
 }
 
-fn check_origin(origin: &str) -> Result<(), String> {
-    let url = url::Url::parse(origin).map_err(|_| "not a URL".to_owned())?;
-    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-        return Err("must be an http(s) origin".into());
-    }
-    if url.origin().ascii_serialization() != origin {
-        return Err(format!("write it as an origin: {}", url.origin().ascii_serialization()));
+/// `log.level`: a level, or comma-separated `module=level` directives with an optional bare default level. Checked
+/// here because the logger, given a filter it cannot read, would quietly log nothing at all.
+fn check_log_level(filter: &str) -> Result<(), String> {
+    const LEVELS: [&str; 6] = ["trace", "debug", "info", "warn", "error", "off"];
+    for directive in filter.split(',').map(str::trim) {
+        let (target, level) = match directive.split_once('=') {
+            Some((target, level)) => (Some(target), level),
+            None => (None, directive),
+        };
+        let target_ok = target.is_none_or(|target| {
+            !target.is_empty() && target.chars().all(|c| c.is_ascii_alphanumeric() || "_:-".contains(c))
+        });
+        if !target_ok || !LEVELS.iter().any(|known| known.eq_ignore_ascii_case(level)) {
+            return Err(format!(
+                "{directive:?} is not a log level: use trace, debug, info, warn, error or off (or per module, as in \
+                 gatehouse=debug,info)"
+            ));
+        }
     }
     Ok(())
 }
@@ -1193,6 +1214,26 @@ mod tests {
         assert_eq!(store.store, RateLimitStore::InMemory, "the short name is accepted");
         let store: RateLimiterConfig = serde_json::from_str(r#"{"store":"in_memory"}"#).unwrap();
         assert_eq!(store.store, RateLimitStore::InMemory, "Hanko's name");
+    }
+
+    #[test]
+    fn log_levels_are_tracing_filters() {
+        let mut config = valid();
+        for good in ["info", "WARN", "gatehouse=debug,info", "gatehouse_api::flow=trace, warn", "off"] {
+            config.log.level = good.into();
+            assert_eq!(config.validate(), vec![], "{good}");
+        }
+        for bad in ["verbose", "", "info,", "=debug", "gatehouse=loud", "a b=info"] {
+            config.log.level = bad.into();
+            assert_eq!(keys(&config), vec!["log.level"], "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_database_password_prints_redacted_and_readable() {
+        let url = DatabaseUrl::new("postgres://gate:hunter2@db.internal:5432/gatehouse");
+        assert_eq!(url.redacted(), "postgres://gate:<redacted>@db.internal:5432/gatehouse");
+        assert_eq!(DatabaseUrl::new("sqlite://gatehouse.db").redacted(), "sqlite://gatehouse.db");
     }
 
     #[test]

@@ -8,6 +8,7 @@ pub mod email;
 pub mod error;
 pub mod linking;
 pub mod microsoft;
+pub mod origin;
 pub mod rate_limit;
 pub mod redirect;
 pub mod session;

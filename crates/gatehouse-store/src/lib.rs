@@ -182,12 +182,19 @@ impl Store {
     }
 
     /// Applies every pending migration of this backend's dialect.
-    pub async fn migrate(&self) -> Result<()> {
-        match self.backend {
-            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite").run(&mut *self.write().await?).await?,
-            Backend::Postgres => sqlx::migrate!("./migrations/postgres").run(&mut *self.write().await?).await?,
-        }
-        Ok(())
+    /// Applies the migrations not applied yet and says how many that was: 0 means the schema was up to date.
+    pub async fn migrate(&self) -> Result<usize> {
+        use sqlx::migrate::Migrate;
+        let migrator = match self.backend {
+            Backend::Sqlite => sqlx::migrate!("./migrations/sqlite"),
+            Backend::Postgres => sqlx::migrate!("./migrations/postgres"),
+        };
+        let mut connection = self.write().await?;
+        let table = migrator.table_name.clone();
+        connection.ensure_migrations_table(&table).await?;
+        let before = connection.list_applied_migrations(&table).await?.len();
+        migrator.run(&mut *connection).await?;
+        Ok(connection.list_applied_migrations(&table).await?.len().saturating_sub(before))
     }
 
     /// Answers when the database does; used by `/health/ready`.

@@ -20,23 +20,30 @@ use gatehouse_store::Store;
     about = "A self-hostable, Hanko-compatible authentication server"
 )]
 struct Cli {
+    #[command(flatten)]
+    options: Options,
     #[command(subcommand)]
     command: Option<Command>,
 }
 
+/// Where the configuration comes from; given before or after the subcommand.
 #[derive(Debug, clap::Args)]
-struct ConfigArg {
-    /// YAML configuration file. Without one, Gatehouse starts in development mode.
-    #[arg(long, short, env = "GATEHOUSE_CONFIG")]
+struct Options {
+    /// YAML configuration file (Gatehouse's or Hanko's). Without one, `serve` starts in development mode.
+    #[arg(long, short, global = true, env = config::CONFIG_FILE_ENV, value_name = "FILE")]
     config: Option<PathBuf>,
+    /// Development mode for commands other than `serve`: no configuration file, the database and generated secret
+    /// key in the working folder (`serve` without a configuration is in development mode anyway).
+    #[arg(long, global = true, conflicts_with = "config")]
+    dev: bool,
 }
 
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the API (the default).
-    Serve(ConfigArg),
+    Serve,
     /// Apply database migrations and exit.
-    Migrate(ConfigArg),
+    Migrate,
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -57,8 +64,6 @@ enum CredentialsCommand {
     /// encrypted under secret_keys, and used from now on (before any secret); the certificate is printed, to
     /// upload to the app registration under "Certificates & secrets".
     NewCertificate {
-        #[command(flatten)]
-        config: ConfigArg,
         /// The provider the certificate is for.
         #[arg(long, default_value = "microsoft", value_parser = ["microsoft"])]
         provider: String,
@@ -72,20 +77,17 @@ enum CredentialsCommand {
 enum AdminKeyCommand {
     /// Create an admin key. It is printed once; only its hash is stored.
     New {
-        #[command(flatten)]
-        config: ConfigArg,
         /// What the key is for (shown in the audit log), e.g. "ops laptop" or "terraform": one line, at most 64
         /// characters.
         #[arg(long, value_parser = parse_admin_key_name)]
         name: String,
     },
     /// List admin keys in the database (never the keys themselves).
-    List(ConfigArg),
+    List,
     /// Revoke an admin key by id; every instance refuses it from the next request on.
     Revoke {
-        #[command(flatten)]
-        config: ConfigArg,
         /// The key's id, as `list` shows it.
+        #[arg(value_parser = parse_admin_key_id)]
         id: uuid::Uuid,
     },
     /// Print the hash of a key read from standard input, for server.admin.api_keys.
@@ -95,13 +97,13 @@ enum AdminKeyCommand {
 #[derive(Debug, Subcommand)]
 enum ConfigCommand {
     /// Load and validate the configuration, then print it with secrets redacted.
-    Check(ConfigArg),
+    Check,
 }
 
 #[derive(Debug, Subcommand)]
 enum KeysCommand {
     /// Make a new signing key; older keys keep verifying until the tokens they signed expire.
-    Rotate(ConfigArg),
+    Rotate,
 }
 
 fn main() -> ExitCode {
@@ -114,15 +116,16 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(async {
-        match cli.command.unwrap_or(Command::Serve(ConfigArg { config: None })) {
-            Command::Serve(args) => serve(args).await,
-            Command::Migrate(args) => migrate(args).await,
-            Command::Config(ConfigCommand::Check(args)) => check(args),
-            Command::Keys(KeysCommand::Rotate(args)) => rotate(args).await,
-            Command::Credentials(CredentialsCommand::NewCertificate { config, provider, days }) => {
-                new_certificate(config, &provider, days).await
+        let options = cli.options;
+        match cli.command.unwrap_or(Command::Serve) {
+            Command::Serve => serve(&options).await,
+            Command::Migrate => migrate(&options).await,
+            Command::Config(ConfigCommand::Check) => check(&options),
+            Command::Keys(KeysCommand::Rotate) => rotate(&options).await,
+            Command::Credentials(CredentialsCommand::NewCertificate { provider, days }) => {
+                new_certificate(&options, &provider, days).await
             }
-            Command::AdminKey(command) => admin_key(command).await,
+            Command::AdminKey(command) => admin_key(&options, command).await,
         }
     });
     match result {
@@ -134,9 +137,16 @@ fn main() -> ExitCode {
     }
 }
 
-fn load(args: &ConfigArg) -> anyhow::Result<(Config, config::DevSecret)> {
+/// Loads the configuration. Development mode (no file, no secret key) is for `serve` and for `--dev` only: any
+/// other command would otherwise quietly work on, and create, a database in whatever folder it was run from.
+fn load(options: &Options, command: &str) -> anyhow::Result<(Config, config::DevSecret)> {
     let dir = std::env::current_dir().context("cannot read the working folder")?;
-    Ok(config::load(args.config.as_deref(), &dir)?)
+    let development = if options.dev || command == "serve" {
+        config::Development::Allowed
+    } else {
+        config::Development::Refused { command }
+    };
+    Ok(config::load(options.config.as_deref(), &dir, development)?)
 }
 
 fn warn_dev_secret(dev: &config::DevSecret) {
@@ -150,20 +160,46 @@ fn warn_dev_secret(dev: &config::DevSecret) {
     }
 }
 
-async fn open_store(config: &Config) -> anyhow::Result<Store> {
-    let store = Store::connect(config.database.url.expose(), config.database.max_connections)
+/// Opens the database and applies the migrations not applied yet (how many is returned).
+async fn open_store(config: &Config) -> anyhow::Result<(Store, usize)> {
+    let url = &config.database.url;
+    check_postgres_reachable(url.expose()).await?;
+    let store = Store::connect(url.expose(), config.database.max_connections)
         .await
-        .with_context(|| format!("cannot open the database {}", config.database.url.redacted()))?;
-    store.migrate().await.context("cannot migrate the database")?;
-    Ok(store)
+        .with_context(|| format!("cannot open the database {}", url.redacted()))?;
+    let applied = store.migrate().await.context("cannot migrate the database")?;
+    Ok((store, applied))
 }
 
-async fn serve(args: ConfigArg) -> anyhow::Result<()> {
-    let (config, dev) = load(&args)?;
+/// How long start-up waits for PostgreSQL's port to answer before saying it cannot be reached.
+const POSTGRES_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
+
+/// Fails fast, naming the host and port, when PostgreSQL cannot be reached at all; the pool would wait for its
+/// full acquire timeout and then say only "pool timed out".
+async fn check_postgres_reachable(url: &str) -> anyhow::Result<()> {
+    let Ok(parsed) = url::Url::parse(url) else { return Ok(()) };
+    // No host: a Unix socket, which the driver reports clearly itself.
+    let Some(host) = parsed.host_str().filter(|_| matches!(parsed.scheme(), "postgres" | "postgresql")) else {
+        return Ok(());
+    };
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    let port = parsed.port().unwrap_or(5432);
+    match tokio::time::timeout(POSTGRES_CONNECT_TIMEOUT, tokio::net::TcpStream::connect((host, port))).await {
+        Ok(Ok(_)) => Ok(()),
+        Ok(Err(error)) => anyhow::bail!("cannot reach PostgreSQL at {host}:{port} (database.url): {error}"),
+        Err(_) => anyhow::bail!(
+            "cannot reach PostgreSQL at {host}:{port} (database.url): no answer within {}s",
+            POSTGRES_CONNECT_TIMEOUT.as_secs()
+        ),
+    }
+}
+
+async fn serve(options: &Options) -> anyhow::Result<()> {
+    let (config, dev) = load(options, "serve")?;
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
     raise_open_files_limit();
-    let store = open_store(&config).await?;
+    let (store, _) = open_store(&config).await?;
     if !matches!(dev, config::DevSecret::NotNeeded) {
         create_development_admin_key(&config, &store).await?;
     }
@@ -214,28 +250,37 @@ async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow:
     let (key, record) = admin_keys::generate("development", SystemClock.now_ms());
     store.insert_admin_key(&record).await?;
     eprintln!("DEVELOPMENT MODE: admin key for the console at http://{} (shown only now): {key}", admin.address);
+    eprintln!("  (lost it? in this folder, `gatehouse admin-key new --dev --name console` makes another)");
     Ok(())
 }
 
-async fn admin_store(args: &ConfigArg) -> anyhow::Result<Store> {
-    let (config, _) = load(args)?;
-    open_store(&config).await
+async fn admin_store(options: &Options, command: &str) -> anyhow::Result<Store> {
+    let (config, _) = load(options, command)?;
+    Ok(open_store(&config).await?.0)
 }
 
 fn parse_admin_key_name(name: &str) -> Result<String, String> {
     gatehouse_core::config::check_admin_key_name(name).map(|()| name.to_owned())
 }
 
-async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {
+fn parse_admin_key_id(id: &str) -> Result<uuid::Uuid, String> {
+    uuid::Uuid::parse_str(id).map_err(|_| {
+        "an admin key is revoked by its id, a UUID such as 0193b6c4-5f2e-7a31-9c1d-2b8e4f6a7c90, as \
+         gatehouse admin-key list prints it"
+            .to_owned()
+    })
+}
+
+async fn admin_key(options: &Options, command: AdminKeyCommand) -> anyhow::Result<()> {
     let when = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), gatehouse_core::clock::rfc3339_ms);
     match command {
-        AdminKeyCommand::New { config, name } => {
+        AdminKeyCommand::New { name } => {
             let (key, record) = admin_keys::generate(&name, SystemClock.now_ms());
-            admin_store(&config).await?.insert_admin_key(&record).await?;
+            admin_store(options, "admin-key new").await?.insert_admin_key(&record).await?;
             println!("admin key {} ({name}); it is shown only now:\n{key}", record.id);
         }
-        AdminKeyCommand::List(config) => {
-            for key in admin_store(&config).await?.list_admin_keys().await? {
+        AdminKeyCommand::List => {
+            for key in admin_store(options, "admin-key list").await?.list_admin_keys().await? {
                 println!(
                     "{}  {:<24}  created {}  last used {}  revoked {}",
                     key.id,
@@ -246,14 +291,19 @@ async fn admin_key(command: AdminKeyCommand) -> anyhow::Result<()> {
                 );
             }
         }
-        AdminKeyCommand::Revoke { config, id } => {
-            let revoked = admin_store(&config).await?.revoke_admin_key(id, SystemClock.now_ms()).await?;
+        AdminKeyCommand::Revoke { id } => {
+            let store = admin_store(options, "admin-key revoke").await?;
+            let revoked = store.revoke_admin_key(id, SystemClock.now_ms()).await?;
             anyhow::ensure!(revoked, "no active admin key {id}");
             println!("admin key {id} revoked");
         }
         AdminKeyCommand::Hash => {
             let mut key = String::new();
             std::io::stdin().read_line(&mut key).context("cannot read the key from standard input")?;
+            anyhow::ensure!(
+                !key.trim().is_empty(),
+                "no key on standard input; pipe it in: echo -n \"$KEY\" | gatehouse admin-key hash"
+            );
             println!("{}", admin_keys::hash(key.trim()));
         }
     }
@@ -282,18 +332,23 @@ async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-async fn migrate(args: ConfigArg) -> anyhow::Result<()> {
-    let (config, _) = load(&args)?;
+async fn migrate(options: &Options) -> anyhow::Result<()> {
+    let (config, _) = load(options, "migrate")?;
     telemetry::init(&config.log);
-    open_store(&config).await?;
-    println!("migrations applied to {}", config.database.url.redacted());
+    let database = config.database.url.redacted();
+    match open_store(&config).await?.1 {
+        0 => println!("{database} is already up to date"),
+        1 => println!("1 migration applied to {database}"),
+        applied => println!("{applied} migrations applied to {database}"),
+    }
     Ok(())
 }
 
-fn check(args: ConfigArg) -> anyhow::Result<()> {
+/// Prints the effective configuration when it is valid; when it is not, only what is wrong (on stderr).
+fn check(options: &Options) -> anyhow::Result<()> {
     let dir = std::env::current_dir().context("cannot read the working folder")?;
-    let mut config = config::read(args.config.as_deref())?;
-    if args.config.is_none() && config.all_secret_keys().is_empty() {
+    let mut config = config::read(options.config.as_deref())?;
+    if options.config.is_none() && config.all_secret_keys().is_empty() {
         println!(
             "# development mode: a secret key would be generated into {}",
             dir.join(config::DEV_SECRET_FILE).display()
@@ -301,23 +356,22 @@ fn check(args: ConfigArg) -> anyhow::Result<()> {
         config.secret_keys = vec![gatehouse_core::config::Secret::new(gatehouse_crypto::random::token())];
     }
     let issues = config.validate();
+    if !issues.is_empty() {
+        return Err(config::LoadError::Invalid(issues.iter().map(ToString::to_string).collect()).into());
+    }
     print!("{}", serde_yaml::to_string(&config).context("cannot render the configuration")?);
     if let Some(redirect_url) = &config.third_party.redirect_url {
         println!("# Redirect URL for the Azure app registration: {redirect_url}");
     }
-    if issues.is_empty() {
-        println!("# configuration is valid");
-        Ok(())
-    } else {
-        Err(config::LoadError::Invalid(issues).into())
-    }
+    println!("# configuration is valid");
+    Ok(())
 }
 
-async fn new_certificate(args: ConfigArg, provider: &str, days: u32) -> anyhow::Result<()> {
-    let (config, dev) = load(&args)?;
+async fn new_certificate(options: &Options, provider: &str, days: u32) -> anyhow::Result<()> {
+    let (config, dev) = load(options, "credentials new-certificate")?;
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
-    let store = open_store(&config).await?;
+    let (store, _) = open_store(&config).await?;
     let app = App::new(Arc::new(config), store, Arc::new(SystemClock)).await?;
     let actor = admin_keys::AdminActor { key_id: "cli".into(), name: "gatehouse credentials new-certificate".into() };
     let new = identity_providers::NewCertificate::Generate { days, algorithm: "PS256".into() };
@@ -336,11 +390,11 @@ async fn new_certificate(args: ConfigArg, provider: &str, days: u32) -> anyhow::
     Ok(())
 }
 
-async fn rotate(args: ConfigArg) -> anyhow::Result<()> {
-    let (config, dev) = load(&args)?;
+async fn rotate(options: &Options) -> anyhow::Result<()> {
+    let (config, dev) = load(options, "keys rotate")?;
     telemetry::init(&config.log);
     warn_dev_secret(&dev);
-    let store = open_store(&config).await?;
+    let (store, _) = open_store(&config).await?;
     let secret_keys = config.all_secret_keys();
     let sealer =
         gatehouse_crypto::sealing::Sealer::new(&secret_keys.iter().map(|key| key.expose()).collect::<Vec<_>>())?;

@@ -8,6 +8,7 @@ use std::{
     time::Duration,
 };
 
+use gatehouse_core::config::hanko::HANKO_ENV;
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
@@ -19,7 +20,7 @@ fn gatehouse(dir: &Path, args: &[&str]) -> Command {
     let mut command = Command::new(BIN);
     command.args(args).current_dir(dir).env_remove("RUST_LOG");
     for (key, _) in std::env::vars() {
-        if key.starts_with("GATEHOUSE_") || key.starts_with("THIRD_PARTY_") {
+        if key.starts_with("GATEHOUSE_") || HANKO_ENV.iter().any(|(name, _, _)| *name == key) {
             command.env_remove(key);
         }
     }
@@ -346,4 +347,120 @@ fn a_development_database_under_a_configuration_says_what_happened() {
     assert!(!output.status.success());
     assert!(stderr.contains("development mode") && stderr.contains("database.url"), "what to do: {stderr}");
     assert_eq!(stderr.matches("does not open").count(), 1, "the cause once: {stderr}");
+}
+
+/// Hanko's own sample configuration with Microsoft on, as a Hanko team has it.
+const HANKO_CONFIG: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/hanko-config.yaml");
+
+/// `gatehouse` on a Hanko configuration, with what a test must set given through the environment: the database
+/// and the listen addresses in Hanko's variables, the admin key in Gatehouse's.
+fn gatehouse_on_hanko_config(dir: &Path, args: &[&str], config: &str) -> Command {
+    let mut command = gatehouse(dir, args);
+    command
+        .env("GATEHOUSE_CONFIG", config)
+        .env("DATABASE_URL", format!("sqlite://{}", dir.join("gatehouse.db").display()))
+        .env("SERVER_PUBLIC_ADDRESS", "127.0.0.1:0")
+        .env("SERVER_ADMIN_ADDRESS", "127.0.0.1:0")
+        .env("GATEHOUSE_SERVER__ADMIN__API_KEYS", format!("[\"{ADMIN_KEY_HASH}\"]"));
+    command
+}
+
+#[test]
+fn a_hanko_config_yaml_starts_as_it_is() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = gatehouse_on_hanko_config(dir.path(), &["config", "check"], HANKO_CONFIG).output().unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
+    assert!(stdout.contains("audience:\n  - example.com"), "the audience follows webauthn.relying_party.id: {stdout}");
+    assert!(stdout.contains("https://*.example.com") && stdout.contains("enabled: true"), "{stdout}");
+
+    let server = Running::start(gatehouse_on_hanko_config(dir.path(), &["serve"], HANKO_CONFIG));
+    assert_eq!(server.get("/health/ready")["ready"], true);
+    assert_eq!(server.admin_status("/users", ADMIN_KEY), 200);
+    server.stop();
+}
+
+#[test]
+fn a_hanko_config_with_several_bad_keys_fails_once_naming_each() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(HANKO_CONFIG)
+        .unwrap()
+        .replace("password:\n  enabled: false", "password:\n  enabled: true")
+        .replace("    google:\n      enabled: false", "    google:\n      enabled: true")
+        .replace("  lifespan: 12h", "  lifespn: 12h")
+        .replace("\nlog:\n", "\nlog:\n  level: verbose\n")
+        .replace("        - https://*.example.com", "        - https://app-*.example.com");
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, text).unwrap();
+    let output = gatehouse_on_hanko_config(dir.path(), &["serve"], config.to_str().unwrap()).output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    let problems: Vec<&str> = stderr.lines().filter(|line| line.starts_with("  - ")).collect();
+    assert_eq!(problems.len(), 5, "one line per problem: {stderr}");
+    for expected in [
+        "  - log.level: \"verbose\" is not a log level",
+        "  - password: Gatehouse has no password sign-in",
+        "  - server.public.cors.allow_origins: \"https://app-*.example.com\": a wildcard must be the leftmost part",
+        "  - session.lifespn: unknown key (did you mean lifespan?)",
+        "  - third_party.providers.google: Gatehouse has no Sign in with Google",
+    ] {
+        assert!(problems.iter().any(|line| line.starts_with(expected)), "{expected} missing from:\n{stderr}");
+    }
+    assert!(stderr.contains("invalid configuration (5 problems)"), "{stderr}");
+    assert!(!stderr.contains('`') && !stderr.contains("default."), "{stderr}");
+    assert!(!dir.path().join("gatehouse.db").exists(), "nothing was started");
+}
+
+#[test]
+fn the_config_file_is_named_before_or_after_the_command_or_in_the_environment() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = write_config(dir.path(), "");
+    for args in [vec!["--config", &config, "config", "check"], vec!["config", "check", "-c", &config]] {
+        let output = gatehouse(dir.path(), &args).output().unwrap();
+        assert!(output.status.success(), "{args:?}: {}", String::from_utf8_lossy(&output.stderr));
+    }
+    let output = gatehouse(dir.path(), &["config", "check"]).env("GATEHOUSE_CONFIG", &config).output().unwrap();
+    assert!(output.status.success(), "GATEHOUSE_CONFIG: {}", String::from_utf8_lossy(&output.stderr));
+    assert!(!String::from_utf8_lossy(&output.stdout).contains("cli-test-secret"), "secrets stay redacted");
+    let help = gatehouse(dir.path(), &["--help"]).output().unwrap();
+    assert!(String::from_utf8_lossy(&help.stdout).contains("--config <FILE>"));
+}
+
+#[test]
+fn cli_edges_say_what_to_do() {
+    let dir = tempfile::tempdir().unwrap();
+    let failure = |command: &mut Command| {
+        let output = command.stdin(Stdio::null()).output().unwrap();
+        assert!(!output.status.success(), "{command:?} succeeded");
+        String::from_utf8_lossy(&output.stderr).into_owned()
+    };
+    let stderr = failure(&mut gatehouse(dir.path(), &["keys", "rotate"]));
+    assert!(stderr.contains("--config FILE") && stderr.contains("--dev"), "{stderr}");
+    assert!(!dir.path().join("gatehouse.secret").exists() && !dir.path().join("gatehouse.db").exists());
+
+    let stderr = failure(&mut gatehouse(dir.path(), &["admin-key", "revoke", "ops"]));
+    assert!(stderr.contains("a UUID") && stderr.contains("admin-key list"), "{stderr}");
+    let stderr = failure(&mut gatehouse(dir.path(), &["admin-key", "hash"]));
+    assert!(stderr.contains("no key on standard input"), "{stderr}");
+
+    let config = write_config(dir.path(), "database:\n  url: postgres://gate:hunter2@127.0.0.1:1/gatehouse\n");
+    let started = std::time::Instant::now();
+    let stderr = failure(&mut gatehouse(dir.path(), &["migrate", "--config", &config]));
+    assert!(stderr.contains("cannot reach PostgreSQL at 127.0.0.1:1"), "{stderr}");
+    assert!(started.elapsed() < Duration::from_secs(5), "fails fast");
+    let check = gatehouse(dir.path(), &["config", "check", "--config", &config]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(stdout.contains("postgres://gate:<redacted>@127.0.0.1:1/gatehouse") && !stdout.contains("hunter2"));
+
+    let config = write_config(dir.path(), "");
+    let run = |args: &[&str]| String::from_utf8(gatehouse(dir.path(), args).output().unwrap().stdout).unwrap();
+    assert!(run(&["migrate", "--config", &config]).contains("migrations applied"));
+    let again = gatehouse(dir.path(), &["migrate", "--config", &config]).output().unwrap();
+    assert!(String::from_utf8_lossy(&again.stdout).contains("already up to date"));
+    assert!(!String::from_utf8_lossy(&again.stderr).contains("NOTICE"));
+
+    let config = write_config(dir.path(), "session:\n  limit: 0\n");
+    let check = gatehouse(dir.path(), &["config", "check", "--config", &config]).output().unwrap();
+    assert!(check.stdout.is_empty(), "only the problem, not the whole configuration");
+    assert!(String::from_utf8_lossy(&check.stderr).contains("session.limit: must be at least 1"));
 }

@@ -77,4 +77,43 @@ async fn browser_writes_from_other_origins_are_refused(backend: Backend) {
     assert!(warnings[0].contains("server.public.cors.allow_origins"), "it names the setting: {}", warnings[0]);
 }
 
-both_backends!(flow_writes_must_be_json, browser_writes_from_other_origins_are_refused);
+/// Hanko's wildcard form `https://*.example.com`: every subdomain may call with credentials and write, lookalike
+/// hosts may not, in the CORS answers and in the write guard alike.
+async fn wildcard_origins_allow_subdomains_only(backend: Backend) {
+    let server = TestServer::start(backend, |config| {
+        config.server.public.cors.allow_origins = vec!["https://*.example.com".into()];
+    })
+    .await;
+    let preflight = |origin: &str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url("/login"))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+    };
+    let write = |origin: &str| {
+        post(&server, "/login").header("origin", origin).header("sec-fetch-site", "cross-site").json(&json!({}))
+    };
+    for allowed in ["https://app.example.com", "https://a.b.example.com"] {
+        let answer = preflight(allowed).send().await.unwrap();
+        assert_eq!(answer.headers()["access-control-allow-origin"], allowed);
+        assert_eq!(answer.headers()["access-control-allow-credentials"], "true");
+        assert_eq!(write(allowed).send().await.unwrap().status(), 200, "{allowed} may write");
+    }
+    for refused in [
+        "https://example.com",
+        "https://evil-example.com",
+        "http://app.example.com",
+        "https://app.example.com.evil.net",
+    ] {
+        let answer = preflight(refused).send().await.unwrap();
+        assert!(answer.headers().get("access-control-allow-origin").is_none(), "{refused}");
+        expect_error(write(refused).send().await.unwrap(), 403).await;
+    }
+}
+
+both_backends!(
+    flow_writes_must_be_json,
+    browser_writes_from_other_origins_are_refused,
+    wildcard_origins_allow_subdomains_only
+);
