@@ -5,6 +5,7 @@ mod bounded_writes;
 mod csrf;
 mod email_proof;
 mod errors;
+mod faults;
 mod flow;
 mod jose;
 mod logs;
