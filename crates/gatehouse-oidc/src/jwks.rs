@@ -106,13 +106,11 @@ impl JwksCache {
 
     async fn refetch(&self, cached: &mut Cached) -> Result<(), JwksError> {
         self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let response =
-            self.http.get(&self.url).send().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        let response = self.http.get(&self.url).send().await.map_err(|e| JwksError::Fetch(crate::call_failure(e)))?;
         if !response.status().is_success() {
             return Err(JwksError::Fetch(format!("HTTP {}", response.status())));
         }
-        let document: JwkSetDocument =
-            response.json().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        let document: JwkSetDocument = response.json().await.map_err(|e| JwksError::Fetch(crate::call_failure(e)))?;
         cached.keys = document
             .keys
             .into_iter()

@@ -284,16 +284,10 @@ impl ThirdParty {
         failure: ThirdPartyFailure,
         meta: &RequestMeta,
     ) -> Finished {
-        if failure.code != ThirdPartyErrorCode::ServerError.as_str() {
-            audit
-                .record(
-                    "thirdparty_signin_signup_failed",
-                    state.and_then(|s| s.connect_user_id),
-                    Some(&failure.code),
-                    meta,
-                )
-                .await;
-        }
+        // Server errors too, unlike Hanko: a sign-in that Microsoft's outage broke must show in the audit log.
+        audit
+            .record("thirdparty_signin_signup_failed", state.and_then(|s| s.connect_user_id), Some(&failure.code), meta)
+            .await;
         let location = target.map(|mut url| {
             url.query_pairs_mut()
                 .append_pair("error", &failure.code)

@@ -10,6 +10,7 @@ mod flow;
 mod jose;
 mod logs;
 mod openapi;
+mod provider_faults;
 mod rate_limits;
 mod sessions;
 mod slow_clients;
