@@ -1,4 +1,7 @@
-use std::sync::{Arc, RwLock};
+use std::sync::{
+    Arc, RwLock,
+    atomic::{AtomicBool, Ordering},
+};
 
 use gatehouse_core::{
     client_address::{NetworkError, TrustedProxies},
@@ -60,6 +63,8 @@ struct Inner {
     trusted_proxies: Arc<TrustedProxies>,
     admin_keys: ConfiguredKeys,
     anonymous_failures: AnonymousFailures,
+    /// Set once shutdown has begun: readiness answers 503 from then on.
+    draining: AtomicBool,
 }
 
 #[derive(Debug)]
@@ -111,6 +116,7 @@ impl AppState {
                 trusted_proxies,
                 admin_keys,
                 anonymous_failures,
+                draining: AtomicBool::new(false),
             }),
         })
     }
@@ -198,6 +204,15 @@ impl AppState {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// Marks the instance as shutting down: `/health/ready` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
     }
 
     pub fn sealer(&self) -> &Arc<Sealer> {

@@ -13,5 +13,6 @@ mod openapi;
 mod provider_faults;
 mod rate_limits;
 mod sessions;
+mod shutdown;
 mod slow_clients;
 mod thirdparty;
