@@ -303,10 +303,18 @@ mod tests {
 
     const QUICK: Duration = Duration::from_secs(2);
 
+    async fn in_front_of_echo() -> FaultProxy {
+        FaultProxy::start(echo().await).await
+    }
+
+    async fn connect(proxy: &FaultProxy) -> TcpStream {
+        TcpStream::connect(proxy.address()).await.unwrap()
+    }
+
     #[tokio::test]
     async fn forwards_both_ways_until_a_fault() {
-        let proxy = FaultProxy::start(echo().await).await;
-        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        let proxy = in_front_of_echo().await;
+        let mut stream = connect(&proxy).await;
         round_trip(&mut stream, b"hello", QUICK).await.unwrap();
         assert_eq!(proxy.accepted(), 1);
         assert_eq!(proxy.route("postgres://u@db.internal:5432/x"), format!("postgres://u@{}/x", proxy.address()));
@@ -314,50 +322,50 @@ mod tests {
 
     #[tokio::test]
     async fn a_cut_closes_open_connections_and_refuses_new_ones_until_restored() {
-        let proxy = FaultProxy::start(echo().await).await;
-        let mut open = TcpStream::connect(proxy.address()).await.unwrap();
+        let proxy = in_front_of_echo().await;
+        let mut open = connect(&proxy).await;
         round_trip(&mut open, b"before", QUICK).await.unwrap();
         proxy.cut();
         assert!(round_trip(&mut open, b"during", QUICK).await.is_err());
-        let mut new = TcpStream::connect(proxy.address()).await.unwrap();
+        let mut new = connect(&proxy).await;
         assert!(round_trip(&mut new, b"during", QUICK).await.is_err());
         proxy.restore();
-        let mut after = TcpStream::connect(proxy.address()).await.unwrap();
+        let mut after = connect(&proxy).await;
         round_trip(&mut after, b"after", QUICK).await.unwrap();
     }
 
     #[tokio::test]
     async fn a_reset_kills_open_connections_with_an_rst_and_lets_new_ones_through() {
-        let proxy = FaultProxy::start(echo().await).await;
-        let mut open = TcpStream::connect(proxy.address()).await.unwrap();
+        let proxy = in_front_of_echo().await;
+        let mut open = connect(&proxy).await;
         round_trip(&mut open, b"before", QUICK).await.unwrap();
         proxy.reset();
         let failure = round_trip(&mut open, b"during", QUICK).await.unwrap_err();
         assert!(failure.contains("ConnectionReset") || failure.contains("UnexpectedEof"), "{failure}");
-        let mut new = TcpStream::connect(proxy.address()).await.unwrap();
+        let mut new = connect(&proxy).await;
         round_trip(&mut new, b"after", QUICK).await.unwrap();
     }
 
     #[tokio::test]
     async fn a_blackhole_answers_nothing_and_ends_its_connections_when_restored() {
-        let proxy = FaultProxy::start(echo().await).await;
-        let mut open = TcpStream::connect(proxy.address()).await.unwrap();
+        let proxy = in_front_of_echo().await;
+        let mut open = connect(&proxy).await;
         proxy.blackhole();
         assert_eq!(round_trip(&mut open, b"lost", Duration::from_millis(200)).await, Err("no answer".into()));
-        let mut new = TcpStream::connect(proxy.address()).await.unwrap();
+        let mut new = connect(&proxy).await;
         assert_eq!(round_trip(&mut new, b"lost", Duration::from_millis(200)).await, Err("no answer".into()));
         proxy.restore();
         let mut ended = [0; 1];
         let read = tokio::time::timeout(QUICK, new.read(&mut ended)).await.expect("the held connection ends");
         assert!(matches!(read, Ok(0) | Err(_)), "{read:?}");
-        let mut after = TcpStream::connect(proxy.address()).await.unwrap();
+        let mut after = connect(&proxy).await;
         round_trip(&mut after, b"after", QUICK).await.unwrap();
     }
 
     #[tokio::test]
     async fn delay_and_slow_drip_slow_the_bytes_down() {
-        let proxy = FaultProxy::start(echo().await).await;
-        let mut stream = TcpStream::connect(proxy.address()).await.unwrap();
+        let proxy = in_front_of_echo().await;
+        let mut stream = connect(&proxy).await;
         proxy.delay(Duration::from_millis(100));
         let started = Instant::now();
         round_trip(&mut stream, b"slow", QUICK).await.unwrap();

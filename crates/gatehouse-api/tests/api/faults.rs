@@ -94,13 +94,15 @@ async fn until_ready(server: &TestServer) -> Duration {
     started.elapsed()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stopped_database_answers_503_quickly_and_service_resumes_without_a_restart() {
+/// An outage made by `fault`: readiness fails within a second, validations (GET and POST alike) answer Hanko's
+/// 503 in bounded time instead of calling the session invalid, and service resumes by itself once the proxy is
+/// restored, from the first request on. Prints the figures under `name`.
+async fn outage(name: &str, fault: fn(&FaultProxy)) {
     let BehindProxy { server, proxy, _db } = behind_proxy().await;
     let token = session(&server).await;
     assert_eq!(validate(&server, &token).await.1["is_valid"], true);
 
-    proxy.cut();
+    fault(&proxy);
     let (status, ready_took) = ready(&server).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(ready_took < READY_ANSWER, "readiness answered after {ready_took:?}");
@@ -114,8 +116,8 @@ async fn a_stopped_database_answers_503_quickly_and_service_resumes_without_a_re
     let after = validate(&server, &token).await;
     assert_eq!((after.0, &after.1["is_valid"]), (StatusCode::OK, &json!(true)), "the first request after it");
     println!(
-        "FIGURE database stopped (connections closed, new ones refused): ready=503 in {} ms; validation=503 in {} \
-         ms; ready again {} ms after the database was back; first validation after: {}",
+        "FIGURE {name}: ready=503 in {} ms; validation=503 in {} ms; ready again {} ms after the fault ended; first \
+         validation after: {}",
         ready_took.as_millis(),
         during.2.as_millis(),
         recovered.as_millis(),
@@ -124,30 +126,13 @@ async fn a_stopped_database_answers_503_quickly_and_service_resumes_without_a_re
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopped_database_answers_503_quickly_and_service_resumes_without_a_restart() {
+    outage("database stopped (connections closed, new ones refused)", FaultProxy::cut).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_partitioned_database_answers_503_within_the_connection_wait() {
-    let BehindProxy { server, proxy, _db } = behind_proxy().await;
-    let token = session(&server).await;
-    assert_eq!(validate(&server, &token).await.1["is_valid"], true);
-
-    proxy.blackhole();
-    let (status, ready_took) = ready(&server).await;
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert!(ready_took < READY_ANSWER, "readiness answered after {ready_took:?}");
-    let during = validate(&server, &token).await;
-    assert_unavailable(&during);
-
-    proxy.restore();
-    let recovered = until_ready(&server).await;
-    let after = validate(&server, &token).await;
-    assert_eq!((after.0, &after.1["is_valid"]), (StatusCode::OK, &json!(true)), "the first request after it");
-    println!(
-        "FIGURE database partitioned (bytes swallowed, no answer): ready=503 in {} ms; validation=503 in {} ms; \
-         ready again {} ms after the network was back; first validation after: {}",
-        ready_took.as_millis(),
-        during.2.as_millis(),
-        recovered.as_millis(),
-        after.0.as_u16()
-    );
+    outage("database partitioned (bytes swallowed, no answer)", FaultProxy::blackhole).await;
 }
 
 /// A PostgreSQL restart or fail-over kills every pooled connection at once; the requests right after it must not
