@@ -27,10 +27,13 @@ fn gatehouse(dir: &Path, args: &[&str]) -> Command {
 }
 
 fn write_config(dir: &Path, extra: &str) -> String {
-    let db = dir.join("gatehouse.db");
+    write_config_on(dir, &format!("sqlite://{}", dir.join("gatehouse.db").display()), extra)
+}
+
+/// [`write_config`] on the database at `url`.
+fn write_config_on(dir: &Path, url: &str, extra: &str) -> String {
     let text = format!(
-        "server:\n  public:\n    address: \"127.0.0.1:0\"\n  admin:\n    address: \"127.0.0.1:0\"\n    api_keys: [\"{ADMIN_KEY_HASH}\"]\ndatabase:\n  url: \"sqlite://{}\"\nsecret_keys: [\"cli-test-secret-0123456789\"]\n{extra}",
-        db.display()
+        "server:\n  public:\n    address: \"127.0.0.1:0\"\n  admin:\n    address: \"127.0.0.1:0\"\n    api_keys: [\"{ADMIN_KEY_HASH}\"]\ndatabase:\n  url: \"{url}\"\nsecret_keys: [\"cli-test-secret-0123456789\"]\n{extra}"
     );
     let path = dir.join("gatehouse.yaml");
     std::fs::write(&path, text).unwrap();
@@ -367,9 +370,19 @@ const HALF_MADE: &str = "SELECT
 /// kill -9 in the middle of sign-ins (eight at a time): after a restart, no half-made account, and every sign-in
 /// that was answered is there.
 #[test]
-fn kill_9_during_sign_ins_leaves_no_half_made_account() {
+fn kill_9_during_sign_ins_leaves_no_half_made_account_on_sqlite() {
+    kill_9_during_sign_ins(gatehouse_testkit::Backend::Sqlite);
+}
+
+#[test]
+fn kill_9_during_sign_ins_leaves_no_half_made_account_on_postgres() {
+    kill_9_during_sign_ins(gatehouse_testkit::Backend::Postgres);
+}
+
+fn kill_9_during_sign_ins(backend: gatehouse_testkit::Backend) {
     use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
     let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(gatehouse_testkit::TestDb::new(backend));
     let entra = runtime.block_on(FakeEntra::start(FakeEntraOptions {
         client_id: microsoft::CLIENT_ID.into(),
         client_secrets: vec![microsoft::SECRET.into()],
@@ -378,7 +391,9 @@ fn kill_9_during_sign_ins_leaves_no_half_made_account() {
     }));
     entra.set_user_factory(|| FakeUser::new(format!("{}@contoso.com", uuid::Uuid::new_v4().simple())));
     let dir = tempfile::tempdir().unwrap();
-    let config = write_config(dir.path(), &microsoft::config(&entra.base_url()));
+    // No rate limits: one client makes every sign-in here.
+    let extra = format!("{}rate_limiter:\n  enabled: false\n", microsoft::config(&entra.base_url()));
+    let config = write_config_on(dir.path(), db.url(), &extra);
     let mut server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
     let pid = server.child.as_ref().unwrap().id().to_string();
     let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
@@ -406,6 +421,8 @@ fn kill_9_during_sign_ins_leaves_no_half_made_account() {
         (ended.into_iter().flat_map(|(answered, _)| answered).collect::<Vec<_>>(), cut_short)
     });
     let _ = server.child.take().unwrap().wait();
+    let refused: Vec<_> = cut_short.iter().filter(|error| error.contains("without a location")).collect();
+    assert!(refused.is_empty(), "sign-ins must end with the kill, not before it: {refused:?}");
     assert!(answered.len() >= 8, "too few sign-ins before the kill to mean anything: {cut_short:?}");
 
     let restarted = std::time::Instant::now();
@@ -416,8 +433,7 @@ fn kill_9_during_sign_ins_leaves_no_half_made_account() {
 
     let (half_made, users, missing) = runtime.block_on(async {
         use sqlx::{Connection, Row};
-        let url = format!("sqlite://{}", dir.path().join("gatehouse.db").display());
-        let mut db = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let mut db = sqlx::AnyConnection::connect(db.url()).await.unwrap();
         let half_made: i64 = sqlx::query(HALF_MADE).fetch_one(&mut db).await.unwrap().get(0);
         let users: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut db).await.unwrap().get(0);
         let mut missing = 0;
@@ -430,7 +446,7 @@ fn kill_9_during_sign_ins_leaves_no_half_made_account() {
     assert_eq!(half_made, 0, "half-made rows after the kill");
     assert_eq!(missing, 0, "sign-ins that were answered are gone");
     println!(
-        "FIGURE kill -9 during sign-ins (8 at a time, SQLite): {} answered before the kill, {users} users after the \
+        "FIGURE kill -9 during sign-ins (8 at a time, {backend:?}): {} answered before the kill, {users} users after the \
          restart ({} committed but unanswered); half-made rows: {half_made}; answered sign-ins missing: {missing}; \
          restart to ready in {} ms",
         answered.len(),
