@@ -67,10 +67,19 @@ impl ApiError {
 }
 
 impl From<gatehouse_store::StoreError> for ApiError {
+    /// A database that cannot be reached is 503, which a client may retry and which never reads as "invalid";
+    /// anything else is 500.
     fn from(error: gatehouse_store::StoreError) -> Self {
+        if error.is_unavailable() {
+            tracing::warn!(%error, "database unavailable; answering 503");
+            return Self::new(StatusCode::SERVICE_UNAVAILABLE, DATABASE_UNAVAILABLE);
+        }
         Self::internal(error)
     }
 }
+
+/// The message of every 503 for a database outage.
+pub const DATABASE_UNAVAILABLE: &str = "database unavailable";
 
 impl From<gatehouse_app::settings::SettingsError> for ApiError {
     fn from(error: gatehouse_app::settings::SettingsError) -> Self {

@@ -124,8 +124,13 @@ impl Application {
             }
         };
         let public = serve(self.listener, app(self.state.clone()), limits, stopped.clone());
+        let (state, drain) = (self.state.clone(), config.server.timeouts.drain.as_duration());
         let trigger = async move {
             shutdown.await;
+            // Readiness fails first, while requests are still served, so that load balancers stop sending any.
+            state.start_draining();
+            tracing::info!(?drain, "shutting down: not ready, still serving");
+            tokio::time::sleep(drain).await;
             let _ = stop.send(());
         };
         tokio::join!(public, admin, trigger);

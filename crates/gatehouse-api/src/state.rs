@@ -1,7 +1,13 @@
 //! What every handler reaches: the application, and what only the HTTP layer needs (which proxies may name the
 //! client). Cheap to clone; there is no global state anywhere else.
 
-use std::{ops::Deref, sync::Arc};
+use std::{
+    ops::Deref,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+};
 
 use gatehouse_app::{App, AppError};
 use gatehouse_core::client_address::{NetworkError, TrustedProxies};
@@ -26,16 +32,28 @@ struct Inner {
     app: App,
     trusted_proxies: Arc<TrustedProxies>,
     counters: Counters,
+    /// Set once shutdown has begun: readiness answers 503 from then on.
+    draining: AtomicBool,
 }
 
 impl AppState {
     pub fn new(app: App) -> Result<Self, StateError> {
         let trusted_proxies = Arc::new(TrustedProxies::parse(&app.config().server.public.trusted_proxies)?);
-        Ok(Self { inner: Arc::new(Inner { app, trusted_proxies, counters: Counters::default() }) })
+        let draining = AtomicBool::new(false);
+        Ok(Self { inner: Arc::new(Inner { app, trusted_proxies, counters: Counters::default(), draining }) })
     }
 
     pub fn app(&self) -> &App {
         &self.inner.app
+    }
+
+    /// Marks the instance as shutting down: `/health/ready` answers 503 from now on.
+    pub fn start_draining(&self) {
+        self.inner.draining.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.inner.draining.load(Ordering::Relaxed)
     }
 
     /// Responses and sign-ins counted for `/metrics`.

@@ -322,16 +322,9 @@ impl ThirdParty {
         failure: ThirdPartyFailure,
         meta: &RequestMeta,
     ) -> Finished {
-        if failure.code != FailureCode::Hanko(ThirdPartyErrorCode::ServerError) {
-            audit
-                .record(
-                    "thirdparty_signin_signup_failed",
-                    state.and_then(|s| s.connect_user_id),
-                    Some(failure.code.as_str()),
-                    meta,
-                )
-                .await;
-        }
+        // Server errors too, unlike Hanko: a sign-in that Microsoft's outage broke must show in the audit log.
+        let connecting_user = state.and_then(|s| s.connect_user_id);
+        audit.record("thirdparty_signin_signup_failed", connecting_user, Some(failure.code.as_str()), meta).await;
         let location = target.map(|mut url| {
             url.query_pairs_mut()
                 .append_pair("error", failure.code.as_str())

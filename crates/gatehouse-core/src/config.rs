@@ -161,11 +161,18 @@ pub struct ServerTimeouts {
     pub read_header: GoDuration,
     /// The longest one request may take, reading its body included; it is answered 408 after that.
     pub request: GoDuration,
+    /// How long, after SIGTERM, the server goes on serving while `/health/ready` answers 503, so that a load
+    /// balancer takes it out of rotation before it stops accepting connections. Zero stops accepting at once.
+    pub drain: GoDuration,
 }
 
 impl Default for ServerTimeouts {
     fn default() -> Self {
-        Self { read_header: GoDuration::from_secs(10), request: GoDuration::from_secs(30) }
+        Self {
+            read_header: GoDuration::from_secs(10),
+            request: GoDuration::from_secs(30),
+            drain: GoDuration::from_secs(0),
+        }
     }
 }
 

@@ -119,9 +119,13 @@ impl JwksCache {
                     Err(error) if cached.keys.is_empty() => return Err(error),
                     Err(error) => {
                         tracing::warn!(%error, "could not refresh the provider's keys; using the cached ones");
-                        // Tried again after the unknown-kid interval, not by every sign-in meanwhile.
-                        let retry_at = now + millis(UNKNOWN_KID_REFETCH_INTERVAL);
-                        cached.fetched_at = Some(retry_at - millis(REFRESH_AFTER));
+                        if cached.fetched_at.is_none_or(|at| now - at >= millis(REFRESH_AFTER)) {
+                            // Tried again after the unknown-kid interval, not by every sign-in meanwhile.
+                            let retry_at = now + millis(UNKNOWN_KID_REFETCH_INTERVAL);
+                            cached.fetched_at = Some(retry_at - millis(REFRESH_AFTER));
+                        }
+                        // A key that is not cached could not be looked up: the provider's fault, not the token's.
+                        return cached.keys.get(kid).cloned().ok_or(error);
                     }
                 }
                 cached.keys.get(kid).cloned().ok_or_else(|| JwksError::UnknownKey(kid.to_owned()))
@@ -153,13 +157,11 @@ impl JwksCache {
 
     async fn fetch(&self) -> Result<HashMap<String, Arc<ProviderKey>>, JwksError> {
         self.fetches.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let response =
-            self.http.get(&self.url).send().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        let response = self.http.get(&self.url).send().await.map_err(|e| JwksError::Fetch(crate::call_failure(e)))?;
         if !response.status().is_success() {
             return Err(JwksError::Fetch(format!("HTTP {}", response.status())));
         }
-        let document: JwkSetDocument =
-            response.json().await.map_err(|e| JwksError::Fetch(e.without_url().to_string()))?;
+        let document: JwkSetDocument = response.json().await.map_err(|e| JwksError::Fetch(crate::call_failure(e)))?;
         Ok(document
             .keys
             .into_iter()

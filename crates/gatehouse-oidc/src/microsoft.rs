@@ -305,7 +305,7 @@ impl MicrosoftClient {
             }
         }
         let response =
-            request.form(&form).send().await.map_err(|e| MicrosoftError::Unreachable(e.without_url().to_string()))?;
+            request.form(&form).send().await.map_err(|e| MicrosoftError::Unreachable(crate::call_failure(e)))?;
         let status = response.status();
         if !status.is_success() {
             let error = response
@@ -317,7 +317,7 @@ impl MicrosoftClient {
             return Err(MicrosoftError::Refused { status: status.as_u16(), error });
         }
         let body: TokenResponse =
-            response.json().await.map_err(|e| MicrosoftError::Unreachable(e.without_url().to_string()))?;
+            response.json().await.map_err(|e| MicrosoftError::Unreachable(crate::call_failure(e)))?;
         body.id_token.ok_or(MicrosoftError::NoIdToken)
     }
 

@@ -24,7 +24,7 @@ use std::{
     ops::{Deref, DerefMut},
     str::FromStr,
     sync::Arc,
-    time::Duration,
+    time::{Duration, Instant},
 };
 
 use sqlx::{
@@ -54,6 +54,55 @@ pub enum StoreError {
     UnsupportedUrl,
     #[error("cannot create the database file: {0}")]
     CreateFile(std::io::Error),
+    #[error("the database did not answer within {0:?}")]
+    NoAnswer(Duration),
+}
+
+impl StoreError {
+    /// Whether the database could not be reached or cannot take writes right now (down, restarting, every
+    /// connection busy, the disk full or read-only), as opposed to a fault in the request or the data. Such a
+    /// failure passes once the database is back; callers answer "unavailable" (503), never "not found" or
+    /// "invalid".
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::NoAnswer(_) => true,
+            Self::Database(error) => connection_lost(error) || database_refuses(error),
+            Self::Sqlite(rusqlite::Error::SqliteFailure(failure, _)) => sqlite_unavailable(failure.extended_code),
+            _ => false,
+        }
+    }
+}
+
+/// The connection is gone or was never had: nothing more was done on it.
+fn connection_lost(error: &sqlx::Error) -> bool {
+    matches!(
+        error,
+        sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::WorkerCrashed
+    )
+}
+
+/// The database answered but cannot serve now: PostgreSQL shutting down, starting or out of connections
+/// (SQLSTATE classes 08 and 57P, 53300); SQLite's file full, read-only, unopenable or failing its I/O.
+fn database_refuses(error: &sqlx::Error) -> bool {
+    let sqlx::Error::Database(database) = error else { return false };
+    let Some(code) = database.code() else { return false };
+    match database.try_downcast_ref::<sqlx::sqlite::SqliteError>() {
+        Some(_) => code.parse().is_ok_and(sqlite_unavailable),
+        None => code.starts_with("08") || code.starts_with("57P") || code == "53300",
+    }
+}
+
+/// SQLite result codes (primary code in the low byte) that say the file cannot be written or read right now.
+fn sqlite_unavailable(extended_code: i32) -> bool {
+    use rusqlite::ffi;
+    matches!(
+        extended_code & 0xff,
+        ffi::SQLITE_FULL | ffi::SQLITE_READONLY | ffi::SQLITE_IOERR | ffi::SQLITE_CANTOPEN | ffi::SQLITE_BUSY
+    )
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -85,6 +134,8 @@ pub struct Store {
     writer: Writer,
     /// SQLite file databases only: reads on the calling thread for the per-request session lookup.
     direct: Option<Arc<DirectReader>>,
+    /// What [`Store::ping`] asks: a connection of its own on PostgreSQL, the read pool on SQLite.
+    health: AnyPool,
 }
 
 /// Creates the SQLite database file, if it is missing, readable and writable by its owner only: it holds
@@ -102,8 +153,12 @@ fn create_private_file(path: &std::path::Path) -> std::io::Result<()> {
     }
 }
 
-/// How long a request waits for a database connection before it fails.
-const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request waits for a database connection before it fails: well within the request timeout, so that
+/// a database outage answers 503 instead of holding requests until their clients give up.
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(3);
+
+/// How long the readiness check waits for the database: a load balancer must tell "down" from "slow" quickly.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
 
 const SQLITE_PRAGMAS: &str =
     "PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;";
@@ -131,9 +186,12 @@ impl Store {
                     create_private_file(path).map_err(StoreError::CreateFile)?;
                 }
                 let options = AnyConnectOptions::from_str(&url)?;
-                let mut writer = AnyConnection::connect_with(&options).await?;
-                writer.execute(SQLITE_PRAGMAS).await?;
-                let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(Some(writer))));
+                let writer = SingleWriter {
+                    connection: Some(open_sqlite_writer(&options).await?),
+                    options: options.clone(),
+                    checked_at: Instant::now(),
+                };
+                let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(writer)));
                 let reader = AnyPoolOptions::new()
                     .max_connections(max_connections.max(1))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -154,18 +212,26 @@ impl Store {
                     }
                     None => None,
                 };
-                Ok(Self { backend, reader, writer, direct })
+                Ok(Self { backend, health: reader.clone(), reader, writer, direct })
             }
             Backend::Postgres => {
                 let pool = AnyPoolOptions::new()
                     .max_connections(max_connections.max(1))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
-                    // No round trip to check a connection before each use: a connection the server dropped fails
-                    // one statement and is then replaced, which costs less than a ping on every statement.
-                    .test_before_acquire(false)
+                    // A connection is checked (one round trip) before each use, so that after a PostgreSQL
+                    // restart or fail-over a dead pooled connection is replaced before a statement is sent on it,
+                    // and no request fails for it. Retrying the statement instead would be cheaper but is only
+                    // safe when nothing can have committed, which a lost answer cannot tell.
+                    .test_before_acquire(true)
                     .connect(url)
                     .await?;
-                Ok(Self { backend, reader: pool.clone(), writer: Writer::Pool(pool), direct: None })
+                // The readiness check's own connection: a pool busy with requests must not make it look down.
+                let health = AnyPoolOptions::new()
+                    .max_connections(1)
+                    .acquire_timeout(PING_TIMEOUT)
+                    .test_before_acquire(false)
+                    .connect_lazy(url)?;
+                Ok(Self { backend, reader: pool.clone(), writer: Writer::Pool(pool), direct: None, health })
             }
         }
     }
@@ -197,10 +263,12 @@ impl Store {
         Ok(connection.list_applied_migrations(&table).await?.len().saturating_sub(before))
     }
 
-    /// Answers when the database does; used by `/health/ready`.
+    /// Answers when the database does, within [`PING_TIMEOUT`]; used by `/health/ready`.
     pub async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.reader).await?;
-        Ok(())
+        match tokio::time::timeout(PING_TIMEOUT, sqlx::query("SELECT 1").execute(&self.health)).await {
+            Ok(answer) => answer.map(drop).map_err(StoreError::from),
+            Err(_) => Err(StoreError::NoAnswer(PING_TIMEOUT)),
+        }
     }
 
     /// Serialises transactions that change one user's rows (sessions, emails) so that limits hold under
@@ -241,12 +309,13 @@ impl Store {
     async fn write(&self) -> Result<WriteConnection<'_>> {
         Ok(match &self.writer {
             Writer::Pool(pool) => WriteConnection::Pooled(pool.acquire().await?),
-            Writer::Single(connection) => {
-                let held = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.lock())
+            Writer::Single(writer) => {
+                let mut held = tokio::time::timeout(ACQUIRE_TIMEOUT, writer.lock())
                     .await
                     .map_err(|_| sqlx::Error::PoolTimedOut)?;
-                let open =
-                    tokio::sync::MutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
+                held.revive().await?;
+                let open = tokio::sync::MutexGuard::try_map(held, |writer| writer.connection.as_mut())
+                    .map_err(|_| sqlx::Error::PoolClosed)?;
                 WriteConnection::Single(open)
             }
         })
@@ -258,10 +327,11 @@ impl Store {
             direct.close();
         }
         self.reader.close().await;
+        self.health.close().await;
         match &self.writer {
             Writer::Pool(pool) => pool.close().await,
-            Writer::Single(connection) => {
-                if let Some(connection) = connection.lock().await.take() {
+            Writer::Single(writer) => {
+                if let Some(connection) = writer.lock().await.connection.take() {
                     let _ = connection.close().await;
                 }
             }
@@ -273,8 +343,45 @@ impl Store {
 #[derive(Clone, Debug)]
 enum Writer {
     Pool(AnyPool),
-    /// `None` once closed.
-    Single(Arc<tokio::sync::Mutex<Option<AnyConnection>>>),
+    Single(Arc<tokio::sync::Mutex<SingleWriter>>),
+}
+
+/// How often SQLite's write connection is checked before a write; see [`SingleWriter::revive`].
+const WRITER_CHECK_INTERVAL: Duration = Duration::from_millis(250);
+
+/// SQLite's one write connection, and what it takes to open another.
+#[derive(Debug)]
+struct SingleWriter {
+    /// `None` once the store is closed.
+    connection: Option<AnyConnection>,
+    options: AnyConnectOptions,
+    /// When the connection last proved alive.
+    checked_at: Instant,
+}
+
+impl SingleWriter {
+    /// Replaces the connection if its worker thread has stopped: sqlx ends a SQLite connection's worker for good
+    /// on some failures (a rollback that fails after a cancelled `BEGIN`), and every write would fail from then
+    /// until a restart. The check is a thread hop, so it runs at most every [`WRITER_CHECK_INTERVAL`]: after such
+    /// a failure, writes fail for at most that long.
+    async fn revive(&mut self) -> Result<()> {
+        let Some(connection) = self.connection.as_mut() else { return Ok(()) };
+        if self.checked_at.elapsed() < WRITER_CHECK_INTERVAL {
+            return Ok(());
+        }
+        if let Err(error) = connection.ping().await {
+            tracing::warn!(%error, "the SQLite write connection stopped answering; opening a new one");
+            *connection = open_sqlite_writer(&self.options).await?;
+        }
+        self.checked_at = Instant::now();
+        Ok(())
+    }
+}
+
+async fn open_sqlite_writer(options: &AnyConnectOptions) -> Result<AnyConnection> {
+    let mut connection = AnyConnection::connect_with(options).await?;
+    connection.execute(SQLITE_PRAGMAS).await?;
+    Ok(connection)
 }
 
 /// A write connection while it is held.

@@ -49,6 +49,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use url::{Url, form_urlencoded};
 use uuid::Uuid;
 
+use crate::FaultProxy;
+
 /// The tenant of [`FakeUser::new`]: an organisation (work or school) tenant.
 pub const FAKE_ORG_TENANT: &str = "72f988bf-86f1-41af-91ab-2d7cd011db47";
 /// The tenant of every personal Microsoft account (MSA), and the fixed issuer of the `consumers` metadata.
@@ -294,6 +296,21 @@ impl FakeEntra {
     pub async fn start_on(addr: SocketAddr, options: FakeEntraOptions) -> std::io::Result<Self> {
         let listener = TcpListener::bind(addr).await?;
         let base_url = format!("http://{}", listener.local_addr()?);
+        Ok(Self::serve(listener, base_url, options))
+    }
+
+    /// Starts behind a [`FaultProxy`], which it names as its address (in its endpoints, issuers and key scopes):
+    /// everything Gatehouse and the browser ask of it goes through the proxy, where a test breaks the network.
+    pub async fn start_behind_proxy(options: FakeEntraOptions) -> (Self, FaultProxy) {
+        let listener = TcpListener::bind(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("bind the fake Entra ID to a loopback port");
+        let proxy = FaultProxy::start(listener.local_addr().expect("the fake's address")).await;
+        let base_url = format!("http://{}", proxy.address());
+        (Self::serve(listener, base_url, options), proxy)
+    }
+
+    fn serve(listener: TcpListener, base_url: String, options: FakeEntraOptions) -> Self {
         let key = FakeKey::generate(&template_issuer(&base_url));
         let state = FakeState {
             current_kid: key.kid.clone(),
@@ -305,6 +322,7 @@ impl FakeEntra {
             next_authorize_error: None,
             next_token_failure: None,
             next_token_delay: None,
+            jwks_down: false,
             next_tweaks: Vec::new(),
             next_signing_kid: None,
             expired_secrets: HashSet::new(),
@@ -331,7 +349,7 @@ impl FakeEntra {
             // Ends only when aborted; a failing accept loop would show up as refused connections in the test.
             let _ = axum::serve(listener, router).await;
         });
-        Ok(Self { inner, _server: Arc::new(ServerTask(task)) })
+        Self { inner, _server: Arc::new(ServerTask(task)) }
     }
 
     /// `http://127.0.0.1:PORT`: Gatehouse's `cloud_instance`.
@@ -393,6 +411,11 @@ impl FakeEntra {
     /// The next token request is answered only after `delay`, to test client timeouts.
     pub fn delay_next_token(&self, delay: Duration) {
         self.inner.lock().next_token_delay = Some(delay);
+    }
+
+    /// While `down`, the keys endpoint answers 503, as Microsoft's does in an incident that spares sign-ins.
+    pub fn set_jwks_down(&self, down: bool) {
+        self.inner.lock().jwks_down = down;
     }
 
     /// From now on `secret` is refused with AADSTS7000222 ("client secret keys are expired").
@@ -511,6 +534,7 @@ struct FakeState {
     next_authorize_error: Option<(String, String)>,
     next_token_failure: Option<(u16, Value)>,
     next_token_delay: Option<Duration>,
+    jwks_down: bool,
     next_tweaks: Vec<IdTokenTweak>,
     next_signing_kid: Option<String>,
     expired_secrets: HashSet<String>,
@@ -1353,6 +1377,9 @@ async fn jwks(State(inner): State<Arc<Inner>>, Path(tenant): Path<String>) -> Re
     if Tenant::parse(&tenant).is_none() {
         let error = OAuthError::bad_request("invalid_tenant", 90002, format!("Tenant '{tenant}' not found."));
         return error.into_response(&inner.base_url);
+    }
+    if inner.lock().jwks_down {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
     }
     json_response(StatusCode::OK, &inner.jwks_document())
 }

@@ -1,11 +1,13 @@
 //! Test support: a fresh database per test (SQLite file or PostgreSQL database), a real Gatehouse server on
-//! port 0, and helpers to drive it over HTTP.
+//! port 0, helpers to drive it over HTTP, and a fault-injecting TCP proxy to put in front of its dependencies.
 
 mod db;
 pub mod fake_entra;
+mod fault_proxy;
 mod server;
 
 pub use db::{Backend, TestDb, postgres_admin_url};
+pub use fault_proxy::{Fault, FaultProxy};
 pub use server::{TEST_ADMIN_KEY, TEST_SECRET_KEY, TestServer, test_clock_start_ms, test_config, test_task_intervals};
 
 /// Runs an async scenario once on SQLite and once on PostgreSQL: `both_backends!(scenario_a, scenario_b);`

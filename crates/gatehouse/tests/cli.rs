@@ -28,10 +28,13 @@ fn gatehouse(dir: &Path, args: &[&str]) -> Command {
 }
 
 fn write_config(dir: &Path, extra: &str) -> String {
-    let db = dir.join("gatehouse.db");
+    write_config_on(dir, &format!("sqlite://{}", dir.join("gatehouse.db").display()), extra)
+}
+
+/// [`write_config`] on the database at `url`.
+fn write_config_on(dir: &Path, url: &str, extra: &str) -> String {
     let text = format!(
-        "server:\n  public:\n    address: \"127.0.0.1:0\"\n  admin:\n    address: \"127.0.0.1:0\"\n    api_keys: [\"{ADMIN_KEY_HASH}\"]\ndatabase:\n  url: \"sqlite://{}\"\nsecret_keys: [\"cli-test-secret-0123456789\"]\n{extra}",
-        db.display()
+        "server:\n  public:\n    address: \"127.0.0.1:0\"\n  admin:\n    address: \"127.0.0.1:0\"\n    api_keys: [\"{ADMIN_KEY_HASH}\"]\ndatabase:\n  url: \"{url}\"\nsecret_keys: [\"cli-test-secret-0123456789\"]\n{extra}"
     );
     let path = dir.join("gatehouse.yaml");
     std::fs::write(&path, text).unwrap();
@@ -463,4 +466,149 @@ fn cli_edges_say_what_to_do() {
     let check = gatehouse(dir.path(), &["config", "check", "--config", &config]).output().unwrap();
     assert!(check.stdout.is_empty(), "only the problem, not the whole configuration");
     assert!(String::from_utf8_lossy(&check.stderr).contains("session.limit: must be at least 1"));
+}
+
+/// The fake Entra ID's app registration, and the Microsoft settings that point Gatehouse at it.
+mod microsoft {
+    pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
+    pub const SECRET: &str = "fake-client-secret-value~42";
+    pub const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
+    pub const APP: &str = "https://app.example.com";
+
+    pub fn config(cloud_instance: &str) -> String {
+        format!(
+            "third_party:\n  redirect_url: {CALLBACK}\n  error_redirect_url: {APP}/error\n  allowed_redirect_urls: \
+             [\"{APP}**\"]\n  providers:\n    microsoft:\n      enabled: true\n      client_id: {CLIENT_ID}\n      \
+             secret: \"{SECRET}\"\n      cloud_instance: {cloud_instance}\n"
+        )
+    }
+}
+
+/// One whole sign-in with Microsoft over HTTP, as a browser and an app make it: `/thirdparty/auth`, the fake's
+/// authorize endpoint, the callback, `POST /token`. The signed-in user's id, or what went wrong.
+async fn sign_in(client: &reqwest::Client, base: &str) -> Result<uuid::Uuid, String> {
+    let failed = |error: reqwest::Error| error.to_string();
+    let location = |response: &reqwest::Response| -> Result<reqwest::Url, String> {
+        let location = response.headers().get("location").ok_or(format!("{} without a location", response.status()))?;
+        reqwest::Url::parse(location.to_str().map_err(|e| e.to_string())?).map_err(|e| e.to_string())
+    };
+    let start = client
+        .get(format!("{base}/thirdparty/auth"))
+        .query(&[("provider", "microsoft"), ("redirect_to", &format!("{}/", microsoft::APP))])
+        .send()
+        .await
+        .map_err(failed)?;
+    let cookies: Vec<&str> = start
+        .headers()
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|value| value.to_str().ok()?.split(';').next())
+        .collect();
+    let cookies = cookies.join("; ");
+    let at_provider = client.get(location(&start)?).send().await.map_err(failed)?;
+    let callback = format!("{base}/thirdparty/callback?{}", location(&at_provider)?.query().unwrap_or_default());
+    let landing = client.get(callback).header("cookie", cookies).send().await.map_err(failed)?;
+    let landing = location(&landing)?;
+    let token = landing.query_pairs().find(|(name, _)| name == "hanko_token").ok_or(format!("no token: {landing}"))?.1;
+    let response = client.post(format!("{base}/token")).json(&serde_json::json!({ "value": token })).send();
+    let exchanged: Value =
+        response.await.and_then(reqwest::Response::error_for_status).map_err(failed)?.json().await.map_err(failed)?;
+    exchanged["user_id"].as_str().and_then(|id| id.parse().ok()).ok_or(format!("no user id: {exchanged}"))
+}
+
+/// Rows that a sign-in cut short could leave behind: users without an email or an identity (every user here
+/// signed up with Microsoft), and identities, emails or sessions whose user is gone.
+const HALF_MADE: &str = "SELECT
+    (SELECT COUNT(*) FROM users u WHERE NOT EXISTS (SELECT 1 FROM emails e WHERE e.user_id = u.id)
+                                     OR NOT EXISTS (SELECT 1 FROM identities i WHERE i.user_id = u.id))
+  + (SELECT COUNT(*) FROM identities i WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = i.user_id))
+  + (SELECT COUNT(*) FROM emails e WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = e.user_id))
+  + (SELECT COUNT(*) FROM sessions s WHERE NOT EXISTS (SELECT 1 FROM users u WHERE u.id = s.user_id))";
+
+/// kill -9 in the middle of sign-ins (eight at a time): after a restart, no half-made account, and every sign-in
+/// that was answered is there.
+#[test]
+fn kill_9_during_sign_ins_leaves_no_half_made_account_on_sqlite() {
+    kill_9_during_sign_ins(gatehouse_testkit::Backend::Sqlite);
+}
+
+#[test]
+fn kill_9_during_sign_ins_leaves_no_half_made_account_on_postgres() {
+    kill_9_during_sign_ins(gatehouse_testkit::Backend::Postgres);
+}
+
+fn kill_9_during_sign_ins(backend: gatehouse_testkit::Backend) {
+    use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let db = runtime.block_on(gatehouse_testkit::TestDb::new(backend));
+    let entra = runtime.block_on(FakeEntra::start(FakeEntraOptions {
+        client_id: microsoft::CLIENT_ID.into(),
+        client_secrets: vec![microsoft::SECRET.into()],
+        redirect_uris: vec![microsoft::CALLBACK.into()],
+        certificates: Vec::new(),
+    }));
+    entra.set_user_factory(|| FakeUser::new(format!("{}@contoso.com", uuid::Uuid::new_v4().simple())));
+    let dir = tempfile::tempdir().unwrap();
+    // No rate limits: one client makes every sign-in here.
+    let extra = format!("{}rate_limiter:\n  enabled: false\n", microsoft::config(&entra.base_url()));
+    let config = write_config_on(dir.path(), db.url(), &extra);
+    let mut server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
+    let pid = server.child.as_ref().unwrap().id().to_string();
+    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+
+    let (answered, cut_short) = runtime.block_on(async {
+        let mut browsers = tokio::task::JoinSet::new();
+        for _ in 0..8 {
+            let (client, base) = (client.clone(), server.base.clone());
+            // Signs in over and over until the server dies under it.
+            browsers.spawn(async move {
+                let mut answered = Vec::new();
+                loop {
+                    match sign_in(&client, &base).await {
+                        Ok(user) => answered.push(user),
+                        Err(error) => return (answered, error),
+                    }
+                }
+            });
+        }
+        // Load, then the kill, while sign-ins are in flight.
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert!(Command::new("kill").args(["-9", &pid]).status().unwrap().success());
+        let ended = browsers.join_all().await;
+        let cut_short: Vec<String> = ended.iter().map(|(_, error)| error.clone()).collect();
+        (ended.into_iter().flat_map(|(answered, _)| answered).collect::<Vec<_>>(), cut_short)
+    });
+    let _ = server.child.take().unwrap().wait();
+    let refused: Vec<_> = cut_short.iter().filter(|error| error.contains("without a location")).collect();
+    assert!(refused.is_empty(), "sign-ins must end with the kill, not before it: {refused:?}");
+    assert!(answered.len() >= 8, "too few sign-ins before the kill to mean anything: {cut_short:?}");
+
+    let restarted = std::time::Instant::now();
+    let server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
+    let restart = restarted.elapsed();
+    let after = runtime.block_on(sign_in(&client, &server.base)).expect("sign-ins work after the restart");
+    server.stop();
+
+    let (half_made, users, missing) = runtime.block_on(async {
+        use sqlx::{Connection, Row};
+        let mut db = sqlx::AnyConnection::connect(db.url()).await.unwrap();
+        let half_made: i64 = sqlx::query(HALF_MADE).fetch_one(&mut db).await.unwrap().get(0);
+        let users: i64 = sqlx::query("SELECT COUNT(*) FROM users").fetch_one(&mut db).await.unwrap().get(0);
+        let mut missing = 0;
+        for user in answered.iter().chain([&after]) {
+            let found = sqlx::query("SELECT 1 FROM users WHERE id = $1").bind(user.to_string()).fetch_optional(&mut db);
+            missing += usize::from(found.await.unwrap().is_none());
+        }
+        (half_made, users, missing)
+    });
+    assert_eq!(half_made, 0, "half-made rows after the kill");
+    assert_eq!(missing, 0, "sign-ins that were answered are gone");
+    println!(
+        "FIGURE kill -9 during sign-ins (8 at a time, {backend:?}): {} answered before the kill, {users} users after the \
+         restart ({} committed but unanswered); half-made rows: {half_made}; answered sign-ins missing: {missing}; \
+         restart to ready in {} ms",
+        answered.len(),
+        users - 1 - answered.len() as i64,
+        restart.as_millis()
+    );
 }

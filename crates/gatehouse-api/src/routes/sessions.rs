@@ -45,9 +45,13 @@ impl From<Option<Authenticated>> for SessionValidation {
     }
 }
 
-/// `GET /sessions/validate`: always 200; says whether the request's session is valid.
+/// Why validation can answer 503.
+const UNCHECKED: &str = "the database cannot be reached, so the session could not be checked; it may still be valid";
+
+/// `GET /sessions/validate`: 200 saying whether the request's session is valid; 503 when the database cannot be
+/// reached, so that an outage never tells an app that a good session is invalid.
 #[utoipa::path(get, path = "/sessions/validate", tag = "session", security((), ("session" = [])),
-    responses((status = 200, body = SessionValidation)))]
+    responses((status = 200, body = SessionValidation), (status = 503, body = ErrorBody, description = UNCHECKED)))]
 pub async fn validate(State(state): State<AppState>, headers: HeaderMap) -> Result<Json<SessionValidation>, ApiError> {
     let session = match session_token(&headers, &state.config().session.cookie.name) {
         Some(token) => state.sessions().authenticate(token).await?,
@@ -62,10 +66,11 @@ pub struct ValidateBody {
     session_token: String,
 }
 
-/// `POST /sessions/validate`: validates a token given in the body and marks the session used.
+/// `POST /sessions/validate`: validates a token given in the body and marks the session used; 503, as for `GET`,
+/// when the database cannot be reached.
 #[utoipa::path(post, path = "/sessions/validate", tag = "session", request_body = ValidateBody,
     responses((status = 200, body = SessionValidation), (status = 400, body = ErrorBody), (status = 415, body = ErrorBody),
-        (status = 422, body = ErrorBody)))]
+        (status = 422, body = ErrorBody), (status = 503, body = ErrorBody, description = UNCHECKED)))]
 pub async fn validate_token(
     State(state): State<AppState>,
     AppJson(body): AppJson<ValidateBody>,

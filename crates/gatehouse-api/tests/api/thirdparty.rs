@@ -37,13 +37,12 @@ impl Setup {
         certificates: Vec<FakeCertificate>,
         configure: impl FnOnce(&mut Config),
     ) -> Self {
-        let entra = FakeEntra::start(FakeEntraOptions {
-            client_id: CLIENT_ID.into(),
-            client_secrets: vec![CLIENT_SECRET.into()],
-            redirect_uris: vec![CALLBACK.into()],
-            certificates,
-        })
-        .await;
+        let entra = FakeEntra::start(entra_options(certificates)).await;
+        Self::with_entra(backend, entra, configure).await
+    }
+
+    /// Gatehouse configured for Microsoft against `entra`.
+    pub async fn with_entra(backend: Backend, entra: FakeEntra, configure: impl FnOnce(&mut Config)) -> Self {
         let base = entra.base_url();
         let server = TestServer::start(backend, |config| {
             microsoft(config, &base);
@@ -56,6 +55,16 @@ impl Setup {
     /// A browser that keeps the cookies Gatehouse sets.
     pub fn browser(&self) -> Browser<'_> {
         Browser { setup: self, cookies: HashMap::new() }
+    }
+}
+
+/// The fake's app registration: Gatehouse's client id, secret and callback, and these uploaded certificates.
+pub fn entra_options(certificates: Vec<FakeCertificate>) -> FakeEntraOptions {
+    FakeEntraOptions {
+        client_id: CLIENT_ID.into(),
+        client_secrets: vec![CLIENT_SECRET.into()],
+        redirect_uris: vec![CALLBACK.into()],
+        certificates,
     }
 }
 
@@ -96,7 +105,7 @@ impl Browser<'_> {
     }
 
     /// `GET /thirdparty/auth`; returns the provider URL.
-    async fn start(&mut self, redirect_to: &str) -> Url {
+    pub async fn start(&mut self, redirect_to: &str) -> Url {
         let server = &self.setup.server;
         let response = server
             .client
