@@ -245,6 +245,8 @@ async fn a_full_disk_answers_503_loses_nothing_and_writes_resume_when_space_retu
     }
     let refusal = refusal.expect("a full disk refuses a write");
     assert!(refusal.is_unavailable(), "a full disk is an outage, not a bug: {refusal}");
+    // A minute on, so that marking the session used really changes its row.
+    server.clock.advance(Duration::from_secs(60));
     let during = validate(&server, &token).await;
     assert_unavailable(&during);
     let read = server.client.get(server.url("/sessions/validate")).bearer_auth(&token).send().await.unwrap();
