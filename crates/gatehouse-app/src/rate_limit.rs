@@ -3,7 +3,7 @@
 //! [`Clock`], and windows are aligned to the epoch, so instances sharing Redis agree on them.
 //!
 //! **When Redis cannot be reached, the limiter fails open**: the attempt is not counted, and a warning is logged.
-//! What it limits are *failed* token exchanges (see [`crate::AppState::failed_token_exchange`]): a valid token
+//! What it limits are *failed* token exchanges (see [`crate::token_exchange::TokenExchange`]): a valid token
 //! never waits for it, and tokens are 256-bit values, so a Redis outage lets junk through uncounted but can
 //! neither stop a sign-in nor make a token guessable. Failing closed would answer every mistyped or expired token
 //! with 429 for the length of the outage, for nothing in exchange.

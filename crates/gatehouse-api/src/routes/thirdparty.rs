@@ -138,7 +138,7 @@ pub struct TokenExchanged {
 }
 
 /// `POST /token`: trades a one-time token for a session. Failed exchanges are rate limited per client; a valid
-/// token never is (see [`AppState::failed_token_exchange`]).
+/// token never is (see [`gatehouse_app::token_exchange::TokenExchange`]).
 #[utoipa::path(post, path = "/token", tag = "third party", request_body = TokenBody,
     responses((status = 200, body = TokenExchanged, description = "the session is in `X-Auth-Token` or the cookie"),
         (status = 400, body = ErrorBody, description = "malformed body, or `code_verifier` does not match"),
