@@ -4,6 +4,7 @@
 #![no_main]
 
 use gatehouse::config::read_yaml;
+use gatehouse_core::clock::ManualClock;
 use gatehouse_oidc::microsoft::{MicrosoftClient, MicrosoftSettings};
 use libfuzzer_sys::fuzz_target;
 
@@ -17,7 +18,8 @@ fuzz_target!(|data: &[u8]| {
     if config.third_party.providers.microsoft.enabled {
         match settings {
             Ok(Some(settings)) => {
-                let client = MicrosoftClient::new(settings).expect("a client for valid settings");
+                let clock = std::sync::Arc::new(ManualClock::default());
+                let client = MicrosoftClient::new(settings, clock).expect("a client for valid settings");
                 let url = client.authorize_url("state", "nonce", "challenge");
                 assert!(url.query().is_some_and(|query| query.contains("code_challenge=challenge")));
             }
