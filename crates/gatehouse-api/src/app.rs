@@ -55,6 +55,10 @@ const PUBLIC_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_adm
         sessions::validate_token,
         sessions::logout,
         users::me,
+        users::user,
+        users::emails,
+        users::lookup,
+        users::create,
         thirdparty::auth,
         thirdparty::callback,
         thirdparty::callback_post,
@@ -95,6 +99,10 @@ pub fn app(state: AppState) -> Router {
         .route("/sessions/validate", get(sessions::validate).post(sessions::validate_token))
         .route("/logout", post(sessions::logout))
         .route("/me", get(users::me))
+        .route("/users/{id}", get(users::user))
+        .route("/users", post(users::create))
+        .route("/user", post(users::lookup))
+        .route("/emails", get(users::emails))
         .route("/thirdparty/auth", get(thirdparty::auth))
         .route("/token", post(thirdparty::token))
         .route("/login", post(flow::login))

@@ -14,3 +14,4 @@ mod sessions;
 mod slow_clients;
 mod tasks;
 mod thirdparty;
+mod users;
