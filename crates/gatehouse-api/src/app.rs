@@ -7,7 +7,7 @@ use axum::{
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
     middleware::{from_fn_with_state, map_response, map_response_with_state},
-    routing::{get, post},
+    routing::{delete, get, post},
 };
 use tower::ServiceBuilder;
 use tower_http::{
@@ -59,6 +59,10 @@ const PUBLIC_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_adm
         users::emails,
         users::lookup,
         users::create,
+        users::delete,
+        users::add_email,
+        users::delete_email,
+        users::set_primary_email,
         thirdparty::auth,
         thirdparty::callback,
         thirdparty::callback_post,
@@ -101,8 +105,10 @@ pub fn app(state: AppState) -> Router {
         .route("/me", get(users::me))
         .route("/users/{id}", get(users::user))
         .route("/users", post(users::create))
-        .route("/user", post(users::lookup))
-        .route("/emails", get(users::emails))
+        .route("/user", post(users::lookup).delete(users::delete))
+        .route("/emails", get(users::emails).post(users::add_email))
+        .route("/emails/{id}", delete(users::delete_email))
+        .route("/emails/{id}/set_primary", post(users::set_primary_email))
         .route("/thirdparty/auth", get(thirdparty::auth))
         .route("/token", post(thirdparty::token))
         .route("/login", post(flow::login))

@@ -636,6 +636,19 @@ async fn a_changed_email_follows_hankos_rules(backend: Backend) {
     setup.entra.queue_user(person);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "email_maxnum");
+
+    // The legacy SDK's `email.delete`: a secondary address goes, the primary one stays (409, as in Hanko).
+    let token = &browser.cookies["hanko"];
+    let delete = |email: &Value| {
+        let path = format!("/emails/{}", email["id"].as_str().unwrap());
+        server.client.delete(server.url(&path)).bearer_auth(token).send()
+    };
+    assert_eq!(delete(&me["emails"][0]).await.unwrap().status(), 409);
+    assert_eq!(delete(&me["emails"][1]).await.unwrap().status(), 204);
+    assert_eq!(delete(&me["emails"][1]).await.unwrap().status(), 404, "gone");
+    let emails: Value = server.get_json("/emails", Some(token)).await;
+    assert_eq!(emails.as_array().unwrap().len(), 1);
+    assert_eq!(emails[0]["address"], "first@contoso.com");
 }
 
 async fn signup_can_be_disabled(backend: Backend) {

@@ -73,4 +73,51 @@ async fn no_sign_up_or_lookup_by_email(backend: Backend) {
     assert_eq!(post(&server, "/users", json!({"email": "megan@contoso.com"})).await, forbidden);
 }
 
-both_backends!(a_user_reads_only_themselves, emails_lists_the_signed_in_users_addresses, no_sign_up_or_lookup_by_email);
+async fn addresses_cannot_be_added_or_made_primary(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let user = server.create_user("megan@contoso.com").await;
+    let token = server.issue_session(user).await;
+    let email_id = server.me(&token).await["emails"][0]["id"].as_str().unwrap().to_owned();
+    let forbidden = json!({"code": 403, "message": "Forbidden"});
+    for (path, body) in [
+        ("/emails".to_owned(), json!({"address": "new@contoso.com"})),
+        (format!("/emails/{email_id}/set_primary"), json!({})),
+    ] {
+        let response = server.client.post(server.url(&path)).bearer_auth(&token).json(&body).send().await.unwrap();
+        assert_eq!(response.status(), 403, "{path}");
+        assert_eq!(response.json::<Value>().await.unwrap(), forbidden);
+        assert_eq!(post(&server, &path, body).await.0, 401, "{path} without a session");
+    }
+    let unknown = server.client.delete(server.url(&format!("/emails/{}", Uuid::new_v4()))).bearer_auth(&token);
+    assert_eq!(unknown.send().await.unwrap().status(), 404);
+    let malformed = server.client.delete(server.url("/emails/not-a-uuid")).bearer_auth(&token);
+    assert_eq!(malformed.send().await.unwrap().status(), 400);
+}
+
+async fn account_deletion_follows_allow_deletion(backend: Backend) {
+    let server = TestServer::start(backend, |_| {}).await;
+    let user = server.create_user("megan@contoso.com").await;
+    let token = server.issue_session(user).await;
+    let delete = || server.client.delete(server.url("/user")).bearer_auth(&token).send();
+    assert_eq!(delete().await.unwrap().status(), 404, "off by default: Hanko has no such route then");
+    assert_eq!(server.me(&token).await["id"], json!(user));
+
+    let server = TestServer::start(backend, |config| config.account.allow_deletion = true).await;
+    let user = server.create_user("megan@contoso.com").await;
+    let token = server.issue_session(user).await;
+    let response = server.client.delete(server.url("/user")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(response.status(), 204);
+    let cookie = response.headers()["set-cookie"].to_str().unwrap();
+    assert!(cookie.starts_with("hanko=;") && cookie.contains("Max-Age=0"), "{cookie}");
+    assert!(server.store.find_user(user).await.unwrap().is_none());
+    let again = server.client.delete(server.url("/user")).bearer_auth(&token).send().await.unwrap();
+    assert_eq!(again.status(), 401, "the sessions went with the user");
+}
+
+both_backends!(
+    a_user_reads_only_themselves,
+    emails_lists_the_signed_in_users_addresses,
+    no_sign_up_or_lookup_by_email,
+    addresses_cannot_be_added_or_made_primary,
+    account_deletion_follows_allow_deletion,
+);
