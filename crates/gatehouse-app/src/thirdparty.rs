@@ -322,16 +322,16 @@ impl ThirdParty {
         failure: ThirdPartyFailure,
         meta: &RequestMeta,
     ) -> Finished {
-        if failure.code != FailureCode::Hanko(ThirdPartyErrorCode::ServerError) {
-            audit
-                .record(
-                    "thirdparty_signin_signup_failed",
-                    state.and_then(|s| s.connect_user_id),
-                    Some(failure.code.as_str()),
-                    meta,
-                )
-                .await;
-        }
+        // Every failure, `server_error` included: a misconfigured client (`invalid_client` at Microsoft) is exactly
+        // what an operator looks for in the audit log. Anonymous rows are bounded per client by the audit log.
+        audit
+            .record(
+                "thirdparty_signin_signup_failed",
+                state.and_then(|s| s.connect_user_id),
+                Some(failure.code.as_str()),
+                meta,
+            )
+            .await;
         let location = target.map(|mut url| {
             url.query_pairs_mut()
                 .append_pair("error", failure.code.as_str())

@@ -6,7 +6,7 @@ use gatehouse_oidc::jwks::UNKNOWN_KID_REFETCH_INTERVAL;
 use std::{collections::HashMap, time::Duration};
 
 use gatehouse_core::config::{ClientAuthMethod, Config};
-use gatehouse_store::AuditLogFilter;
+use gatehouse_store::{AuditLogEntry, AuditLogFilter};
 use gatehouse_testkit::{
     Backend, TestServer, both_backends,
     fake_entra::{ClientAuth, FAKE_ORG_TENANT, FakeCertificate, FakeEntra, FakeEntraOptions, FakeUser, IdTokenTweak},
@@ -315,6 +315,12 @@ async fn token_endpoint_failures_never_leak(backend: Backend) {
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "server_error", "a rejected client secret is our problem, not the user's");
     assert_eq!(setup.server.store.count_users().await.unwrap(), 0);
+    let rows = setup.server.store.list_audit_logs(&AuditLogFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let failed = |row: &&AuditLogEntry| row.kind == "thirdparty_signin_signup_failed";
+    assert!(
+        rows.iter().filter(failed).any(|row| row.error.as_deref() == Some("server_error")),
+        "a server_error writes an audit row like every other failure: {rows:?}"
+    );
 }
 
 async fn client_secret_basic_works(backend: Backend) {
