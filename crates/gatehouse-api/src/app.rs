@@ -25,13 +25,13 @@ use utoipa::{
     openapi::security::{Http, HttpAuthScheme, SecurityScheme},
 };
 
-use gatehouse_core::origin::AllowedOrigins;
+use gatehouse_core::{first_seen::FirstSeen, origin::AllowedOrigins};
 
 use crate::{
     ApiError, AppState,
     client_address::resolve_client_address,
     cookies::{X_AUTH_TOKEN, X_SESSION_LIFETIME, X_SESSION_RETENTION},
-    csrf::{WriteGuard, refuse_forged_writes},
+    csrf::{WriteGuard, is_own_origin, refuse_forged_writes, warn_refused_origin},
     error::{SharedErrorAnswers, render_plain_errors},
     flow,
     metrics::{Listener, count_response},
@@ -92,6 +92,7 @@ pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
 
 /// The whole public API as a router. Pure: no sockets, so tests can also drive it in-process.
 pub fn app(state: AppState) -> Router {
+    let refused_origins = Arc::new(FirstSeen::default());
     let router = Router::new()
         .route("/", get(login_page::page))
         .route("/assets/login.js", get(login_page::script))
@@ -116,7 +117,7 @@ pub fn app(state: AppState) -> Router {
         .route("/profile", post(flow::profile))
         // Every route above: writes only as JSON and only from this origin or an allowed one (see `csrf`).
         .route_layer(from_fn_with_state(
-            Arc::new(WriteGuard::new(&state.config().server.public.cors.allow_origins)),
+            Arc::new(WriteGuard::new(&state.config().server.public.cors.allow_origins, refused_origins.clone())),
             refuse_forged_writes,
         ))
         // Added after the guard on purpose: Microsoft's form_post is a cross-site form by design. Its sealed
@@ -125,7 +126,7 @@ pub fn app(state: AppState) -> Router {
         .route("/openapi.json", get(|| async { Json(PublicApiDoc::openapi()) }))
         .fallback(|| async { ApiError::not_found() })
         .layer(from_fn_with_state(state.trusted_proxies().clone(), resolve_client_address));
-    let cors = cors(&state);
+    let cors = cors(&state, refused_origins);
     with_layers(router.with_state(state.clone()), &state, Listener::Public, Some(cors))
 }
 
@@ -166,8 +167,11 @@ pub fn with_layers(router: Router, state: &AppState, listener: Listener, cors: O
     )
 }
 
-/// Hanko's CORS: exact origins from the allow-list, credentials, the session headers exposed.
-fn cors(state: &AppState) -> CorsLayer {
+/// Hanko's CORS: exact origins from the allow-list, credentials, the session headers exposed. A preflight from a
+/// refused origin is logged once (see [`warn_refused_origin`]): Hanko's SDKs send JSON, so every call they make is
+/// preflighted. Other requests with an origin are not logged here: Microsoft's form_post to the callback carries
+/// its own origin, and writes are logged by the write guard.
+fn cors(state: &AppState, refused_origins: Arc<FirstSeen>) -> CorsLayer {
     let config = state.config();
     let origins = AllowedOrigins::new(&config.server.public.cors.allow_origins);
     let mut exposed = vec![
@@ -182,8 +186,15 @@ fn cors(state: &AppState) -> CorsLayer {
         exposed.push(X_AUTH_TOKEN);
     }
     CorsLayer::new()
-        .allow_origin(AllowOrigin::predicate(move |origin, _| {
-            origin.to_str().is_ok_and(|origin| origins.allows(origin))
+        .allow_origin(AllowOrigin::predicate(move |origin, request| {
+            let Ok(origin) = origin.to_str() else { return false };
+            let allowed = origins.allows(origin);
+            let preflight = request.method == Method::OPTIONS
+                && request.headers.contains_key(header::ACCESS_CONTROL_REQUEST_METHOD);
+            if !allowed && preflight && !is_own_origin(origin, &request.headers) {
+                warn_refused_origin(&refused_origins, origin);
+            }
+            allowed
         }))
         .allow_credentials(true)
         .allow_methods([Method::GET, Method::HEAD, Method::PUT, Method::PATCH, Method::POST, Method::DELETE])
