@@ -6,7 +6,7 @@ use axum::{
     Json, Router,
     extract::DefaultBodyLimit,
     http::{HeaderName, HeaderValue, Method, Request, StatusCode, header},
-    middleware::{from_fn_with_state, map_response, map_response_with_state},
+    middleware::{from_fn, from_fn_with_state, map_response, map_response_with_state},
     routing::{delete, get, post},
 };
 use tower::ServiceBuilder;
@@ -35,6 +35,7 @@ use crate::{
     error::{SharedErrorAnswers, render_plain_errors},
     flow,
     metrics::{Listener, count_response},
+    request_log::log_request,
     routes::{health, login_page, sessions, thirdparty, users, well_known},
 };
 
@@ -131,9 +132,9 @@ pub fn app(state: AppState) -> Router {
 }
 
 /// The layers every request of either listener passes through: responses counted for `/metrics`, request ids,
-/// tracing without query strings, `nosniff` on every response, CORS (public listener only), Hanko's error shape for
-/// every error, panics caught, requests cut off after `server.timeouts.request` (a body sent slowly included),
-/// bodies limited.
+/// one info line per request (see `request_log`), tracing without query strings, `nosniff` on every response, CORS
+/// (public listener only), Hanko's error shape for every error, panics caught, requests cut off after
+/// `server.timeouts.request` (a body sent slowly included), bodies limited.
 pub fn with_layers(router: Router, state: &AppState, listener: Listener, cors: Option<CorsLayer>) -> Router {
     let request_id = HeaderName::from_static("x-request-id");
     let request_timeout = state.config().server.timeouts.request.as_duration();
@@ -148,6 +149,8 @@ pub fn with_layers(router: Router, state: &AppState, listener: Listener, cors: O
             ))
             .layer(SetSensitiveRequestHeadersLayer::new([header::AUTHORIZATION, header::COOKIE]))
             .layer(SetRequestIdLayer::new(request_id.clone(), MakeRequestUuid))
+            // Inside the request id (the line names it), outside everything that may answer instead of the handler.
+            .layer(from_fn(log_request))
             .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
                 // The path only: query strings carry codes, states and tokens that must never reach a log.
                 tracing::info_span!(
