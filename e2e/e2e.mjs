@@ -89,6 +89,8 @@ function servePages(port) {
 const [apiPort, pagePort, entraPort, controlPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
 const API = `http://127.0.0.1:${apiPort}`;
 const PAGE = `http://127.0.0.1:${pagePort}`;
+// The same page under another host name: CORS lets it in, `allowed_redirect_urls` does not (scenario 3d).
+const PAGE_NOT_REDIRECTABLE = `http://localhost:${pagePort}`;
 const CONTROL = `http://127.0.0.1:${controlPort}`;
 
 /**
@@ -110,7 +112,7 @@ function writeGatehouseConfig(dir, { publicPort, secretKey, microsoftEnabled, ad
   public:
     address: "127.0.0.1:${publicPort}"
     cors:
-      allow_origins: ["${PAGE}"]
+      allow_origins: ["${PAGE}", "${PAGE_NOT_REDIRECTABLE}"]
   admin:
 ${adminSection}
 database:
@@ -337,6 +339,20 @@ await scenario("3c. an existing user's email with linking off is a conflict", as
     () => control("/next-user", { email: "megan@contoso.com", upn: "megan@contoso.com", xms_edov: true }),
     "A technical error has occurred",
   );
+});
+
+await scenario("3d. a page outside allowed_redirect_urls shows the error of its redirect_to input", async () => {
+  const { context, page } = await newPage();
+  await page.goto(`${PAGE_NOT_REDIRECTABLE}/#api=${encodeURIComponent(API)}`);
+  await page.waitForFunction(() => window.__ready === true);
+  const button = page.getByRole("button", { name: "Continue with Microsoft" });
+  await button.waitFor();
+  await page.waitForLoadState("networkidle");
+  await button.click();
+  await page.getByText("The entered value is invalid.").first().waitFor();
+  await shot(page, "s3d-redirect-not-allowed");
+  expect(new URL(page.url()).host === new URL(PAGE_NOT_REDIRECTABLE).host, `the browser stayed on the page: ${page.url()}`);
+  await context.close();
 });
 
 await scenario("4. legacy SDK 1.5.2: thirdParty.auth, token.validate, user.getCurrent, email.list", async () => {
