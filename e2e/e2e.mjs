@@ -89,6 +89,8 @@ function servePages(port) {
 const [apiPort, pagePort, entraPort, controlPort] = [await freePort(), await freePort(), await freePort(), await freePort()];
 const API = `http://127.0.0.1:${apiPort}`;
 const PAGE = `http://127.0.0.1:${pagePort}`;
+// The same page under another host name: CORS lets it in, `allowed_redirect_urls` does not (scenario 3d).
+const PAGE_NOT_REDIRECTABLE = `http://localhost:${pagePort}`;
 const CONTROL = `http://127.0.0.1:${controlPort}`;
 
 /**
@@ -110,7 +112,7 @@ function writeGatehouseConfig(dir, { publicPort, secretKey, microsoftEnabled, ad
   public:
     address: "127.0.0.1:${publicPort}"
     cors:
-      allow_origins: ["${PAGE}"]
+      allow_origins: ["${PAGE}", "${PAGE_NOT_REDIRECTABLE}"]
   admin:
 ${adminSection}
 database:
@@ -245,6 +247,15 @@ await scenario("1. hanko-auth signs in with Microsoft", async () => {
     user: await window.sdk.getCurrentUser(),
   }));
   expect(standalone.session.is_valid && standalone.user.id === user.id, `SDK 3.0.0 on its own: ${JSON.stringify(standalone)}`);
+  // The deprecated `user.getCurrent()` (`hanko.getUser()`): GET /me, then GET /users/{id}.
+  const current = await page.evaluate(async () => ({
+    elements: await window.hanko.user.getCurrent(),
+    sdk: await window.sdk.getUser(),
+  }));
+  for (const [which, got] of Object.entries(current)) {
+    expect(got.id === user.id && got.email === "megan@contoso.com" && got.emails?.[0]?.is_primary === true,
+      `user.getCurrent() in the ${which} SDK: ${JSON.stringify(got)}`);
+  }
   firstUserId = user.id;
   await context.close();
 });
@@ -330,7 +341,21 @@ await scenario("3c. an existing user's email with linking off is a conflict", as
   );
 });
 
-await scenario("4. legacy SDK 1.5.2: thirdParty.auth then token.validate", async () => {
+await scenario("3d. a page outside allowed_redirect_urls shows the error of its redirect_to input", async () => {
+  const { context, page } = await newPage();
+  await page.goto(`${PAGE_NOT_REDIRECTABLE}/#api=${encodeURIComponent(API)}`);
+  await page.waitForFunction(() => window.__ready === true);
+  const button = page.getByRole("button", { name: "Continue with Microsoft" });
+  await button.waitFor();
+  await page.waitForLoadState("networkidle");
+  await button.click();
+  await page.getByText("The entered value is invalid.").first().waitFor();
+  await shot(page, "s3d-redirect-not-allowed");
+  expect(new URL(page.url()).host === new URL(PAGE_NOT_REDIRECTABLE).host, `the browser stayed on the page: ${page.url()}`);
+  await context.close();
+});
+
+await scenario("4. legacy SDK 1.5.2: thirdParty.auth, token.validate, user.getCurrent, email.list", async () => {
   const { context, page } = await newPage();
   await openAuth(page);
   await page.goto(`${PAGE}/legacy.html`);
@@ -342,6 +367,20 @@ await scenario("4. legacy SDK 1.5.2: thirdParty.auth then token.validate", async
   expect(jwt, "token.validate() set the hanko cookie");
   const answer = await (await fetch(`${API}/sessions/validate`, { headers: { authorization: `Bearer ${jwt}` } })).json();
   expect(answer.is_valid && answer.user_id === firstUserId, `the legacy session is the same user: ${JSON.stringify(answer)}`);
+  const legacy = await page.evaluate(async () => {
+    const code = (promise) => promise.then(() => "resolved", (error) => error.code);
+    return {
+      user: await window.hanko.user.getCurrent(),
+      emails: await window.hanko.email.list(),
+      getInfo: await code(window.hanko.user.getInfo("megan@contoso.com")),
+      create: await code(window.hanko.user.create("new@contoso.com")),
+    };
+  });
+  expect(legacy.user.id === firstUserId && legacy.user.email === "megan@contoso.com", `legacy user.getCurrent(): ${JSON.stringify(legacy.user)}`);
+  expect(legacy.emails.length === 1 && legacy.emails[0].address === "megan@contoso.com" && legacy.emails[0].is_primary,
+    `legacy email.list(): ${JSON.stringify(legacy.emails)}`);
+  expect(legacy.getInfo === "notFound" && legacy.create === "forbidden",
+    `no lookup or sign-up by email, in Hanko's words: ${JSON.stringify(legacy)}`);
   await control("/fail-next-authorize", { error: "access_denied", error_description: "declined" });
   await page.click("#microsoft");
   await page.locator("#status", { hasText: "error: access_denied" }).waitFor();

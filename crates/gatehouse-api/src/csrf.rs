@@ -8,10 +8,7 @@
 //! and come from this server's own origin or an origin in `server.public.cors.allow_origins`. Clients that send
 //! neither header (curl, an app's backend) are not browsers acting for a visitor, so they pass.
 
-use std::{
-    collections::HashSet,
-    sync::{Arc, Mutex, PoisonError},
-};
+use std::sync::Arc;
 
 use axum::{
     body::HttpBody,
@@ -21,19 +18,15 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
-use gatehouse_core::origin::AllowedOrigins;
+use gatehouse_core::{first_seen::FirstSeen, origin::AllowedOrigins};
 
 use crate::{ApiError, extract::EXPECTED_JSON};
-
-/// Each refused origin is logged once; past this many distinct ones nothing more is remembered or logged, so made-up
-/// origins can grow neither memory nor the log.
-const MAX_LOGGED_ORIGINS: usize = 256;
 
 /// The origins that may write, and the refused ones already logged.
 #[derive(Debug)]
 pub struct WriteGuard {
     allowed_origins: AllowedOrigins,
-    logged_origins: Mutex<HashSet<String>>,
+    refused_origins: Arc<FirstSeen>,
 }
 
 /// Why a write was refused.
@@ -45,8 +38,9 @@ enum Refusal {
 }
 
 impl WriteGuard {
-    pub fn new(allowed_origins: &[String]) -> Self {
-        Self { allowed_origins: AllowedOrigins::new(allowed_origins), logged_origins: Mutex::default() }
+    /// `refused_origins` is shared with CORS, so that each refused origin is logged once, whichever refused it.
+    pub fn new(allowed_origins: &[String], refused_origins: Arc<FirstSeen>) -> Self {
+        Self { allowed_origins: AllowedOrigins::new(allowed_origins), refused_origins }
     }
 
     fn check(&self, method: &Method, headers: &HeaderMap, has_body: bool) -> Result<(), Refusal> {
@@ -71,19 +65,6 @@ impl WriteGuard {
             None => Ok(()),
         }
     }
-
-    /// A warning naming the origin and the setting that would let it in, once per origin.
-    fn log_refused(&self, origin: &str) {
-        let origin: String = origin.chars().take(200).collect();
-        let mut logged = self.logged_origins.lock().unwrap_or_else(PoisonError::into_inner);
-        if logged.len() < MAX_LOGGED_ORIGINS && logged.insert(origin.clone()) {
-            tracing::warn!(
-                origin = ?origin,
-                "refused a state-changing request from a page of another origin; if that origin is your app, add it \
-                 to server.public.cors.allow_origins"
-            );
-        }
-    }
 }
 
 /// The middleware: refuses forged writes with 403 (foreign origin) or 415 (not JSON) in Hanko's error shape.
@@ -93,11 +74,24 @@ pub async fn refuse_forged_writes(State(guard): State<Arc<WriteGuard>>, request:
         Ok(()) => next.run(request).await,
         Err(Refusal::ForeignOrigin(origin)) => {
             if let Some(origin) = &origin {
-                guard.log_refused(origin);
+                warn_refused_origin(&guard.refused_origins, origin);
             }
             ApiError::new(StatusCode::FORBIDDEN, "requests from this origin are not allowed").into_response()
         }
         Err(Refusal::NotJson) => ApiError::new(StatusCode::UNSUPPORTED_MEDIA_TYPE, EXPECTED_JSON).into_response(),
+    }
+}
+
+/// A warning naming a refused origin and the setting that would let it in, once per origin. Without it a page missing
+/// from the allow-list fails in the browser only ("A technical error has occurred" in Hanko's elements), and the
+/// server would say nothing.
+pub fn warn_refused_origin(refused_origins: &FirstSeen, origin: &str) {
+    if refused_origins.is_new(origin) {
+        tracing::warn!(
+            origin = ?origin.chars().take(200).collect::<String>(),
+            "refused a request from a page of another origin (CORS, or a state-changing request); if that origin is \
+             your app, add it to server.public.cors.allow_origins"
+        );
     }
 }
 
@@ -115,7 +109,7 @@ fn check_content_type(headers: &HeaderMap, has_body: bool) -> Result<(), Refusal
 
 /// Whether `origin` is the one this request was addressed to (its `Host`), whatever the scheme: behind a
 /// TLS-terminating proxy the server cannot tell which scheme the browser used.
-fn is_own_origin(origin: &str, headers: &HeaderMap) -> bool {
+pub fn is_own_origin(origin: &str, headers: &HeaderMap) -> bool {
     let authority = origin.strip_prefix("https://").or_else(|| origin.strip_prefix("http://"));
     authority
         .zip(header_text(headers, header::HOST.as_str()))
@@ -140,7 +134,7 @@ mod tests {
         for (name, value) in pairs {
             headers.insert(*name, HeaderValue::from_static(value));
         }
-        WriteGuard::new(&[APP.to_owned()]).check(&method, &headers, has_body)
+        WriteGuard::new(&[APP.to_owned()], Arc::default()).check(&method, &headers, has_body)
     }
 
     fn post(pairs: &[(&'static str, &'static str)]) -> Result<(), Refusal> {

@@ -88,19 +88,48 @@ pub struct UserView {
     picture: Option<String>,
 }
 
+/// Hanko's `dto.EmailResponse`: an address in a user object and in `GET /emails`.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct UserEmail {
     id: Uuid,
     address: String,
     is_verified: bool,
     is_primary: bool,
+    /// The first of `identities`; Hanko still sends it for older frontends.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    identity: Option<UserIdentity>,
     /// The linked identities that brought this address.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(required = false)]
     identities: Vec<UserIdentity>,
 }
 
-#[derive(Debug, Serialize, ToSchema)]
+impl UserEmail {
+    /// Every address of `user`, each with the identities that brought it.
+    pub fn all_of(user: &UserRecord) -> Vec<Self> {
+        user.emails
+            .iter()
+            .map(|email| {
+                let identities: Vec<UserIdentity> = user
+                    .identities
+                    .iter()
+                    .filter(|identity| identity.email_id == Some(email.id))
+                    .map(UserIdentity::from)
+                    .collect();
+                Self {
+                    id: email.id,
+                    address: email.address.clone(),
+                    is_verified: email.is_verified(),
+                    is_primary: email.is_primary,
+                    identity: identities.first().cloned(),
+                    identities,
+                }
+            })
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Serialize, ToSchema)]
 pub struct UserIdentity {
     /// The provider's subject for this user.
     id: String,
@@ -119,26 +148,10 @@ pub struct MfaConfig {
 
 impl From<&UserRecord> for UserView {
     fn from(user: &UserRecord) -> Self {
-        let emails = user
-            .emails
-            .iter()
-            .map(|email| UserEmail {
-                id: email.id,
-                address: email.address.clone(),
-                is_verified: email.is_verified(),
-                is_primary: email.is_primary,
-                identities: user
-                    .identities
-                    .iter()
-                    .filter(|identity| identity.email_id == Some(email.id))
-                    .map(UserIdentity::from)
-                    .collect(),
-            })
-            .collect();
         Self {
             id: user.id,
             user_id: user.id,
-            emails,
+            emails: UserEmail::all_of(user),
             identities: user.identities.iter().map(UserIdentity::from).collect(),
             passkeys: [],
             security_keys: [],
@@ -149,6 +162,29 @@ impl From<&UserRecord> for UserView {
             given_name: user.given_name.clone(),
             family_name: user.family_name.clone(),
             picture: user.picture.clone(),
+        }
+    }
+}
+
+/// Hanko's `dto.GetUserResponse` of `GET /users/{id}`: the user object with the primary address beside it.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct UserDetails {
+    #[serde(flatten)]
+    profile: UserView,
+    /// The primary address.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    email: Option<String>,
+    /// Always empty: Gatehouse has no passkeys (Hanko's deprecated name for them).
+    #[schema(value_type = Vec<Object>)]
+    webauthn_credentials: [(); 0],
+}
+
+impl From<&UserRecord> for UserDetails {
+    fn from(user: &UserRecord) -> Self {
+        Self {
+            profile: UserView::from(user),
+            email: user.primary_email().map(|email| email.address.clone()),
+            webauthn_credentials: [],
         }
     }
 }

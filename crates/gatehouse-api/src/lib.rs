@@ -11,6 +11,7 @@ mod error;
 mod extract;
 mod flow;
 mod metrics;
+mod request_log;
 mod routes;
 mod server;
 mod state;

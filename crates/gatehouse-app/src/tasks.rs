@@ -39,26 +39,27 @@ pub struct BackgroundTasks {
 }
 
 impl BackgroundTasks {
-    /// Starts every task; each runs once at once, then at its interval.
+    /// Starts every task. The sweeper and the expiry warner run at once, then at their intervals; settings and keys
+    /// were just loaded by [`App::new`], so their first reload comes one interval later.
     pub fn start(app: &App, intervals: TaskIntervals) -> Self {
         let (stop, stopped) = watch::channel(());
         let running = vec![
-            every(intervals.sweep, stopped.clone(), app.clone(), |app| async move {
+            every(intervals.sweep, Start::Now, stopped.clone(), app.clone(), |app| async move {
                 let swept = maintenance::sweep(&app).await;
                 tracing::debug!(?swept, "housekeeping");
             }),
-            every(intervals.settings_poll, stopped.clone(), app.clone(), |app| async move {
+            every(intervals.settings_poll, Start::AfterInterval, stopped.clone(), app.clone(), |app| async move {
                 if let Err(error) = app.refresh_settings().await {
                     // The last good settings stay in force; a broken document must not take sign-in down.
                     tracing::error!(%error, "could not apply the saved identity-provider settings");
                 }
             }),
-            every(intervals.key_reload, stopped.clone(), app.clone(), |app| async move {
+            every(intervals.key_reload, Start::AfterInterval, stopped.clone(), app.clone(), |app| async move {
                 if let Err(error) = app.keys().reload().await {
                     tracing::error!(%error, "could not reload signing keys; using the ones loaded before");
                 }
             }),
-            every(intervals.expiry_warning, stopped, app.clone(), |app| async move {
+            every(intervals.expiry_warning, Start::Now, stopped, app.clone(), |app| async move {
                 app.identity_providers().warn_about_expiring_credentials().await;
             }),
         ];
@@ -74,13 +75,30 @@ impl BackgroundTasks {
     }
 }
 
-fn every<F, Fut>(interval: Duration, mut stopped: watch::Receiver<()>, app: App, work: F) -> JoinHandle<()>
+/// When a task first runs.
+#[derive(Clone, Copy, Debug)]
+enum Start {
+    Now,
+    AfterInterval,
+}
+
+fn every<F, Fut>(
+    interval: Duration,
+    start: Start,
+    mut stopped: watch::Receiver<()>,
+    app: App,
+    work: F,
+) -> JoinHandle<()>
 where
     F: Fn(App) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + Send,
 {
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(interval);
+        let first = match start {
+            Start::Now => tokio::time::Instant::now(),
+            Start::AfterInterval => tokio::time::Instant::now() + interval,
+        };
+        let mut ticks = tokio::time::interval_at(first, interval);
         ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

@@ -8,6 +8,7 @@ use gatehouse_core::{
     config::Config,
     email::EmailProof,
     error::ThirdPartyErrorCode,
+    first_seen::FirstSeen,
     linking::{LinkingInput, LinkingPolicy, decide},
     microsoft::claims::ProviderUser,
     redirect::{RedirectAllowList, RedirectPattern},
@@ -163,6 +164,8 @@ pub struct ThirdParty {
     policy: LinkingPolicy,
     sealer: Arc<Sealer>,
     clock: Arc<dyn Clock>,
+    /// Refused targets already logged. Built anew with the allow-list, so a changed list warns afresh.
+    refused_targets: FirstSeen,
 }
 
 impl ThirdParty {
@@ -195,6 +198,7 @@ impl ThirdParty {
             },
             sealer,
             clock,
+            refused_targets: FirstSeen::default(),
         })
     }
 
@@ -219,10 +223,10 @@ impl ThirdParty {
             .map(str::to_owned)
             .or_else(|| self.default_redirect.clone())
             .ok_or(StartError::NoRedirect)?;
-        let target = self
-            .allow_list
-            .check(&redirect_to)
-            .map_err(|_| StartError::RedirectNotAllowed(redirect_to.chars().take(256).collect()))?;
+        let target = self.allow_list.check(&redirect_to).map_err(|_| {
+            self.warn_refused_target(&redirect_to);
+            StartError::RedirectNotAllowed(redirect_to.chars().take(256).collect())
+        })?;
         if request.client_verifier.as_deref().is_some_and(|v| !pkce::is_valid_verifier(v)) {
             return Err(StartError::BadVerifier);
         }
@@ -245,6 +249,23 @@ impl ThirdParty {
         let authorize_url =
             client.authorize_url(&state.seal(&self.sealer), &state.nonce, &pkce::challenge(&state.code_verifier));
         Ok(Started { authorize_url, browser_binding })
+    }
+
+    /// A warning naming the setting that would allow a refused target, once per target. The browser only shows
+    /// "the value is invalid", so without this the operator would have nothing to go on. Only the origin and path
+    /// are logged and remembered: the query of a page address may carry anything, codes and tokens included.
+    fn warn_refused_target(&self, redirect_to: &str) {
+        let target = match Url::parse(redirect_to) {
+            Ok(url) => format!("{}{}", url.origin().ascii_serialization(), url.path()),
+            Err(_) => "(not a URL)".to_owned(),
+        };
+        if self.refused_targets.is_new(&target) {
+            tracing::warn!(
+                page = ?target.chars().take(200).collect::<String>(),
+                "refused a sign-in returning to a page outside the allow-list; if the page is your app, add a \
+                 pattern for it to third_party.allowed_redirect_urls"
+            );
+        }
     }
 
     /// Finishes a sign-in. Every failure after the state is known goes to its (still allowed) `redirect_to`;
@@ -322,7 +343,9 @@ impl ThirdParty {
         failure: ThirdPartyFailure,
         meta: &RequestMeta,
     ) -> Finished {
-        // Server errors too, unlike Hanko: a sign-in that Microsoft's outage broke must show in the audit log.
+        // Every failure, `server_error` included (unlike Hanko): a misconfigured client (`invalid_client` at
+        // Microsoft) or a Microsoft outage is exactly what an operator looks for in the audit log. Anonymous rows
+        // are bounded per client by the audit log.
         let connecting_user = state.and_then(|s| s.connect_user_id);
         audit.record("thirdparty_signin_signup_failed", connecting_user, Some(failure.code.as_str()), meta).await;
         let location = target.map(|mut url| {

@@ -6,6 +6,16 @@ use uuid::Uuid;
 
 use crate::{App, audit::RequestMeta};
 
+/// What [`Users::remove_email`] did.
+#[derive(Debug, PartialEq, Eq)]
+pub enum EmailRemoval {
+    Removed,
+    /// The primary address stays: the sessions' `email` claim names it.
+    Primary,
+    /// The user has no such address.
+    NotFound,
+}
+
 #[derive(Debug)]
 pub struct Users<'a> {
     app: &'a App,
@@ -48,6 +58,18 @@ impl<'a> Users<'a> {
     /// Removes one of the user's emails unless it is their primary one; `false` when there was no such email.
     pub async fn delete_secondary_email(&self, user_id: Uuid, email_id: Uuid) -> Result<bool, StoreError> {
         self.app.store().delete_secondary_email(user_id, email_id).await
+    }
+
+    /// Removes one of the user's addresses, saying why not when it was not removed.
+    pub async fn remove_email(&self, user_id: Uuid, email_id: Uuid) -> Result<EmailRemoval, StoreError> {
+        // Deleting first and explaining afterwards: the store refuses a primary address in the same statement, so
+        // no address can become primary between a check and the delete.
+        if self.delete_secondary_email(user_id, email_id).await? {
+            return Ok(EmailRemoval::Removed);
+        }
+        let user = self.find(user_id).await?;
+        let email = user.as_ref().and_then(|user| user.emails.iter().find(|email| email.id == email_id));
+        Ok(if email.is_some_and(|email| email.is_primary) { EmailRemoval::Primary } else { EmailRemoval::NotFound })
     }
 
     /// A page of the audit log matching `filter`, and how many rows match in all.

@@ -85,6 +85,14 @@ mod tests {
     }
 
     #[test]
+    fn the_system_clock_and_a_clock_starting_now_read_the_wall_clock() {
+        let wall = (time::OffsetDateTime::now_utc().unix_timestamp_nanos() / 1_000_000) as i64;
+        for read in [SystemClock.now_ms(), ManualClock::starting_now().now_ms()] {
+            assert!((read - wall).abs() < 60_000, "{read} is not the wall clock's {wall}");
+        }
+    }
+
+    #[test]
     fn times_render_as_hanko_writes_them() {
         assert_eq!(rfc3339_secs(0), "1970-01-01T00:00:00Z");
         assert_eq!(rfc3339_ms(1_700_000_000_123), "2023-11-14T22:13:20.123Z");

@@ -6,6 +6,7 @@ pub mod config;
 pub mod duration;
 pub mod email;
 pub mod error;
+pub mod first_seen;
 pub mod linking;
 pub mod microsoft;
 pub mod origin;

@@ -6,7 +6,7 @@ use axum::{http::HeaderMap, response::Response};
 use gatehouse_app::{
     flows::FoundFlow,
     sessions::Authenticated,
-    thirdparty::StartRequest,
+    thirdparty::{StartError, StartRequest},
     token_exchange::{ExchangeError, Exchanged, Refused},
 };
 use gatehouse_core::clock::rfc3339_ms;
@@ -16,7 +16,7 @@ use uuid::Uuid;
 
 use super::{
     ActionCall, FlowData, FlowName, FlowRequest, StateName,
-    response::{FlowAction, FlowAnswer, FlowError, FlowInput, FlowPayload, LastLogin, SessionView},
+    response::{FlowAction, FlowAnswer, FlowError, FlowInput, FlowPayload, InvalidInput, LastLogin, SessionView},
     validate_inputs,
 };
 use crate::{
@@ -395,7 +395,15 @@ async fn execute(context: &Context<'_>, action: Action<'_>) -> Result<Step, Flow
                     flow_id: Some(flow_id),
                     connect_user_id: session.map(|s| s.claims.sub).filter(|_| data.name == FlowName::Profile),
                 })
-                .map_err(|_| FlowError::FormDataInvalid)?;
+                .map_err(|error| match error {
+                    StartError::RedirectNotAllowed(_) => FlowError::InputInvalid(InvalidInput {
+                        input: "redirect_to",
+                        cause: "this page is not in the server's third_party.allowed_redirect_urls",
+                    }),
+                    StartError::Provider(_) | StartError::NoRedirect | StartError::BadVerifier => {
+                        FlowError::FormDataInvalid
+                    }
+                })?;
             let mut step = Step::to(FlowData {
                 state: StateName::Thirdparty,
                 redirect_url: Some(started.authorize_url.to_string()),

@@ -21,8 +21,26 @@ pub enum FlowError {
     FlowExpired,
     OperationNotPermitted,
     FormDataInvalid,
+    /// `form_data_invalid_error` caused by one input: the input carries the error too, which is what Hanko's
+    /// elements show instead of the general "The submitted form data contains errors".
+    InputInvalid(InvalidInput),
     Unauthorized,
     RateLimitExceeded,
+}
+
+/// An input the action refused, and why, for whoever reads the answer in the browser's developer tools.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct InvalidInput {
+    pub input: &'static str,
+    pub cause: &'static str,
+}
+
+impl InvalidInput {
+    /// Hanko's `value_invalid_error`, as its flowpilot sets it on an input (with the cause: Hanko always shows it
+    /// on inputs).
+    fn error_body(self) -> FlowErrorBody {
+        FlowErrorBody { code: "value_invalid_error", message: "The value is invalid.", cause: Some(self.cause) }
+    }
 }
 
 impl FlowError {
@@ -31,7 +49,7 @@ impl FlowError {
             Self::Technical => "technical_error",
             Self::FlowExpired => "flow_expired_error",
             Self::OperationNotPermitted => "operation_not_permitted_error",
-            Self::FormDataInvalid => "form_data_invalid_error",
+            Self::FormDataInvalid | Self::InputInvalid(_) => "form_data_invalid_error",
             Self::Unauthorized => "unauthorized",
             Self::RateLimitExceeded => "rate_limit_exceeded",
         }
@@ -42,7 +60,7 @@ impl FlowError {
             Self::Technical => StatusCode::INTERNAL_SERVER_ERROR,
             Self::FlowExpired => StatusCode::GONE,
             Self::OperationNotPermitted => StatusCode::FORBIDDEN,
-            Self::FormDataInvalid => StatusCode::BAD_REQUEST,
+            Self::FormDataInvalid | Self::InputInvalid(_) => StatusCode::BAD_REQUEST,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::RateLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
         }
@@ -53,7 +71,7 @@ impl FlowError {
             Self::Technical => "Something went wrong.",
             Self::FlowExpired => "The flow has expired.",
             Self::OperationNotPermitted => "The operation is not permitted.",
-            Self::FormDataInvalid => "Form data invalid.",
+            Self::FormDataInvalid | Self::InputInvalid(_) => "Form data invalid.",
             Self::Unauthorized => "The session is invalid.",
             Self::RateLimitExceeded => "The rate limit has been exceeded.",
         }
@@ -99,11 +117,13 @@ pub struct FlowState {
     error: Option<FlowErrorBody>,
 }
 
-/// Hanko's flow error: one of its codes and a message.
-#[derive(Debug, Serialize, ToSchema)]
+/// Hanko's flow error: one of its codes and a message; on an input, why the value was refused.
+#[derive(Clone, Debug, Serialize, ToSchema)]
 pub struct FlowErrorBody {
     code: &'static str,
     message: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cause: Option<&'static str>,
 }
 
 /// What a state carries besides its actions; each state fills the parts it has.
@@ -150,15 +170,21 @@ pub struct LastLogin {
 }
 
 impl FlowAnswer {
-    pub fn into_response_with(self, mut headers: HeaderMap) -> Response {
+    pub fn into_response_with(mut self, mut headers: HeaderMap) -> Response {
         let status = self.error.map_or(StatusCode::OK, FlowError::status);
+        if let Some(FlowError::InputInvalid(invalid)) = self.error {
+            // The state is the one the action ran in, so its action with this input is the one that was refused.
+            for input in self.actions.values_mut().filter_map(|action| action.inputs.get_mut(invalid.input)) {
+                input.error = Some(invalid.error_body());
+            }
+        }
         let body = FlowState {
             name: self.name,
             status: status.as_u16(),
             payload: self.payload,
             csrf_token: self.csrf_token,
             actions: self.actions,
-            error: self.error.map(|error| FlowErrorBody { code: error.code(), message: error.message() }),
+            error: self.error.map(|error| FlowErrorBody { code: error.code(), message: error.message(), cause: None }),
         };
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         (status, headers, Json(body)).into_response()
@@ -204,6 +230,9 @@ pub struct FlowInput {
     /// The only values accepted, with the text to show for each.
     #[serde(skip_serializing_if = "Option::is_none")]
     allowed_values: Option<Vec<AllowedValue>>,
+    /// Why the value sent was refused, on an answer with `form_data_invalid_error`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    error: Option<FlowErrorBody>,
 }
 
 #[derive(Clone, Debug, Serialize, ToSchema)]
@@ -216,7 +245,7 @@ pub struct AllowedValue {
 impl FlowInput {
     /// A hidden input: Gatehouse's flows only have inputs that the frontend fills in itself.
     pub fn hidden(name: &str, kind: &'static str, required: bool) -> Self {
-        Self { name: name.to_owned(), kind, required, hidden: true, allowed_values: None }
+        Self { name: name.to_owned(), kind, required, hidden: true, allowed_values: None, error: None }
     }
 
     /// Accepts only these `(value, display text)` pairs.

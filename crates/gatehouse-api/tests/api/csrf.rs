@@ -112,8 +112,52 @@ async fn wildcard_origins_allow_subdomains_only(backend: Backend) {
     }
 }
 
+/// A `<hanko-auth>` page whose origin is not allowed fails in the browser at the CORS preflight; the server says so
+/// once per origin, naming the setting, and not for its own origin, an allowed one, or Microsoft's form_post.
+async fn refused_preflights_are_logged_once_per_origin(backend: Backend) {
+    crate::logs::captured();
+    let server = server(backend).await;
+    let page = format!("https://app-{}.example.net", uuid::Uuid::new_v4());
+    let preflight = |origin: &str, path: &str| {
+        server
+            .client
+            .request(reqwest::Method::OPTIONS, server.url(path))
+            .header("origin", origin)
+            .header("access-control-request-method", "POST")
+            .header("access-control-request-headers", "content-type,x-language")
+    };
+    let refusal_warnings = || -> Vec<String> {
+        let log = crate::logs::text();
+        let refusal = "refused a request from a page of another origin";
+        log.lines().filter(|line| line.contains("WARN") && line.contains(refusal)).map(str::to_owned).collect()
+    };
+    for path in ["/login", "/me", "/login"] {
+        let answer = preflight(&page, path).send().await.unwrap();
+        assert!(!answer.headers().contains_key("access-control-allow-origin"), "{path}: refused");
+    }
+    let preflighted: Vec<String> = refusal_warnings().into_iter().filter(|line| line.contains(&page)).collect();
+    assert_eq!(preflighted.len(), 1, "the preflights alone are logged, once: {preflighted:?}");
+    let write = post(&server, "/login").header("origin", &page).header("sec-fetch-site", "cross-site").json(&json!({}));
+    expect_error(write.send().await.unwrap(), 403).await;
+    let own = server.base_url.clone();
+    for origin in [APP, own.as_str()] {
+        preflight(origin, "/login").send().await.unwrap();
+    }
+    let form_post = post(&server, "/thirdparty/callback").header("origin", "https://login.microsoftonline.com");
+    form_post.form(&[("state", "x")]).send().await.unwrap();
+
+    let warnings = refusal_warnings();
+    let for_page: Vec<&String> = warnings.iter().filter(|line| line.contains(&page)).collect();
+    assert_eq!(for_page.len(), 1, "one warning for the page's origin, preflights and writes alike: {warnings:?}");
+    assert!(for_page[0].contains("server.public.cors.allow_origins"), "it names the setting: {}", for_page[0]);
+    for quiet in [APP, own.as_str(), "login.microsoftonline.com"] {
+        assert!(!warnings.iter().any(|line| line.contains(&format!("{quiet}\""))), "{quiet}: {warnings:?}");
+    }
+}
+
 both_backends!(
     flow_writes_must_be_json,
     browser_writes_from_other_origins_are_refused,
-    wildcard_origins_allow_subdomains_only
+    wildcard_origins_allow_subdomains_only,
+    refused_preflights_are_logged_once_per_origin,
 );

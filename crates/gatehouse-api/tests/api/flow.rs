@@ -259,6 +259,37 @@ async fn actions_are_guarded(backend: Backend) {
     assert_eq!(response.json::<Value>().await.unwrap()["error"]["code"], "flow_expired_error");
 }
 
+/// A page outside `third_party.allowed_redirect_urls`: the error sits on the `redirect_to` input, where Hanko's
+/// elements look for the text to show, and the server names the setting once per page, without the query.
+async fn a_refused_page_is_named_on_its_input_and_in_the_log(backend: Backend) {
+    crate::logs::captured();
+    let setup = Setup::start(backend, |_| {}).await;
+    let mut flow = Flow::start(&setup, "login", None).await;
+    flow.run("register_client_capabilities", capabilities()).await;
+    let page = format!("https://app-{}.example.net/sign-in", uuid::Uuid::new_v4());
+    for query in ["?code=SECRET-QUERY", "?again=1"] {
+        let inputs =
+            json!({"provider": "microsoft", "redirect_to": format!("{page}{query}"), "code_verifier": VERIFIER});
+        let refused = flow.run("thirdparty_oauth", inputs).await;
+        assert_eq!(refused.status(), 400);
+        assert_eq!(flow.name(), "login_init");
+        assert_eq!(flow.state["error"], json!({"code": "form_data_invalid_error", "message": "Form data invalid."}));
+        let inputs = &flow.state["actions"]["thirdparty_oauth"]["inputs"];
+        let error = &inputs["redirect_to"]["error"];
+        assert_eq!(error["code"], "value_invalid_error", "{}", flow.state);
+        assert!(error["cause"].as_str().unwrap().contains("third_party.allowed_redirect_urls"), "{error}");
+        assert!(inputs["provider"].get("error").is_none(), "only the refused input: {inputs}");
+    }
+    flow.start_at_provider("thirdparty_oauth", &format!("{APP}/")).await;
+    assert!(flow.state["actions"]["exchange_token"]["inputs"]["token"].get("error").is_none());
+
+    let log = crate::logs::text();
+    let warnings: Vec<&str> = log.lines().filter(|line| line.contains("WARN") && line.contains(&page)).collect();
+    assert_eq!(warnings.len(), 1, "one warning per page: {warnings:?}");
+    assert!(warnings[0].contains("third_party.allowed_redirect_urls"), "it names the setting: {}", warnings[0]);
+    assert!(!log.contains("SECRET-QUERY"), "the query of a refused page never reaches the log");
+}
+
 async fn provider_errors_come_back_to_the_flow(backend: Backend) {
     let setup = Setup::start(backend, |_| {}).await;
     setup.entra.fail_next_authorize("access_denied", "The user declined.");
@@ -387,6 +418,7 @@ both_backends!(
     the_verifier_must_match_and_tokens_work_once,
     junk_tokens_never_lock_out_a_valid_one,
     actions_are_guarded,
+    a_refused_page_is_named_on_its_input_and_in_the_log,
     provider_errors_come_back_to_the_flow,
     no_provider_no_thirdparty_action,
     the_profile_lists_and_revokes,

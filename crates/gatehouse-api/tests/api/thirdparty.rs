@@ -6,7 +6,7 @@ use gatehouse_oidc::jwks::UNKNOWN_KID_REFETCH_INTERVAL;
 use std::{collections::HashMap, time::Duration};
 
 use gatehouse_core::config::{ClientAuthMethod, Config};
-use gatehouse_store::AuditLogFilter;
+use gatehouse_store::{AuditLogEntry, AuditLogFilter};
 use gatehouse_testkit::{
     Backend, TestServer, both_backends,
     fake_entra::{ClientAuth, FAKE_ORG_TENANT, FakeCertificate, FakeEntra, FakeEntraOptions, FakeUser, IdTokenTweak},
@@ -324,6 +324,12 @@ async fn token_endpoint_failures_never_leak(backend: Backend) {
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "server_error", "a rejected client secret is our problem, not the user's");
     assert_eq!(setup.server.store.count_users().await.unwrap(), 0);
+    let rows = setup.server.store.list_audit_logs(&AuditLogFilter { limit: 100, ..Default::default() }).await.unwrap();
+    let failed = |row: &&AuditLogEntry| row.kind == "thirdparty_signin_signup_failed";
+    assert!(
+        rows.iter().filter(failed).any(|row| row.error.as_deref() == Some("server_error")),
+        "a server_error writes an audit row like every other failure: {rows:?}"
+    );
 }
 
 async fn client_secret_basic_works(backend: Backend) {
@@ -645,6 +651,19 @@ async fn a_changed_email_follows_hankos_rules(backend: Backend) {
     setup.entra.queue_user(person);
     let landing = setup.browser().sign_in(&format!("{APP}/")).await;
     assert_eq!(error_of(&landing).0, "email_maxnum");
+
+    // The legacy SDK's `email.delete`: a secondary address goes, the primary one stays (409, as in Hanko).
+    let token = &browser.cookies["hanko"];
+    let delete = |email: &Value| {
+        let path = format!("/emails/{}", email["id"].as_str().unwrap());
+        server.client.delete(server.url(&path)).bearer_auth(token).send()
+    };
+    assert_eq!(delete(&me["emails"][0]).await.unwrap().status(), 409);
+    assert_eq!(delete(&me["emails"][1]).await.unwrap().status(), 204);
+    assert_eq!(delete(&me["emails"][1]).await.unwrap().status(), 404, "gone");
+    let emails: Value = server.get_json("/emails", Some(token)).await;
+    assert_eq!(emails.as_array().unwrap().len(), 1);
+    assert_eq!(emails[0]["address"], "first@contoso.com");
 }
 
 async fn signup_can_be_disabled(backend: Backend) {
