@@ -4,12 +4,22 @@ use std::{
     io::{BufRead, BufReader},
     path::Path,
     process::{Child, Command, Stdio},
-    sync::mpsc,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+        mpsc,
+    },
     time::Duration,
 };
 
 use gatehouse_core::config::hanko::HANKO_ENV;
 use serde_json::Value;
+
+// In a folder of their own, which cargo does not take for test targets of their own.
+#[path = "cli/rolling.rs"]
+mod rolling;
+#[path = "cli/soak.rs"]
+mod soak;
 
 const BIN: &str = env!("CARGO_BIN_EXE_gatehouse");
 /// The configured admin key, and its hash as `gatehouse admin-key hash` prints it (the form the config holds).
@@ -470,10 +480,30 @@ fn cli_edges_say_what_to_do() {
 
 /// The fake Entra ID's app registration, and the Microsoft settings that point Gatehouse at it.
 mod microsoft {
+    use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
+
     pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
     pub const SECRET: &str = "fake-client-secret-value~42";
     pub const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
     pub const APP: &str = "https://app.example.com";
+
+    /// The fake Entra ID with this app registration, making a new user for every sign-in.
+    pub async fn fake_entra() -> FakeEntra {
+        let entra = FakeEntra::start(FakeEntraOptions {
+            client_id: CLIENT_ID.into(),
+            client_secrets: vec![SECRET.into()],
+            redirect_uris: vec![CALLBACK.into()],
+            certificates: Vec::new(),
+        })
+        .await;
+        entra.set_user_factory(|| FakeUser::new(format!("{}@contoso.com", uuid::Uuid::new_v4().simple())));
+        entra
+    }
+
+    /// The settings for sign-ins against `entra` under load: no rate limits, since one client makes every sign-in.
+    pub fn load_config(entra: &FakeEntra) -> String {
+        format!("{}rate_limiter:\n  enabled: false\n", config(&entra.base_url()))
+    }
 
     pub fn config(cloud_instance: &str) -> String {
         format!(
@@ -484,9 +514,23 @@ mod microsoft {
     }
 }
 
+/// An HTTP client that, like a browser in these tests, sees each redirect rather than following it; a request that
+/// hangs fails after 30 s (the server's own request timeout) instead of hanging the test.
+fn browser() -> reqwest::Client {
+    let builder = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none());
+    builder.timeout(Duration::from_secs(30)).build().unwrap()
+}
+
+/// What a sign-in hands the app.
+struct SignedIn {
+    user: uuid::Uuid,
+    /// The session JWT, from `X-Auth-Token` or the session cookie.
+    session: String,
+}
+
 /// One whole sign-in with Microsoft over HTTP, as a browser and an app make it: `/thirdparty/auth`, the fake's
-/// authorize endpoint, the callback, `POST /token`. The signed-in user's id, or what went wrong.
-async fn sign_in(client: &reqwest::Client, base: &str) -> Result<uuid::Uuid, String> {
+/// authorize endpoint, the callback, `POST /token`. The signed-in user and session, or what went wrong.
+async fn sign_in(client: &reqwest::Client, base: &str) -> Result<SignedIn, String> {
     let failed = |error: reqwest::Error| error.to_string();
     let location = |response: &reqwest::Response| -> Result<reqwest::Url, String> {
         let location = response.headers().get("location").ok_or(format!("{} without a location", response.status()))?;
@@ -511,9 +555,62 @@ async fn sign_in(client: &reqwest::Client, base: &str) -> Result<uuid::Uuid, Str
     let landing = location(&landing)?;
     let token = landing.query_pairs().find(|(name, _)| name == "hanko_token").ok_or(format!("no token: {landing}"))?.1;
     let response = client.post(format!("{base}/token")).json(&serde_json::json!({ "value": token })).send();
-    let exchanged: Value =
-        response.await.and_then(reqwest::Response::error_for_status).map_err(failed)?.json().await.map_err(failed)?;
-    exchanged["user_id"].as_str().and_then(|id| id.parse().ok()).ok_or(format!("no user id: {exchanged}"))
+    let response = response.await.and_then(reqwest::Response::error_for_status).map_err(failed)?;
+    let header = response.headers().get("x-auth-token").and_then(|value| value.to_str().ok());
+    let cookie = || {
+        response.headers().get_all("set-cookie").iter().find_map(|value| {
+            let (name, value) = value.to_str().ok()?.split(';').next()?.split_once('=')?;
+            (name == "hanko").then_some(value)
+        })
+    };
+    let session = header.or_else(cookie).map(str::to_owned).ok_or("no session in the /token answer")?;
+    let exchanged: Value = response.json().await.map_err(failed)?;
+    let user =
+        exchanged["user_id"].as_str().and_then(|id| id.parse().ok()).ok_or(format!("no user id: {exchanged}"))?;
+    Ok(SignedIn { user, session })
+}
+
+/// `POST /sessions/validate` with `session`: whether Gatehouse calls it valid, or what went wrong (any answer but
+/// a 200 is an error: a 503 would mean the session could not be checked).
+async fn validate(client: &reqwest::Client, base: &str, session: &str) -> Result<bool, String> {
+    let response = client
+        .post(format!("{base}/sessions/validate"))
+        .json(&serde_json::json!({ "session_token": session }))
+        .send()
+        .await
+        .and_then(reqwest::Response::error_for_status)
+        .map_err(|error| error.to_string())?;
+    let answer: Value = response.json().await.map_err(|error| error.to_string())?;
+    answer["is_valid"].as_bool().ok_or(format!("no is_valid: {answer}"))
+}
+
+/// `POST /logout` with `session`: must answer 204.
+async fn log_out(client: &reqwest::Client, base: &str, session: &str) -> Result<(), String> {
+    let response = client.post(format!("{base}/logout")).bearer_auth(session).send().await;
+    match response.map_err(|error| error.to_string())?.status() {
+        reqwest::StatusCode::NO_CONTENT => Ok(()),
+        status => Err(format!("logout answered {status}")),
+    }
+}
+
+/// Requests (or visits) made under load and the errors of those that failed, shared by the load's tasks.
+#[derive(Default)]
+struct Tally {
+    made: AtomicUsize,
+    failures: Mutex<Vec<String>>,
+}
+
+impl Tally {
+    fn count(&self, outcome: Result<(), String>) {
+        self.made.fetch_add(1, Ordering::Relaxed);
+        if let Err(error) = outcome {
+            self.failures.lock().unwrap().push(error);
+        }
+    }
+
+    fn failed(&self) -> Vec<String> {
+        self.failures.lock().unwrap().clone()
+    }
 }
 
 /// Rows that a sign-in cut short could leave behind: users without an email or an identity (every user here
@@ -538,23 +635,14 @@ fn kill_9_during_sign_ins_leaves_no_half_made_account_on_postgres() {
 }
 
 fn kill_9_during_sign_ins(backend: gatehouse_testkit::Backend) {
-    use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions, FakeUser};
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let db = runtime.block_on(gatehouse_testkit::TestDb::new(backend));
-    let entra = runtime.block_on(FakeEntra::start(FakeEntraOptions {
-        client_id: microsoft::CLIENT_ID.into(),
-        client_secrets: vec![microsoft::SECRET.into()],
-        redirect_uris: vec![microsoft::CALLBACK.into()],
-        certificates: Vec::new(),
-    }));
-    entra.set_user_factory(|| FakeUser::new(format!("{}@contoso.com", uuid::Uuid::new_v4().simple())));
+    let entra = runtime.block_on(microsoft::fake_entra());
     let dir = tempfile::tempdir().unwrap();
-    // No rate limits: one client makes every sign-in here.
-    let extra = format!("{}rate_limiter:\n  enabled: false\n", microsoft::config(&entra.base_url()));
-    let config = write_config_on(dir.path(), db.url(), &extra);
+    let config = write_config_on(dir.path(), db.url(), &microsoft::load_config(&entra));
     let mut server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
     let pid = server.child.as_ref().unwrap().id().to_string();
-    let client = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build().unwrap();
+    let client = browser();
 
     let (answered, cut_short) = runtime.block_on(async {
         let mut browsers = tokio::task::JoinSet::new();
@@ -565,7 +653,7 @@ fn kill_9_during_sign_ins(backend: gatehouse_testkit::Backend) {
                 let mut answered = Vec::new();
                 loop {
                     match sign_in(&client, &base).await {
-                        Ok(user) => answered.push(user),
+                        Ok(signed_in) => answered.push(signed_in.user),
                         Err(error) => return (answered, error),
                     }
                 }
@@ -586,7 +674,7 @@ fn kill_9_during_sign_ins(backend: gatehouse_testkit::Backend) {
     let restarted = std::time::Instant::now();
     let server = Running::start(gatehouse(dir.path(), &["serve", "--config", &config]));
     let restart = restarted.elapsed();
-    let after = runtime.block_on(sign_in(&client, &server.base)).expect("sign-ins work after the restart");
+    let after = runtime.block_on(sign_in(&client, &server.base)).expect("sign-ins work after the restart").user;
     server.stop();
 
     let (half_made, users, missing) = runtime.block_on(async {
