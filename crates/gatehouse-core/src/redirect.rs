@@ -545,6 +545,21 @@ mod tests {
         list(&[pattern]).is_allowed(url)
     }
 
+    /// Braces nest up to a limit, commas only separate alternatives inside them, and a closing brace without its
+    /// opening one is refused rather than read as a literal.
+    #[test]
+    fn braces_nest_to_a_limit_and_commas_are_literal_outside_them() {
+        let nested = |depth: usize| format!("https://a.example.com/{}y{}", "{x,".repeat(depth), "}".repeat(depth));
+        let deepest = nested(MAX_BRACE_DEPTH);
+        assert!(allows(&deepest, "https://a.example.com/y") && allows(&deepest, "https://a.example.com/x"));
+        assert_eq!(RedirectPattern::parse(&nested(MAX_BRACE_DEPTH + 1)).err(), Some(PatternError::TooComplex));
+        assert_eq!(RedirectPattern::parse("https://a.example.com/a}").err(), Some(PatternError::Unbalanced('}')));
+        assert_eq!(RedirectPattern::parse("https://a.example.com/{a").err(), Some(PatternError::Unbalanced('{')));
+        assert!(allows("https://a.example.com/a,b", "https://a.example.com/a,b"));
+        assert!(!allows("https://a.example.com/a,b", "https://a.example.com/a"), "a comma outside braces is literal");
+        assert!(allows("https://a.example.com/{a,b}", "https://a.example.com/b"));
+    }
+
     /// Every row of Hanko's `TestIsValidRedirectTo` table (hanko-backend-contract.md §3.2).
     const HANKO_TABLE: [(&str, &str, &str, bool); 26] = [
         ("star matches one label", "https://*.example.com", "https://foo.example.com", true),
