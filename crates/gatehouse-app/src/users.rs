@@ -55,16 +55,11 @@ impl<'a> Users<'a> {
         self.app.store().unlink_identity(user_id, identity_id).await
     }
 
-    /// Removes one of the user's emails unless it is their primary one; `false` when there was no such email.
-    pub async fn delete_secondary_email(&self, user_id: Uuid, email_id: Uuid) -> Result<bool, StoreError> {
-        self.app.store().delete_secondary_email(user_id, email_id).await
-    }
-
     /// Removes one of the user's addresses, saying why not when it was not removed.
     pub async fn remove_email(&self, user_id: Uuid, email_id: Uuid) -> Result<EmailRemoval, StoreError> {
         // Deleting first and explaining afterwards: the store refuses a primary address in the same statement, so
         // no address can become primary between a check and the delete.
-        if self.delete_secondary_email(user_id, email_id).await? {
+        if self.app.store().delete_secondary_email(user_id, email_id).await? {
             return Ok(EmailRemoval::Removed);
         }
         let user = self.find(user_id).await?;

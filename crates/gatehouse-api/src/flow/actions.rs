@@ -8,6 +8,7 @@ use gatehouse_app::{
     sessions::Authenticated,
     thirdparty::{StartError, StartRequest},
     token_exchange::{ExchangeError, Exchanged, Refused},
+    users::EmailRemoval,
 };
 use gatehouse_core::clock::rfc3339_ms;
 use gatehouse_store::{SessionRecord, UserRecord};
@@ -424,9 +425,8 @@ async fn execute(context: &Context<'_>, action: Action<'_>) -> Result<Step, Flow
         }
         Action::EmailDelete { email_id } => {
             let user = profile.ok_or(FlowError::Unauthorized)?.user.id;
-            let deleted =
-                state.users().delete_secondary_email(user, email_id).await.map_err(|_| FlowError::Technical)?;
-            if !deleted {
+            let removal = state.users().remove_email(user, email_id).await.map_err(|_| FlowError::Technical)?;
+            if removal != EmailRemoval::Removed {
                 return Err(FlowError::FormDataInvalid);
             }
             Ok(Step::to(at(StateName::ProfileInit)))
