@@ -141,8 +141,8 @@ mod tests {
 
     fn issued(lifetime: i64) -> IssuedSession {
         let claims = gatehouse_core::session::SessionClaims {
-            sub: uuid::Uuid::nil(),
-            session_id: uuid::Uuid::nil(),
+            sub: gatehouse_core::ids::UserId::generate(),
+            session_id: gatehouse_core::ids::SessionId::generate(),
             iat: 1_000,
             exp: 1_000 + lifetime,
             aud: vec!["localhost".into()],

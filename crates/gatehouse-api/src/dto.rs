@@ -1,13 +1,11 @@
 //! JSON shapes Hanko's frontends read. One type per shape, shared by every endpoint that sends it; the same types
 //! describe the public OpenAPI document, so the document cannot drift from what is sent.
 
-use gatehouse_core::session::SessionClaims;
+use gatehouse_core::{clock::Timestamp, session::SessionClaims};
 use gatehouse_store::{IdentityRecord, UserRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-use gatehouse_core::clock::{rfc3339_ms, rfc3339_secs};
 
 /// Hanko's flattened `dto.Claims`: `subject`, `expiration` and `session_id` always; the rest when present.
 #[derive(Debug, Serialize, ToSchema)]
@@ -39,10 +37,10 @@ pub struct ClaimedEmail {
 impl From<&SessionClaims> for ClaimsView {
     fn from(claims: &SessionClaims) -> Self {
         Self {
-            subject: claims.sub,
-            session_id: claims.session_id,
-            expiration: rfc3339_secs(claims.exp),
-            issued_at: rfc3339_secs(claims.iat),
+            subject: claims.sub.into(),
+            session_id: claims.session_id.into(),
+            expiration: Timestamp::from_secs(claims.exp).rfc3339(),
+            issued_at: Timestamp::from_secs(claims.iat).rfc3339(),
             audience: claims.aud.clone(),
             issuer: claims.iss.clone(),
             email: claims.email.as_ref().map(|email| ClaimedEmail {
@@ -117,7 +115,7 @@ impl UserEmail {
                     .map(UserIdentity::from)
                     .collect();
                 Self {
-                    id: email.id,
+                    id: email.id.into(),
                     address: email.address.clone(),
                     is_verified: email.is_verified(),
                     is_primary: email.is_primary,
@@ -149,15 +147,15 @@ pub struct MfaConfig {
 impl From<&UserRecord> for UserView {
     fn from(user: &UserRecord) -> Self {
         Self {
-            id: user.id,
-            user_id: user.id,
+            id: user.id.into(),
+            user_id: user.id.into(),
             emails: UserEmail::all_of(user),
             identities: user.identities.iter().map(UserIdentity::from).collect(),
             passkeys: [],
             security_keys: [],
             mfa_config: MfaConfig::default(),
-            created_at: rfc3339_ms(user.created_at),
-            updated_at: rfc3339_ms(user.updated_at),
+            created_at: user.created_at.rfc3339(),
+            updated_at: user.updated_at.rfc3339(),
             name: user.name.clone(),
             given_name: user.given_name.clone(),
             family_name: user.family_name.clone(),
@@ -194,7 +192,7 @@ impl From<&IdentityRecord> for UserIdentity {
         Self {
             id: identity.provider_user_id.clone(),
             provider: provider_display_name(&identity.provider_id).to_owned(),
-            identity_id: identity.id,
+            identity_id: identity.id.into(),
         }
     }
 }

@@ -2,17 +2,22 @@
 //! keys this random), compared in constant time. They come from `server.admin.api_keys` or from the database
 //! (`gatehouse admin-key new`), where revoking one takes effect on the next request on every instance.
 
-use gatehouse_core::config::{ADMIN_KEY_HASH_PREFIX, Secret};
+use std::time::Duration;
+
+use gatehouse_core::{
+    clock::Timestamp,
+    config::{ADMIN_KEY_HASH_PREFIX, Secret},
+    ids::AdminKeyId,
+};
 use gatehouse_crypto::{digest, random};
 use gatehouse_store::{AdminKeyRecord, StoreError};
-use uuid::Uuid;
 
 use crate::App;
 
 /// Generated keys start with this, so a leaked one is recognisable (secret scanners, logs).
 pub const KEY_PREFIX: &str = "gha_";
 /// `last_used_at` is written at most this often per key, so that admin requests do not each cost a write.
-const TOUCH_INTERVAL_MS: i64 = 60_000;
+const TOUCH_INTERVAL: Duration = Duration::from_secs(60);
 
 /// Who made an admin request: the key's id and name, as the audit log records it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -26,14 +31,14 @@ pub fn hash(key: &str) -> String {
     format!("{ADMIN_KEY_HASH_PREFIX}{}", digest::sha256_base64url(key.as_bytes()))
 }
 
-/// A new key made at `now_ms`: the value, shown once, and the record to store.
-pub fn generate(name: &str, now_ms: i64) -> (String, AdminKeyRecord) {
+/// A new key made at `now`: the value, shown once, and the record to store.
+pub fn generate(name: &str, now: Timestamp) -> (String, AdminKeyRecord) {
     let key = format!("{KEY_PREFIX}{}", random::token());
     let record = AdminKeyRecord {
-        id: Uuid::new_v4(),
+        id: AdminKeyId::generate(),
         name: name.to_owned(),
         key_hash: hash(&key),
-        created_at: now_ms,
+        created_at: now,
         last_used_at: None,
         revoked_at: None,
     };
@@ -109,8 +114,8 @@ impl<'a> AdminKeys<'a> {
             }
         }
         if let Some(record) = stored {
-            let now = self.app.clock().now_ms();
-            if record.last_used_at.is_none_or(|at| now - at > TOUCH_INTERVAL_MS) {
+            let now = self.app.clock().now();
+            if record.last_used_at.is_none_or(|at| now.since(at) > TOUCH_INTERVAL) {
                 store.touch_admin_key(record.id, now).await?;
             }
             found = Some(AdminActor { key_id: record.id.to_string(), name: record.name });
@@ -125,8 +130,8 @@ mod tests {
 
     #[test]
     fn generated_keys_are_prefixed_random_and_stored_as_hashes() {
-        let (key, record) = generate("ci", 1);
-        let (other, _) = generate("ci", 1);
+        let (key, record) = generate("ci", Timestamp::UNIX_EPOCH);
+        let (other, _) = generate("ci", Timestamp::UNIX_EPOCH);
         assert!(key.starts_with(KEY_PREFIX) && key.len() >= 40, "{key}");
         assert_ne!(key, other);
         assert_eq!(record.key_hash, hash(&key));

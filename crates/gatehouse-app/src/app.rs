@@ -89,8 +89,7 @@ impl App {
         let callback_limiter = limiter(&limits.callback_limits)?;
         let admin_keys = ConfiguredKeys::new(&config.server.admin.api_keys);
         let live = RwLock::new(Live { version: saved.version, third_party });
-        let anonymous_failures =
-            AnonymousFailures::new(AnonymousFailures::WINDOW_MS, AnonymousFailures::ROWS_PER_WINDOW);
+        let anonymous_failures = AnonymousFailures::new(AnonymousFailures::WINDOW, AnonymousFailures::ROWS_PER_WINDOW);
         Ok(Self {
             inner: Arc::new(Inner {
                 config,

@@ -2,12 +2,12 @@
 //! optimistic concurrency, put in force on this instance at once (the others follow by polling), audit.
 
 use gatehouse_core::{
+    clock::Timestamp,
     config::{Secret, parse_expiry},
     settings::{FieldIssue, ProviderSettings, SettingsValues, StoredCertificate, StoredSecret},
 };
 use gatehouse_crypto::certificate::{CertificateError, ClientAssertionKey, generate_self_signed};
 use serde_json::json;
-use uuid::Uuid;
 
 use crate::{
     App,
@@ -68,10 +68,9 @@ pub struct CredentialInfo {
     pub id: String,
     pub source: Source,
     pub kind: CredentialKind,
-    /// Unix milliseconds; unknown for credentials from the file.
-    pub created_at: Option<i64>,
-    /// Unix milliseconds.
-    pub expires_at: Option<i64>,
+    /// Unknown for credentials from the file.
+    pub created_at: Option<Timestamp>,
+    pub expires_at: Option<Timestamp>,
 }
 
 impl CredentialInfo {
@@ -147,7 +146,7 @@ impl<'a> IdentityProviders<'a> {
             issues.push(FieldIssue::new("value", "must be the secret's value, as Azure shows it once"));
         }
         let expires_at = match expires_at.map(parse_expiry).transpose() {
-            Ok(Some(at)) if at <= self.app.clock().now_secs() => {
+            Ok(Some(at)) if at <= self.app.clock().now() => {
                 issues.push(FieldIssue::new("expires_at", "must be in the future"));
                 None
             }
@@ -160,9 +159,10 @@ impl<'a> IdentityProviders<'a> {
         if !issues.is_empty() {
             return Err(SettingsChangeError::Invalid(issues));
         }
-        let id = Uuid::new_v4().to_string();
-        let secret = StoredSecret { id: id.clone(), value, created_at: self.app.clock().now_ms(), expires_at };
-        let details = json!({ "id": id, "hint": secret.value.hint(), "expires_at": expires_at });
+        let id = uuid::Uuid::new_v4().to_string();
+        let secret = StoredSecret { id: id.clone(), value, created_at: self.app.clock().now(), expires_at };
+        let details =
+            json!({ "id": id, "hint": secret.value.hint(), "expires_at": expires_at.map(Timestamp::as_secs) });
         let saved = self
             .modify(actor, meta, None, "admin_secret_added", None, |settings| {
                 settings.microsoft_secrets.insert(0, secret.clone());
@@ -197,7 +197,7 @@ impl<'a> IdentityProviders<'a> {
         meta: &RequestMeta,
         new: NewCertificate,
     ) -> Result<(VersionedSettings, String), SettingsChangeError> {
-        let now = self.app.clock().now_secs();
+        let now = self.app.clock().now();
         let (private_key, certificate, algorithm, generated) = match new {
             NewCertificate::Pem { private_key, certificate, algorithm } => (private_key, certificate, algorithm, false),
             NewCertificate::Generate { days, algorithm } => {
@@ -208,7 +208,7 @@ impl<'a> IdentityProviders<'a> {
                     ));
                 }
                 let generate = |error: &dyn std::fmt::Display| SettingsChangeError::Generate(error.to_string());
-                let at = time::OffsetDateTime::from_unix_timestamp(now).map_err(|e| generate(&e))?;
+                let at = time::OffsetDateTime::from_unix_timestamp(now.as_secs()).map_err(|e| generate(&e))?;
                 let made = generate_self_signed("Gatehouse Microsoft sign-in", days, at).map_err(|e| generate(&e))?;
                 (Secret::new(made.private_key_pem), made.certificate_pem, algorithm, true)
             }
@@ -226,16 +226,10 @@ impl<'a> IdentityProviders<'a> {
         if key.not_after() <= now {
             return Err(SettingsChangeError::field("certificate", "the certificate has expired"));
         }
-        let id = Uuid::new_v4().to_string();
-        let stored = StoredCertificate {
-            id: id.clone(),
-            private_key,
-            certificate,
-            algorithm,
-            created_at: self.app.clock().now_ms(),
-        };
+        let id = uuid::Uuid::new_v4().to_string();
+        let stored = StoredCertificate { id: id.clone(), private_key, certificate, algorithm, created_at: now };
         let details = json!({
-            "id": id, "thumbprint": key.thumbprint(), "not_after": key.not_after(), "generated": generated,
+            "id": id, "thumbprint": key.thumbprint(), "not_after": key.not_after().as_secs(), "generated": generated,
         });
         let saved = self
             .modify(actor, meta, None, "admin_certificate_added", None, |settings| {
@@ -275,7 +269,7 @@ impl<'a> IdentityProviders<'a> {
                 id,
                 source,
                 created_at,
-                expires_at: info.map(|info| info.not_after.saturating_mul(1000)),
+                expires_at: info.map(|info| info.not_after),
                 kind: CredentialKind::Certificate {
                     thumbprint: gatehouse_crypto::certificate::thumbprint_sha256(pem).unwrap_or_default(),
                     algorithm: algorithm.to_owned(),
@@ -305,14 +299,14 @@ impl<'a> IdentityProviders<'a> {
             id: stored.id.clone(),
             source: Source::Console,
             created_at: Some(stored.created_at),
-            expires_at: stored.expires_at.map(|at| at.saturating_mul(1000)),
+            expires_at: stored.expires_at,
             kind: CredentialKind::Secret { hint: stored.value.hint() },
         });
         let file_secrets = file.client_secrets().into_iter().enumerate().map(|(index, secret)| CredentialInfo {
             id: format!("config-secret-{index}"),
             source: Source::Config,
             created_at: None,
-            expires_at: secret.expires_at.map(|at| at.saturating_mul(1000)),
+            expires_at: secret.expires_at,
             kind: CredentialKind::Secret { hint: secret.hint() },
         });
         saved_certificates.chain(file_certificates).chain(saved_secrets).chain(file_secrets).collect()
@@ -349,7 +343,7 @@ impl<'a> IdentityProviders<'a> {
                 return Err(SettingsChangeError::Invalid(issues));
             }
             let prepared = self.app.prepare_settings(&current.settings).map_err(SettingsChangeError::Unusable)?;
-            let now = self.app.clock().now_ms();
+            let now = self.app.clock().now();
             let saved =
                 settings::save(self.app.store(), self.app.sealer(), current.version, &current.settings, now).await?;
             match saved {
@@ -370,9 +364,11 @@ impl<'a> IdentityProviders<'a> {
     /// expired.
     pub async fn warn_about_expiring_credentials(&self) {
         let Ok(saved) = self.current().await else { return };
-        let now = self.app.clock().now_ms();
+        let now = self.app.clock().now();
         for credential in self.credentials(&saved.settings) {
-            let Some(days_left) = credential.expires_at.map(|at| (at - now).div_euclid(86_400_000)) else { continue };
+            let Some(days_left) = credential.expires_at.map(|at| at.millis_after(now).div_euclid(86_400_000)) else {
+                continue;
+            };
             if days_left < EXPIRY_WARNING_DAYS {
                 tracing::warn!(
                     credential = %credential.describe(),

@@ -11,7 +11,7 @@ use std::{
 
 use gatehouse_core::session::SessionClaims;
 use gatehouse_core::{
-    clock::Clock,
+    clock::{Clock, Timestamp},
     config::{SessionConfig, SigningAlgorithm},
 };
 use gatehouse_crypto::{
@@ -24,7 +24,7 @@ use gatehouse_store::{Store, StoreError, StoredSigningKey};
 pub const RELOAD_INTERVAL: Duration = Duration::from_secs(5);
 /// A key set older than this is reloaded by the request that finds it (the reloader is not running, as in the
 /// CLI, or is stuck).
-const STALE_AFTER_MS: i64 = 2 * RELOAD_INTERVAL.as_millis() as i64;
+const STALE_AFTER: Duration = RELOAD_INTERVAL.saturating_mul(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyRingError {
@@ -47,8 +47,8 @@ pub enum KeyRingError {
 #[derive(Debug)]
 struct Loaded {
     set: Arc<KeySet>,
-    /// Unix milliseconds; `None` before the first load.
-    at: Option<i64>,
+    /// `None` before the first load.
+    at: Option<Timestamp>,
 }
 
 #[derive(Debug)]
@@ -57,7 +57,7 @@ pub struct KeyRing {
     sealer: Arc<Sealer>,
     clock: Arc<dyn Clock>,
     algorithm: SigningAlgorithm,
-    lifespan_ms: i64,
+    lifespan: Duration,
     audience: Audience,
     loaded: RwLock<Loaded>,
     reload: tokio::sync::Mutex<()>,
@@ -72,7 +72,7 @@ impl KeyRing {
             sealer,
             clock,
             algorithm: session.algorithm,
-            lifespan_ms: session.lifespan.as_secs() as i64 * 1000,
+            lifespan: session.lifespan.as_duration(),
             audience: Audience { audience: session.audience.clone(), issuer: session.issuer.clone() },
             loaded: RwLock::new(Loaded { set: Arc::new(KeySet::default()), at: None }),
             reload: tokio::sync::Mutex::new(()),
@@ -97,7 +97,7 @@ impl KeyRing {
             .await
             .map_err(|_| KeyError::Generate(algorithm))??;
         let kid = uuid::Uuid::new_v4().to_string();
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
         let stored = StoredSigningKey {
             kid: kid.clone(),
             algorithm: algorithm.as_str().to_owned(),
@@ -106,7 +106,7 @@ impl KeyRing {
             retired_at: None,
         };
         self.store.rotate_signing_key(&stored).await?;
-        self.store.delete_retired_signing_keys(now - self.lifespan_ms).await?;
+        self.store.delete_retired_signing_keys(now - self.lifespan).await?;
         self.reload().await?;
         Ok(kid)
     }
@@ -115,10 +115,10 @@ impl KeyRing {
     /// here. One request reloads; the others meanwhile go on with the keys loaded a moment before instead of
     /// queueing behind it.
     pub async fn current(&self) -> Arc<KeySet> {
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
         let (set, fresh) = {
             let loaded = self.loaded.read().unwrap_or_else(|e| e.into_inner());
-            (loaded.set.clone(), loaded.at.is_some_and(|at| now - at < STALE_AFTER_MS))
+            (loaded.set.clone(), loaded.at.is_some_and(|at| now.since(at) < STALE_AFTER))
         };
         if fresh {
             return set;
@@ -144,8 +144,8 @@ impl KeyRing {
 
     /// Reads the keys from the store; the guard makes sure one load runs at a time.
     async fn load(&self, _only_one: tokio::sync::MutexGuard<'_, ()>) -> Result<Arc<KeySet>, KeyRingError> {
-        let now = self.clock.now_ms();
-        let rows = self.store.list_signing_keys(now - self.lifespan_ms).await?;
+        let now = self.clock.now();
+        let rows = self.store.list_signing_keys(now - self.lifespan).await?;
         let previous = self.loaded.read().unwrap_or_else(|e| e.into_inner()).set.clone();
         let keys = rows
             .into_iter()
@@ -182,7 +182,7 @@ impl KeyRing {
     /// made-up `kid` costs one primary-key lookup, never a reload.
     pub async fn verify(&self, token: &str) -> Result<SessionClaims, VerifyError> {
         let set = self.current().await;
-        let now = self.clock.now_secs();
+        let now = self.clock.now();
         match set.verify(token, &self.audience, now) {
             Err(VerifyError::UnknownKey) => {
                 let kid = KeySet::token_kid(token)?;

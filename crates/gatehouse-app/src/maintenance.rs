@@ -26,8 +26,8 @@ pub struct Swept {
 pub async fn sweep(app: &App) -> Swept {
     let store = app.store();
     let audit_retention = app.config().audit_log.retention.as_duration();
-    let now = app.clock().now_ms();
-    let audit_cutoff = now.saturating_sub(i64::try_from(audit_retention.as_millis()).unwrap_or(i64::MAX));
+    let now = app.clock().now();
+    let audit_cutoff = now - audit_retention;
     let count = |table: &'static str, result: Result<u64, StoreError>| {
         result.unwrap_or_else(|error| {
             tracing::warn!(%error, table, "housekeeping failed; retrying at the next interval");

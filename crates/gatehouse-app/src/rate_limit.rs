@@ -55,7 +55,7 @@ impl RateLimiter {
     /// Counts one event for `key`. `None` when it could not be counted (Redis unreachable): the caller goes on as
     /// if under the limit.
     pub async fn count(&self, key: &str) -> Option<RateDecision> {
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
         let window = self.rule.window_at(now);
         let count = match &self.counter {
             Counter::InMemory(counter) => counter.increment(key, window),
@@ -143,7 +143,7 @@ impl RedisCounter {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use gatehouse_core::clock::ManualClock;
+    use gatehouse_core::clock::{ManualClock, Timestamp};
 
     const RULE: FixedWindow = FixedWindow { limit: 2, interval_ms: 60_000 };
 
@@ -157,17 +157,17 @@ mod tests {
 
     async fn limits_per_key_and_resets(store: RateLimitStore, redis: &RedisConfig) {
         let clock = Arc::new(ManualClock::default());
-        clock.set(1_000);
+        clock.set(Timestamp::from_millis(1_000));
         let limiter = RateLimiter::new(RULE, store, redis, clock.clone()).unwrap();
         let allowed = |decision: Option<RateDecision>| decision.expect("counted").allowed;
         assert!(allowed(limiter.count("a").await));
         let second = limiter.count("a").await.unwrap();
         assert_eq!((second.allowed, second.remaining, second.reset_secs), (true, 0, 59));
-        clock.set(59_500);
+        clock.set(Timestamp::from_millis(59_500));
         let third = limiter.count("a").await.unwrap();
         assert_eq!((third.allowed, third.reset_secs), (false, 1), "500 ms left rounds up to 1 s");
         assert!(allowed(limiter.count("b").await), "keys are independent");
-        clock.set(60_000);
+        clock.set(Timestamp::from_millis(60_000));
         assert!(allowed(limiter.count("a").await), "a new window");
     }
 

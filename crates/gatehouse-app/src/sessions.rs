@@ -2,12 +2,13 @@
 //! client (cookie or header) is the HTTP layer's business.
 
 use gatehouse_core::{
+    clock::Timestamp,
     config::SessionConfig,
+    ids::{SessionId, UserId},
     session::{EmailClaim, SessionClaims, SessionGrant, SessionPolicy},
 };
 use gatehouse_crypto::signing::KeyError;
 use gatehouse_store::{NewSession, SessionRecord, StoreError, UserRecord};
-use uuid::Uuid;
 
 use crate::{
     App,
@@ -32,7 +33,7 @@ pub struct IssuedSession {
     pub token: String,
     pub claims: SessionClaims,
     /// Sessions dropped to respect `session.limit`.
-    pub evicted: Vec<Uuid>,
+    pub evicted: Vec<SessionId>,
 }
 
 impl IssuedSession {
@@ -50,7 +51,7 @@ pub struct Authenticated {
 }
 
 impl Authenticated {
-    pub fn user_id(&self) -> Uuid {
+    pub fn user_id(&self) -> UserId {
         self.claims.sub
     }
 }
@@ -88,7 +89,7 @@ impl<'a> Sessions<'a> {
     /// transaction. Returns the user as read, for answers that show them.
     pub async fn issue_for_user(
         &self,
-        user_id: Uuid,
+        user_id: UserId,
         amr: Vec<String>,
         meta: &RequestMeta,
         audit_kind: Option<&str>,
@@ -97,18 +98,18 @@ impl<'a> Sessions<'a> {
         let user = store.find_user(user_id).await?.ok_or(SessionError::UnknownUser)?;
         let grant = grant_for(&user, amr);
         let config = &self.app.config().session;
-        let now_ms = self.app.clock().now_ms();
-        let claims = policy(config).claims(&grant, Uuid::now_v7(), now_ms.div_euclid(1000));
+        let now = self.app.clock().now();
+        let claims = policy(config).claims(&grant, SessionId::generate(), now);
         let token = self.app.keys().sign(&claims).await?;
         let session = NewSession {
             id: claims.session_id,
             user_id,
             user_agent: meta.user_agent.clone(),
             ip_address: meta.source_ip.clone(),
-            created_at: now_ms,
-            expires_at: claims.exp * 1000,
+            created_at: now,
+            expires_at: Timestamp::from_secs(claims.exp),
         };
-        let audit = audit_kind.map(|kind| AuditLog::entry(kind, Some(user_id), None, meta, now_ms));
+        let audit = audit_kind.map(|kind| AuditLog::entry(kind, Some(user_id), None, meta, now));
         let evicted = store.create_session(&session, config.limit, audit.as_ref()).await?;
         if let Some(kind) = audit_kind {
             AuditLog::announce(kind, Some(user_id), None);
@@ -122,13 +123,13 @@ impl<'a> Sessions<'a> {
         let Ok(claims) = self.app.keys().verify(token).await else {
             return Ok(None);
         };
-        let session = self.app.store().find_live_session(claims.session_id, self.app.clock().now_ms()).await?;
+        let session = self.app.store().find_live_session(claims.session_id, self.app.clock().now()).await?;
         Ok(session.filter(|session| session.user_id == claims.sub).map(|session| Authenticated { claims, session }))
     }
 
     /// Marks the session used now.
     pub async fn touch(&self, session: &Authenticated) -> Result<(), StoreError> {
-        self.app.store().touch_session(session.session.id, self.app.clock().now_ms()).await
+        self.app.store().touch_session(session.session.id, self.app.clock().now()).await
     }
 
     /// Ends the session (logout), with its audit row.
@@ -139,18 +140,18 @@ impl<'a> Sessions<'a> {
     }
 
     /// The user's live sessions.
-    pub async fn list(&self, user_id: Uuid) -> Result<Vec<SessionRecord>, StoreError> {
-        self.app.store().list_sessions(user_id, self.app.clock().now_ms()).await
+    pub async fn list(&self, user_id: UserId) -> Result<Vec<SessionRecord>, StoreError> {
+        self.app.store().list_sessions(user_id, self.app.clock().now()).await
     }
 
     /// Ends one of the user's sessions; `false` when the user has no session with that id (another user's
     /// session id included: it is left alone).
-    pub async fn end_for_user(&self, user_id: Uuid, session_id: Uuid) -> Result<bool, StoreError> {
+    pub async fn end_for_user(&self, user_id: UserId, session_id: SessionId) -> Result<bool, StoreError> {
         self.app.store().delete_user_session(user_id, session_id).await
     }
 
     /// Ends every session of the user; returns how many.
-    pub async fn end_all_for_user(&self, user_id: Uuid) -> Result<u64, StoreError> {
+    pub async fn end_all_for_user(&self, user_id: UserId) -> Result<u64, StoreError> {
         self.app.store().delete_user_sessions(user_id).await
     }
 }

@@ -2,6 +2,7 @@
 //! secrets sealed inside it, and applied by every instance within `server.settings_poll_interval`.
 
 use gatehouse_core::{
+    clock::Timestamp,
     config::Secret,
     settings::{ProviderSettings, SettingsValues, StoredCertificate, StoredSecret},
 };
@@ -34,7 +35,9 @@ struct StoredDocument {
 #[derive(Serialize, Deserialize)]
 struct SealedSecret {
     id: String,
+    /// Unix milliseconds.
     created_at: i64,
+    /// Unix seconds: saved documents already hold them so.
     expires_at: Option<i64>,
     sealed_value: String,
 }
@@ -42,6 +45,7 @@ struct SealedSecret {
 #[derive(Serialize, Deserialize)]
 struct SealedCertificate {
     id: String,
+    /// Unix milliseconds.
     created_at: i64,
     certificate: String,
     algorithm: String,
@@ -88,8 +92,8 @@ pub async fn load(store: &Store, sealer: &Sealer) -> Result<VersionedSettings, S
             Ok(StoredSecret {
                 value: open(sealer, &secret.id, &secret.sealed_value)?,
                 id: secret.id,
-                created_at: secret.created_at,
-                expires_at: secret.expires_at,
+                created_at: Timestamp::from_millis(secret.created_at),
+                expires_at: secret.expires_at.map(Timestamp::from_secs),
             })
         })
         .collect::<Result<_, SettingsError>>()?;
@@ -100,7 +104,7 @@ pub async fn load(store: &Store, sealer: &Sealer) -> Result<VersionedSettings, S
             Ok(StoredCertificate {
                 private_key: open(sealer, &certificate.id, &certificate.sealed_private_key)?,
                 id: certificate.id,
-                created_at: certificate.created_at,
+                created_at: Timestamp::from_millis(certificate.created_at),
                 certificate: certificate.certificate,
                 algorithm: certificate.algorithm,
             })
@@ -112,13 +116,13 @@ pub async fn load(store: &Store, sealer: &Sealer) -> Result<VersionedSettings, S
     })
 }
 
-/// Saves `settings` at `now_ms` as the version after `expected_version`; `None` when someone saved since.
+/// Saves `settings` at `now` as the version after `expected_version`; `None` when someone saved since.
 pub async fn save(
     store: &Store,
     sealer: &Sealer,
     expected_version: i64,
     settings: &ProviderSettings,
-    now_ms: i64,
+    now: Timestamp,
 ) -> Result<Option<i64>, SettingsError> {
     let document = StoredDocument {
         values: settings.values.clone(),
@@ -127,8 +131,8 @@ pub async fn save(
             .iter()
             .map(|secret| SealedSecret {
                 id: secret.id.clone(),
-                created_at: secret.created_at,
-                expires_at: secret.expires_at,
+                created_at: secret.created_at.as_millis(),
+                expires_at: secret.expires_at.map(Timestamp::as_secs),
                 sealed_value: seal(sealer, &secret.id, &secret.value),
             })
             .collect(),
@@ -137,7 +141,7 @@ pub async fn save(
             .iter()
             .map(|certificate| SealedCertificate {
                 id: certificate.id.clone(),
-                created_at: certificate.created_at,
+                created_at: certificate.created_at.as_millis(),
                 certificate: certificate.certificate.clone(),
                 algorithm: certificate.algorithm.clone(),
                 sealed_private_key: seal(sealer, &certificate.id, &certificate.private_key),
@@ -145,5 +149,5 @@ pub async fn save(
             .collect(),
     };
     let data = serde_json::to_string(&document).map_err(|e| SettingsError::Corrupt(e.to_string()))?;
-    Ok(store.save_settings(IDENTITY_PROVIDERS, expected_version, &data, now_ms).await?)
+    Ok(store.save_settings(IDENTITY_PROVIDERS, expected_version, &data, now).await?)
 }

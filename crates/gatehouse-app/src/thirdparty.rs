@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use gatehouse_core::{
-    clock::Clock,
+    clock::{Clock, Timestamp},
     config::Config,
     email::EmailProof,
     error::ThirdPartyErrorCode,
     first_seen::FirstSeen,
+    ids::{FlowId, StateId, TokenId, UserId},
     linking::{LinkingInput, LinkingPolicy, decide},
     microsoft::claims::ProviderUser,
     redirect::{RedirectAllowList, RedirectPattern},
@@ -17,13 +18,12 @@ use gatehouse_crypto::{random, sealing::Sealer};
 use gatehouse_oidc::{
     microsoft::{MicrosoftClient, MicrosoftError, MicrosoftSettings, UnusableCertificate},
     pkce,
-    state::{STATE_LIFETIME_SECS, StateError, ThirdPartyState},
+    state::{StateError, ThirdPartyState},
 };
 use gatehouse_store::{
     AccountOutcome, AuditLogEntry, NewToken, ProviderAccount, ProviderEmailAddress, ProviderProfile, SignInRecords,
 };
 use url::Url;
-use uuid::Uuid;
 
 use crate::{
     App,
@@ -36,7 +36,7 @@ pub const STATE_COOKIE: &str = "hanko_thirdparty_state";
 /// The query parameter that carries the one-time token back to the app (Hanko's name).
 pub const TOKEN_QUERY: &str = "hanko_token";
 /// One-time tokens live this long (Hanko: one minute).
-pub const TOKEN_LIFETIME_MS: i64 = 60_000;
+pub const TOKEN_LIFETIME: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The `error` a failed sign-in reports: one of Hanko's codes, or the provider's own, passed through.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -130,9 +130,9 @@ pub struct Finished {
 
 #[derive(Clone, Debug)]
 pub struct SignedIn {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub outcome: AccountOutcome,
-    pub flow_id: Option<Uuid>,
+    pub flow_id: Option<FlowId>,
 }
 
 /// What the callback received.
@@ -150,8 +150,8 @@ pub struct StartRequest<'a> {
     pub provider: &'a str,
     pub redirect_to: Option<&'a str>,
     pub client_verifier: Option<String>,
-    pub flow_id: Option<Uuid>,
-    pub connect_user_id: Option<Uuid>,
+    pub flow_id: Option<FlowId>,
+    pub connect_user_id: Option<UserId>,
 }
 
 /// The third-party machinery of one configuration.
@@ -234,7 +234,7 @@ impl ThirdParty {
         let code_verifier = request.client_verifier.unwrap_or_else(pkce::new_verifier);
         let browser_binding = (!client_verifier).then(random::token);
         let state = ThirdPartyState {
-            id: Uuid::now_v7(),
+            id: StateId::generate(),
             provider: MICROSOFT.to_owned(),
             tenant: client.settings().tenant().to_owned(),
             redirect_to: target.as_url().to_string(),
@@ -244,7 +244,7 @@ impl ThirdParty {
             browser_binding: browser_binding.clone(),
             flow_id: request.flow_id,
             connect_user_id: request.connect_user_id,
-            expires_at: self.clock.now_secs() + STATE_LIFETIME_SECS,
+            expires_at: ThirdPartyState::expiry_for(self.clock.now()),
         };
         let authorize_url =
             client.authorize_url(&state.seal(&self.sealer), &state.nonce, &pkce::challenge(&state.code_verifier));
@@ -280,7 +280,7 @@ impl ThirdParty {
         meta: &RequestMeta,
     ) -> Finished {
         let audit = &app.audit();
-        let now = self.clock.now_secs();
+        let now = self.clock.now();
         let opened = match params.state.as_deref() {
             Some(value) => ThirdPartyState::open(&self.sealer, value, now),
             None => Err(StateError::Invalid),
@@ -363,7 +363,7 @@ impl ThirdParty {
         state: &ThirdPartyState,
         params: CallbackParams,
         browser_binding: Option<&str>,
-        now: i64,
+        now: Timestamp,
         meta: &RequestMeta,
     ) -> Result<(ProviderAccount, String), ThirdPartyFailure> {
         let invalid = |description: &str| ThirdPartyFailure::new(ThirdPartyErrorCode::InvalidRequest, description);
@@ -378,8 +378,7 @@ impl ThirdParty {
             }
         }
         let store = app.store();
-        let now_ms = self.clock.now_ms();
-        match store.mark_state_used(state.id, state.expires_at * 1000).await {
+        match store.mark_state_used(state.id, Timestamp::from_secs(state.expires_at)).await {
             Ok(true) => {}
             Ok(false) => return Err(invalid("this sign-in response was already used")),
             Err(error) => return Err(server_error(&error)),
@@ -418,7 +417,7 @@ impl ThirdParty {
             .sign_in_with_provider(
                 &profile,
                 state.connect_user_id,
-                now_ms,
+                now,
                 |snapshot| {
                     decide(&LinkingInput {
                         provider_user_email: user.email.clone(),
@@ -430,8 +429,8 @@ impl ThirdParty {
                     })
                 },
                 |account| SignInRecords {
-                    token: one_time_token(&token, state, account, now_ms),
-                    audit: audit_entries(account, &profile, meta, now_ms),
+                    token: one_time_token(&token, state, account, now),
+                    audit: audit_entries(account, &profile, meta, now),
                 },
             )
             .await
@@ -458,9 +457,9 @@ fn audit_entries(
     account: &ProviderAccount,
     profile: &ProviderProfile,
     meta: &RequestMeta,
-    now_ms: i64,
+    now: Timestamp,
 ) -> Vec<AuditLogEntry> {
-    let signed_in = AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta, now_ms);
+    let signed_in = AuditLog::entry(audit_kind(account.outcome), Some(account.user_id), None, meta, now);
     let displaced = account.displaced_holder.map(|holder| {
         let email = profile.email.as_ref();
         let proof = email.and_then(|email| email.proof).map(EmailProof::as_str);
@@ -469,7 +468,7 @@ fn audit_entries(
             serde_json::json!({ "address": address, "proven_owner_user_id": account.user_id, "proof": proof });
         AuditLogEntry {
             details: Some(details.to_string()),
-            ..AuditLog::entry(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None, meta, now_ms)
+            ..AuditLog::entry(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None, meta, now)
         }
     });
     std::iter::once(signed_in).chain(displaced).collect()
@@ -484,18 +483,18 @@ fn audit_kind(outcome: AccountOutcome) -> &'static str {
     }
 }
 
-/// The stored form of the one-time token `value`, made at `now_ms`, that hands `account` to the app.
-fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccount, now_ms: i64) -> NewToken {
+/// The stored form of the one-time token `value`, made at `now`, that hands `account` to the app.
+fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccount, now: Timestamp) -> NewToken {
     NewToken {
-        id: Uuid::now_v7(),
+        id: TokenId::generate(),
         user_id: account.user_id,
         value_hash: hash(value),
         identity_id: Some(account.identity_id),
         code_verifier_hash: state.client_verifier.then(|| hash(&state.code_verifier)),
         is_flow: state.flow_id.is_some(),
         user_created: account.outcome == AccountOutcome::SignedUp,
-        created_at: now_ms,
-        expires_at: now_ms + TOKEN_LIFETIME_MS,
+        created_at: now,
+        expires_at: now + TOKEN_LIFETIME,
     }
 }
 

@@ -2,10 +2,9 @@
 //! completed sign-in at a provider; it is taken once, checked (expiry, the client's PKCE verifier), and traded
 //! for a session, or, when a signed-in user connected a provider, confirmed for that user.
 
-use gatehouse_core::rate_limit::RateDecision;
+use gatehouse_core::{ids::UserId, rate_limit::RateDecision};
 use gatehouse_crypto::digest::constant_time_eq;
 use gatehouse_store::{StoreError, TokenRecord, UserRecord};
-use uuid::Uuid;
 
 use crate::{
     App,
@@ -98,7 +97,7 @@ impl<'a> TokenExchange<'a> {
         &self,
         value: &str,
         code_verifier: Option<&str>,
-        user: Uuid,
+        user: UserId,
         meta: &RequestMeta,
     ) -> Result<String, Refused> {
         let token = self.take(value, code_verifier, meta).await?;
@@ -119,7 +118,7 @@ impl<'a> TokenExchange<'a> {
         let token = self.app.store().take_token(&hash(value)).await.map_err(ExchangeError::from)?;
         let checked = match token {
             None => Err(ExchangeError::NotFound),
-            Some(token) if token.expires_at <= self.app.clock().now_ms() => Err(ExchangeError::Expired),
+            Some(token) if token.expires_at <= self.app.clock().now() => Err(ExchangeError::Expired),
             Some(token) => {
                 let presented = code_verifier.map(hash).unwrap_or_default();
                 match &token.code_verifier_hash {

@@ -1,8 +1,8 @@
 //! Users and what hangs off them: reading, searching, deleting, unlinking identities, removing secondary
 //! emails, and the audit log about them.
 
+use gatehouse_core::ids::{EmailId, IdentityId, UserId};
 use gatehouse_store::{AuditLogEntry, AuditLogFilter, StoreError, UserRecord, UserSummary};
-use uuid::Uuid;
 
 use crate::{App, audit::RequestMeta};
 
@@ -26,7 +26,7 @@ impl<'a> Users<'a> {
         Self { app }
     }
 
-    pub async fn find(&self, id: Uuid) -> Result<Option<UserRecord>, StoreError> {
+    pub async fn find(&self, id: UserId) -> Result<Option<UserRecord>, StoreError> {
         self.app.store().find_user(id).await
     }
 
@@ -42,7 +42,7 @@ impl<'a> Users<'a> {
 
     /// Deletes the user with everything of theirs; `false` when there was no such user. `user_deleted` is
     /// audited when the user deleted their own account (admin deletions are audited with the admin's key).
-    pub async fn delete(&self, id: Uuid, by_self: Option<&RequestMeta>) -> Result<bool, StoreError> {
+    pub async fn delete(&self, id: UserId, by_self: Option<&RequestMeta>) -> Result<bool, StoreError> {
         let deleted = self.app.store().delete_user(id).await?;
         if let (true, Some(meta)) = (deleted, by_self) {
             self.app.audit().record("user_deleted", Some(id), None, meta).await;
@@ -51,12 +51,12 @@ impl<'a> Users<'a> {
     }
 
     /// Removes one of the user's identities; `false` when the user has no such identity.
-    pub async fn unlink_identity(&self, user_id: Uuid, identity_id: Uuid) -> Result<bool, StoreError> {
+    pub async fn unlink_identity(&self, user_id: UserId, identity_id: IdentityId) -> Result<bool, StoreError> {
         self.app.store().unlink_identity(user_id, identity_id).await
     }
 
     /// Removes one of the user's addresses, saying why not when it was not removed.
-    pub async fn remove_email(&self, user_id: Uuid, email_id: Uuid) -> Result<EmailRemoval, StoreError> {
+    pub async fn remove_email(&self, user_id: UserId, email_id: EmailId) -> Result<EmailRemoval, StoreError> {
         // Deleting first and explaining afterwards: the store refuses a primary address in the same statement, so
         // no address can become primary between a check and the delete.
         if self.app.store().delete_secondary_email(user_id, email_id).await? {

@@ -50,7 +50,7 @@ fn claims_validate_and_map(bencher: divan::Bencher) {
         tenant_mode: TenantMode::Common,
         allowed_tenants: vec![],
         expected_nonce: Some("n-1".into()),
-        now: 1_500,
+        now: gatehouse_core::clock::Timestamp::from_secs(1_500),
         max_skew_secs: 120,
     };
     bencher.bench(|| {

@@ -8,7 +8,7 @@ use std::{fmt, net::SocketAddr};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::duration::GoDuration;
+use crate::{clock::Timestamp, duration::GoDuration};
 
 pub mod hanko;
 
@@ -523,11 +523,11 @@ fn default_assertion_algorithm() -> String {
     "PS256".into()
 }
 
-/// A client secret ready for use: its value and, when known, when it expires (unix seconds).
+/// A client secret ready for use: its value and, when known, when it expires.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ClientSecret {
     pub value: Secret,
-    pub expires_at: Option<i64>,
+    pub expires_at: Option<Timestamp>,
 }
 
 impl ClientSecret {
@@ -538,22 +538,14 @@ impl ClientSecret {
 }
 
 /// Parses an expiry: a date means the end of that day (UTC).
-pub fn parse_expiry(text: &str) -> Result<i64, String> {
+pub fn parse_expiry(text: &str) -> Result<Timestamp, String> {
     use time::{OffsetDateTime, format_description::well_known::Rfc3339, macros::format_description};
     if let Ok(at) = OffsetDateTime::parse(text, &Rfc3339) {
-        return Ok(at.unix_timestamp());
+        return Ok(Timestamp::from_secs(at.unix_timestamp()));
     }
     time::Date::parse(text, format_description!("[year]-[month]-[day]"))
-        .map(|date| date.with_hms(23, 59, 59).map_or(0, |at| at.assume_utc().unix_timestamp()))
+        .map(|date| Timestamp::from_secs(date.with_hms(23, 59, 59).map_or(0, |at| at.assume_utc().unix_timestamp())))
         .map_err(|_| format!("{text:?} is not a date (2027-05-31) or an RFC 3339 time"))
-}
-
-/// An expiry (unix seconds) as RFC 3339, the form [`parse_expiry`] reads back.
-pub fn format_expiry(at: i64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(at)
-        .ok()
-        .and_then(|at| at.format(&time::format_description::well_known::Rfc3339).ok())
-        .unwrap_or_else(|| "1970-01-01T00:00:00Z".into())
 }
 
 impl MicrosoftProviderConfig {
@@ -577,13 +569,13 @@ impl MicrosoftProviderConfig {
 }
 
 /// The secrets to try, in order, at `now`: newest first, expired ones left out.
-pub fn usable_secrets(secrets: &[ClientSecret], now: i64) -> Vec<&ClientSecret> {
+pub fn usable_secrets(secrets: &[ClientSecret], now: Timestamp) -> Vec<&ClientSecret> {
     secrets.iter().filter(|secret| secret.expires_at.is_none_or(|at| at > now)).collect()
 }
 
-/// Secrets that expire within `window_secs` of `now` (or have expired), for warnings.
-pub fn expiring_secrets(secrets: &[ClientSecret], now: i64, window_secs: i64) -> Vec<&ClientSecret> {
-    secrets.iter().filter(|secret| secret.expires_at.is_some_and(|at| at <= now + window_secs)).collect()
+/// Secrets that expire within `window` of `now` (or have expired), for warnings.
+pub fn expiring_secrets(secrets: &[ClientSecret], now: Timestamp, window: std::time::Duration) -> Vec<&ClientSecret> {
+    secrets.iter().filter(|secret| secret.expires_at.is_some_and(|at| at <= now + window)).collect()
 }
 
 /// Client authentication at the token endpoint (RFC 6749 §2.3.1).
@@ -1116,7 +1108,10 @@ mod tests {
         let now = parse_expiry("2026-06-01T00:00:00Z").unwrap();
         let usable: Vec<&str> = usable_secrets(&secrets, now).iter().map(|s| s.value.expose()).collect();
         assert_eq!(usable, vec!["newest-secret", "older-secret-a"], "newest first, expired left out");
-        let expiring: Vec<String> = expiring_secrets(&secrets, now, 300 * 86_400).iter().map(|s| s.hint()).collect();
+        let expiring: Vec<String> = expiring_secrets(&secrets, now, std::time::Duration::from_secs(300 * 86_400))
+            .iter()
+            .map(|s| s.hint())
+            .collect();
         assert_eq!(expiring, vec!["…et-a".to_owned(), "…cret".to_owned()]);
         assert_eq!(parse_expiry("2027-01-31").unwrap(), parse_expiry("2027-01-31T23:59:59Z").unwrap());
         assert!(parse_expiry("31/01/2027").is_err());

@@ -4,18 +4,17 @@
 //! unverified email never signs anyone in when verification is required, an address gives way to a stronger proof
 //! of it ([`ProofStrength`]), and a known identity always reaches its own account.
 
-use uuid::Uuid;
-
 use crate::{
     email::{EmailProof, ProofStrength},
     error::ThirdPartyErrorCode,
+    ids::UserId,
     microsoft::claims::{EmailEvidence, ProviderEmail},
 };
 
 /// The identity already stored for this provider user.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ExistingIdentity {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     /// The email the identity is attached to, if any.
     pub email_address: Option<String>,
 }
@@ -24,7 +23,7 @@ pub struct ExistingIdentity {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailOwner {
     /// `None`: the address is stored but belongs to nobody.
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     /// The proof stored with the address.
     pub proof: Option<EmailProof>,
 }
@@ -46,7 +45,7 @@ pub struct LinkingInput {
     /// Emails of the user concerned (the identity's, or the one being connected).
     pub user_email_count: usize,
     /// The signed-in user connecting this provider from their profile.
-    pub signed_in_user: Option<Uuid>,
+    pub signed_in_user: Option<UserId>,
     pub policy: LinkingPolicy,
 }
 
@@ -63,13 +62,13 @@ pub enum AddressAction {
     AttachOwn,
     /// Another user holds the address with a weaker proof than this sign-in's (or none): the address moves to the
     /// user, and the holder keeps their account without it.
-    TakeFromWeaker { holder: Uuid },
+    TakeFromWeaker { holder: UserId },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum LinkingDecision {
-    SignIn { user_id: Uuid, address: AddressAction },
-    Link { user_id: Uuid, address: AddressAction },
+    SignIn { user_id: UserId, address: AddressAction },
+    Link { user_id: UserId, address: AddressAction },
     SignUp { address: AddressAction },
 }
 
@@ -171,7 +170,7 @@ pub fn decide(input: &LinkingInput) -> Result<LinkingDecision, LinkingError> {
     }
 
     let may_link = policy.allow_linking && strength == ProofStrength::Domain;
-    let link = |user_id: Uuid, address: AddressAction| {
+    let link = |user_id: UserId, address: AddressAction| {
         if may_link { Ok(LinkingDecision::Link { user_id, address }) } else { Err(LinkingError::UserConflict) }
     };
     if let Some(user_id) = input.signed_in_user {
@@ -209,8 +208,8 @@ mod tests {
         microsoft::claims::EmailEvidence::{self, EdovAbsent, EdovFalse, EdovTrue, PersonalAccount, Upn},
     };
 
-    const ALICE: Uuid = Uuid::from_u128(1);
-    const BOB: Uuid = Uuid::from_u128(2);
+    const ALICE: UserId = UserId::from_uuid(uuid::Uuid::from_u128(1));
+    const BOB: UserId = UserId::from_uuid(uuid::Uuid::from_u128(2));
     const ADDRESS: &str = "megan@contoso.com";
 
     fn email(evidence: EmailEvidence) -> Option<ProviderEmail> {
@@ -233,22 +232,22 @@ mod tests {
         }
     }
 
-    fn identity(user_id: Uuid, address: Option<&str>) -> Option<ExistingIdentity> {
+    fn identity(user_id: UserId, address: Option<&str>) -> Option<ExistingIdentity> {
         Some(ExistingIdentity { user_id, email_address: address.map(str::to_owned) })
     }
 
     /// The address is stored with a UPN's proof, owned by `user_id` (or nobody).
-    fn owned_by(user_id: Option<Uuid>) -> Option<EmailOwner> {
+    fn owned_by(user_id: Option<UserId>) -> Option<EmailOwner> {
         Some(EmailOwner { user_id, proof: Some(EmailProof::Upn) })
     }
 
     /// The address is stored without a proof, held by `user_id`.
-    fn held_unproven_by(user_id: Uuid) -> Option<EmailOwner> {
+    fn held_unproven_by(user_id: UserId) -> Option<EmailOwner> {
         Some(EmailOwner { user_id: Some(user_id), proof: None })
     }
 
     /// The address is stored with a personal account's proof, held by `user_id`.
-    fn held_by_personal_account(user_id: Uuid) -> Option<EmailOwner> {
+    fn held_by_personal_account(user_id: UserId) -> Option<EmailOwner> {
         Some(EmailOwner { user_id: Some(user_id), proof: Some(EmailProof::PersonalAccount) })
     }
 
@@ -256,7 +255,7 @@ mod tests {
         Ok(LinkingDecision::SignIn { user_id: ALICE, address })
     }
 
-    fn link(user_id: Uuid, address: AddressAction) -> Result<LinkingDecision, LinkingError> {
+    fn link(user_id: UserId, address: AddressAction) -> Result<LinkingDecision, LinkingError> {
         Ok(LinkingDecision::Link { user_id, address })
     }
 
@@ -651,8 +650,8 @@ mod tests {
         )
     }
 
-    fn user() -> impl Strategy<Value = Uuid> {
-        (0u128..3).prop_map(Uuid::from_u128)
+    fn user() -> impl Strategy<Value = UserId> {
+        (0u128..3).prop_map(|n| UserId::from_uuid(uuid::Uuid::from_u128(n)))
     }
 
     fn linking_input() -> impl Strategy<Value = LinkingInput> {

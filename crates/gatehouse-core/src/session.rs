@@ -1,7 +1,11 @@
 //! Session rules: what a session JWT says, how long it lives, and which sessions make room for a new one.
 
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
+
+use crate::{
+    clock::Timestamp,
+    ids::{SessionId, UserId},
+};
 
 /// The `email` claim: the user's primary email, as Hanko puts it in the JWT.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -14,9 +18,11 @@ pub struct EmailClaim {
 /// The claims of a Gatehouse session JWT (Hanko's set).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SessionClaims {
-    pub sub: Uuid,
-    pub session_id: Uuid,
+    pub sub: UserId,
+    pub session_id: SessionId,
+    /// Unix seconds, as JWTs count.
     pub iat: i64,
+    /// Unix seconds, as JWTs count.
     pub exp: i64,
     pub aud: Vec<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -30,7 +36,7 @@ pub struct SessionClaims {
 /// What the issuer needs to mint a session.
 #[derive(Clone, Debug)]
 pub struct SessionGrant {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub email: Option<EmailClaim>,
     /// Authentication methods (`ext:microsoft`, …), empty when not known.
     pub amr: Vec<String>,
@@ -46,13 +52,13 @@ pub struct SessionPolicy {
 }
 
 impl SessionPolicy {
-    /// Claims for a new session that starts at `now` (unix seconds).
-    pub fn claims(&self, grant: &SessionGrant, session_id: Uuid, now: i64) -> SessionClaims {
+    /// Claims for a new session that starts at `now`.
+    pub fn claims(&self, grant: &SessionGrant, session_id: SessionId, now: Timestamp) -> SessionClaims {
         SessionClaims {
             sub: grant.user_id,
             session_id,
-            iat: now,
-            exp: now + self.lifespan_secs,
+            iat: now.as_secs(),
+            exp: now.as_secs() + self.lifespan_secs,
             aud: self.audience.clone(),
             iss: self.issuer.clone(),
             email: grant.email.clone(),
@@ -64,29 +70,34 @@ impl SessionPolicy {
 /// A live session as far as the limit rule cares.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct LiveSession {
-    pub id: Uuid,
-    pub created_at_ms: i64,
+    pub id: SessionId,
+    pub created_at: Timestamp,
 }
 
 /// The sessions to delete so that a new one fits under `limit`: the oldest go first (Hanko's rule).
-pub fn sessions_to_evict(live: &[LiveSession], limit: usize) -> Vec<Uuid> {
+pub fn sessions_to_evict(live: &[LiveSession], limit: usize) -> Vec<SessionId> {
     let keep = limit.saturating_sub(1);
     if live.len() <= keep {
         return Vec::new();
     }
     let mut newest_first = live.to_vec();
-    newest_first.sort_by(|a, b| b.created_at_ms.cmp(&a.created_at_ms).then(b.id.cmp(&a.id)));
+    newest_first.sort_by(|a, b| b.created_at.cmp(&a.created_at).then(b.id.cmp(&a.id)));
     newest_first.into_iter().skip(keep).map(|session| session.id).collect()
 }
 
 #[cfg(test)]
 mod tests {
     use proptest::prelude::*;
+    use uuid::Uuid;
 
     use super::*;
 
+    fn session_id(n: u128) -> SessionId {
+        SessionId::from_uuid(Uuid::from_u128(n))
+    }
+
     fn live(n: i64) -> Vec<LiveSession> {
-        (0..n).map(|i| LiveSession { id: Uuid::from_u128(i as u128 + 1), created_at_ms: i * 1000 }).collect()
+        (0..n).map(|i| LiveSession { id: session_id(i as u128 + 1), created_at: Timestamp::from_secs(i) }).collect()
     }
 
     #[test]
@@ -96,7 +107,7 @@ mod tests {
 
     #[test]
     fn at_the_limit_the_oldest_goes() {
-        assert_eq!(sessions_to_evict(&live(5), 5), vec![Uuid::from_u128(1)]);
+        assert_eq!(sessions_to_evict(&live(5), 5), vec![session_id(1)]);
     }
 
     #[test]
@@ -107,8 +118,12 @@ mod tests {
     #[test]
     fn claims_follow_the_policy() {
         let policy = SessionPolicy { lifespan_secs: 3600, limit: 5, audience: vec!["app".into()], issuer: None };
-        let grant = SessionGrant { user_id: Uuid::from_u128(7), email: None, amr: vec!["ext:microsoft".into()] };
-        let claims = policy.claims(&grant, Uuid::from_u128(9), 1_000);
+        let grant = SessionGrant {
+            user_id: UserId::from_uuid(Uuid::from_u128(7)),
+            email: None,
+            amr: vec!["ext:microsoft".into()],
+        };
+        let claims = policy.claims(&grant, session_id(9), Timestamp::from_millis(1_000_999));
         assert_eq!((claims.iat, claims.exp, claims.aud.clone()), (1_000, 4_600, vec!["app".to_string()]));
         let json = serde_json::to_value(&claims).unwrap();
         assert!(json.get("iss").is_none() && json.get("email").is_none());
@@ -123,8 +138,8 @@ mod tests {
             let remaining = sessions.len() - evicted.len();
             prop_assert!(remaining < limit);
             prop_assert_eq!(remaining, sessions.len().min(limit - 1));
-            let newest_evicted = evicted.iter().map(|id| id.as_u128()).max().unwrap_or(0);
-            let oldest_kept = sessions.iter().map(|s| s.id.as_u128()).filter(|id| !evicted.iter().any(|e| e.as_u128() == *id)).min();
+            let newest_evicted = evicted.iter().map(|id| id.as_uuid().as_u128()).max().unwrap_or(0);
+            let oldest_kept = sessions.iter().map(|s| s.id.as_uuid().as_u128()).filter(|id| !evicted.iter().any(|e| e.as_uuid().as_u128() == *id)).min();
             if let Some(oldest_kept) = oldest_kept {
                 prop_assert!(newest_evicted < oldest_kept);
             }

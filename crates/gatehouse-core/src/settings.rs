@@ -8,6 +8,7 @@
 use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
+    clock::Timestamp,
     config::{CertificateConfig, ClientSecretConfig, ConfigIssue, Secret, ThirdPartyConfig},
     microsoft::claims::TenantMode,
     redirect::RedirectPattern,
@@ -55,9 +56,8 @@ pub fn present<'de, D: Deserializer<'de>, T: Deserialize<'de>>(deserializer: D) 
 pub struct StoredSecret {
     pub id: String,
     pub value: Secret,
-    pub created_at: i64,
-    /// Unix seconds.
-    pub expires_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
 }
 
 /// A certificate credential added through the admin API. Its private key is kept sealed at rest by the caller.
@@ -67,7 +67,7 @@ pub struct StoredCertificate {
     pub private_key: Secret,
     pub certificate: String,
     pub algorithm: String,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 /// Everything saved through the admin API.
@@ -212,7 +212,7 @@ impl ProviderSettings {
             .iter()
             .map(|secret| ClientSecretConfig {
                 value: secret.value.clone(),
-                expires_at: secret.expires_at.map(crate::config::format_expiry),
+                expires_at: secret.expires_at.map(Timestamp::rfc3339),
             })
             .chain(file_secrets)
             .chain(std::mem::take(&mut microsoft.secrets))
@@ -288,7 +288,7 @@ mod tests {
     }
 
     fn secret(id: &str, value: &str) -> StoredSecret {
-        StoredSecret { id: id.into(), value: Secret::new(value), created_at: 0, expires_at: None }
+        StoredSecret { id: id.into(), value: Secret::new(value), created_at: Timestamp::UNIX_EPOCH, expires_at: None }
     }
 
     #[test]

@@ -18,8 +18,8 @@ fn key_set(alg: SigningAlgorithm) -> KeySet {
 
 fn claims() -> SessionClaims {
     SessionClaims {
-        sub: uuid::Uuid::new_v4(),
-        session_id: uuid::Uuid::new_v4(),
+        sub: gatehouse_core::ids::UserId::generate(),
+        session_id: gatehouse_core::ids::SessionId::generate(),
         iat: 4_000_000_000,
         exp: 4_000_043_200,
         aud: vec!["localhost".into()],
@@ -41,7 +41,10 @@ fn verify(bencher: divan::Bencher, alg: SigningAlgorithm) {
     let set = key_set(alg);
     let token = set.sign(&claims()).expect("sign");
     let audience = Audience { audience: vec!["localhost".into()], issuer: None };
-    bencher.bench(|| set.verify(divan::black_box(&token), &audience, 4_000_000_000).expect("verify"));
+    bencher.bench(|| {
+        set.verify(divan::black_box(&token), &audience, gatehouse_core::clock::Timestamp::from_secs(4_000_000_000))
+            .expect("verify")
+    });
 }
 
 #[divan::bench(args = ALGORITHMS, sample_count = 10, sample_size = 1)]

@@ -7,6 +7,7 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
+use gatehouse_core::clock::Timestamp;
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde::Serialize;
 
@@ -58,11 +59,11 @@ fn der_element(input: &[u8]) -> Option<(u8, &[u8], &[u8])> {
     (rest.len() >= length).then(|| (tag, &rest[..length], &rest[length..]))
 }
 
-/// A certificate's validity period (unix seconds) and its RSA public key (`RSAPublicKey` DER).
+/// A certificate's validity period and its RSA public key (`RSAPublicKey` DER).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct CertificateInfo {
-    pub not_before: i64,
-    pub not_after: i64,
+    pub not_before: Timestamp,
+    pub not_after: Timestamp,
     public_key: Vec<u8>,
 }
 
@@ -97,7 +98,7 @@ pub fn certificate_info(certificate_pem: &str) -> Result<CertificateInfo, Certif
 }
 
 /// UTCTime (`YYMMDDHHMMSSZ`, years 1950–2049) or GeneralizedTime (`YYYYMMDDHHMMSSZ`) as unix seconds.
-fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
+fn der_time(tag: u8, text: &[u8]) -> Option<Timestamp> {
     let text = std::str::from_utf8(text).ok()?.strip_suffix('Z')?;
     let full = match (tag, text.len()) {
         (0x17, 12) => format!("{}{text}", if text[..2].parse::<u8>().ok()? < 50 { "20" } else { "19" }),
@@ -105,7 +106,7 @@ fn der_time(tag: u8, text: &[u8]) -> Option<i64> {
         _ => return None,
     };
     let format = time::macros::format_description!("[year][month][day][hour][minute][second]");
-    Some(time::PrimitiveDateTime::parse(&full, format).ok()?.assume_utc().unix_timestamp())
+    Some(Timestamp::from_secs(time::PrimitiveDateTime::parse(&full, format).ok()?.assume_utc().unix_timestamp()))
 }
 
 /// The RSA public key (`RSAPublicKey` DER) of a PEM private key, PKCS#8 or PKCS#1.
@@ -128,7 +129,7 @@ pub struct ClientAssertionKey {
     key: EncodingKey,
     thumbprint: String,
     algorithm: Algorithm,
-    not_after: i64,
+    not_after: Timestamp,
 }
 
 impl std::fmt::Debug for ClientAssertionKey {
@@ -173,12 +174,13 @@ impl ClientAssertionKey {
     }
 
     /// When the certificate expires (unix seconds).
-    pub fn not_after(&self) -> i64 {
+    pub fn not_after(&self) -> Timestamp {
         self.not_after
     }
 
-    /// A client assertion for `audience` (the token endpoint URL), issued at `now` (unix seconds).
-    pub fn assertion(&self, client_id: &str, audience: &str, now: i64) -> Result<String, CertificateError> {
+    /// A client assertion for `audience` (the token endpoint URL), issued at `now`.
+    pub fn assertion(&self, client_id: &str, audience: &str, now: Timestamp) -> Result<String, CertificateError> {
+        let now = now.as_secs();
         let mut header = Header::new(self.algorithm);
         header.typ = Some("JWT".into());
         header.x5t_s256 = Some(self.thumbprint.clone());
@@ -241,7 +243,13 @@ mod tests {
             ClientAssertionKey::from_pem(&generated.private_key_pem, &generated.certificate_pem, "PS256").unwrap();
         assert_eq!(key.thumbprint(), generated.thumbprint_sha256);
         assert_eq!(key.thumbprint().len(), 43);
-        let token = key.assertion("client", "https://login.example/t/oauth2/v2.0/token", now.unix_timestamp()).unwrap();
+        let token = key
+            .assertion(
+                "client",
+                "https://login.example/t/oauth2/v2.0/token",
+                Timestamp::from_secs(now.unix_timestamp()),
+            )
+            .unwrap();
         let header = jsonwebtoken::decode_header(&token).unwrap();
         assert_eq!((header.alg, header.x5t_s256.as_deref()), (Algorithm::PS256, Some(key.thumbprint())));
         let encoding = EncodingKey::from_rsa_pem(generated.private_key_pem.as_bytes()).unwrap();
@@ -259,8 +267,8 @@ mod tests {
         let now = time::OffsetDateTime::now_utc().replace_nanosecond(0).unwrap();
         let one = generate_self_signed("one", 30, now).unwrap();
         let info = certificate_info(&one.certificate_pem).unwrap();
-        assert_eq!(info.not_after, (now + time::Duration::days(30)).unix_timestamp());
-        assert_eq!(info.not_before, (now - time::Duration::minutes(5)).unix_timestamp());
+        assert_eq!(info.not_after, Timestamp::from_secs((now + time::Duration::days(30)).unix_timestamp()));
+        assert_eq!(info.not_before, Timestamp::from_secs((now - time::Duration::minutes(5)).unix_timestamp()));
         let key = ClientAssertionKey::from_pem(&one.private_key_pem, &one.certificate_pem, "RS256").unwrap();
         assert_eq!(key.not_after(), info.not_after);
         let two = generate_self_signed("two", 30, now).unwrap();
@@ -268,8 +276,8 @@ mod tests {
             ClientAssertionKey::from_pem(&two.private_key_pem, &one.certificate_pem, "PS256").unwrap_err(),
             CertificateError::KeyMismatch
         );
-        assert_eq!(der_time(0x17, b"491231235959Z"), Some(2524607999));
-        assert_eq!(der_time(0x18, b"20500101000000Z"), Some(2524608000));
+        assert_eq!(der_time(0x17, b"491231235959Z"), Some(Timestamp::from_secs(2524607999)));
+        assert_eq!(der_time(0x18, b"20500101000000Z"), Some(Timestamp::from_secs(2524608000)));
         assert_eq!(der_time(0x17, b"4912312359Z"), None);
     }
 

@@ -20,7 +20,7 @@ use base64::{
     Engine,
     engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD},
 };
-use gatehouse_core::{config::SigningAlgorithm, session::SessionClaims};
+use gatehouse_core::{clock::Timestamp, config::SigningAlgorithm, session::SessionClaims};
 use jsonwebtoken::{
     Algorithm, EncodingKey, Header,
     jwk::{Jwk, JwkSet, KeyAlgorithm, PublicKeyUse},
@@ -238,8 +238,8 @@ impl KeySet {
         header.kid.ok_or(VerifyError::UnknownKey)
     }
 
-    /// Verifies signature, expiry at `now` (unix seconds, no leeway), audience and issuer.
-    pub fn verify(&self, token: &str, expect: &Audience, now: i64) -> Result<SessionClaims, VerifyError> {
+    /// Verifies signature, expiry at `now` (no leeway), audience and issuer.
+    pub fn verify(&self, token: &str, expect: &Audience, now: Timestamp) -> Result<SessionClaims, VerifyError> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| VerifyError::Malformed)?;
         let kid = header.kid.as_deref().ok_or(VerifyError::UnknownKey)?;
         let key = self.get(kid).ok_or(VerifyError::UnknownKey)?;
@@ -258,7 +258,7 @@ impl KeySet {
         let payload = URL_SAFE_NO_PAD.decode(payload).map_err(|_| VerifyError::Malformed)?;
         let claims: SessionClaims =
             serde_json::from_slice(&payload).map_err(|e| VerifyError::Invalid(format!("claims: {e}")))?;
-        if claims.exp <= now {
+        if claims.exp <= now.as_secs() {
             return Err(VerifyError::Invalid("the token has expired".into()));
         }
         if !claims.aud.iter().any(|audience| expect.audience.contains(audience)) {
@@ -273,8 +273,8 @@ impl KeySet {
 
 #[cfg(test)]
 mod tests {
+    use gatehouse_core::ids::{SessionId, UserId};
     use gatehouse_core::session::SessionClaims;
-    use uuid::Uuid;
 
     use super::*;
 
@@ -284,11 +284,12 @@ mod tests {
 
     /// Verification reads the time it is given: tests fix it.
     const NOW: i64 = 1_800_000_000;
+    const NOW_AT: Timestamp = Timestamp::from_secs(NOW);
 
     fn claims(exp_offset: i64, aud: &str) -> SessionClaims {
         SessionClaims {
-            sub: Uuid::new_v4(),
-            session_id: Uuid::new_v4(),
+            sub: UserId::generate(),
+            session_id: SessionId::generate(),
             iat: NOW,
             exp: NOW + exp_offset,
             aud: vec![aud.into()],
@@ -308,7 +309,7 @@ mod tests {
             let set = KeySet::new(vec![key(alg, "k1")]);
             let claims = claims(60, "localhost");
             let token = set.sign(&claims).unwrap();
-            assert_eq!(set.verify(&token, &expect(), NOW).unwrap(), claims, "{alg:?}");
+            assert_eq!(set.verify(&token, &expect(), NOW_AT).unwrap(), claims, "{alg:?}");
             let jwk = serde_json::to_value(&set.jwks().keys[0]).unwrap();
             assert_eq!(
                 (jwk["kid"].as_str(), jwk["alg"].as_str(), jwk["use"].as_str()),
@@ -322,16 +323,16 @@ mod tests {
     fn expired_wrong_audience_and_unknown_key_fail() {
         let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         assert!(matches!(
-            set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect(), NOW),
+            set.verify(&set.sign(&claims(-1, "localhost")).unwrap(), &expect(), NOW_AT),
             Err(VerifyError::Invalid(_))
         ));
         assert!(matches!(
-            set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect(), NOW),
+            set.verify(&set.sign(&claims(60, "other")).unwrap(), &expect(), NOW_AT),
             Err(VerifyError::Invalid(_))
         ));
         let other = KeySet::new(vec![key(SigningAlgorithm::ES256, "k2")]);
         assert_eq!(
-            other.verify(&set.sign(&claims(60, "localhost")).unwrap(), &expect(), NOW),
+            other.verify(&set.sign(&claims(60, "localhost")).unwrap(), &expect(), NOW_AT),
             Err(VerifyError::UnknownKey)
         );
     }
@@ -341,7 +342,7 @@ mod tests {
         let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         let forger = KeySet::new(vec![key(SigningAlgorithm::ES256, "k1")]);
         let forged = forger.sign(&claims(60, "localhost")).unwrap();
-        assert!(matches!(set.verify(&forged, &expect(), NOW), Err(VerifyError::Invalid(_))));
+        assert!(matches!(set.verify(&forged, &expect(), NOW_AT), Err(VerifyError::Invalid(_))));
     }
 
     #[test]
@@ -367,15 +368,15 @@ mod tests {
         let parts: Vec<&str> = token.split('.').collect();
         let encode = |value: serde_json::Value| URL_SAFE_NO_PAD.encode(value.to_string());
         let mut raised = claims(60, "localhost");
-        raised.sub = Uuid::new_v4();
+        raised.sub = UserId::generate();
         let tampered = format!("{}.{}.{}", parts[0], encode(serde_json::to_value(&raised).unwrap()), parts[2]);
-        assert!(matches!(set.verify(&tampered, &expect(), NOW), Err(VerifyError::Invalid(_))));
-        assert_eq!(set.verify(&format!("{token}.{}", parts[2]), &expect(), NOW), Err(VerifyError::Malformed));
-        assert_eq!(set.verify(&format!("{}.{}", parts[0], parts[1]), &expect(), NOW), Err(VerifyError::Malformed));
+        assert!(matches!(set.verify(&tampered, &expect(), NOW_AT), Err(VerifyError::Invalid(_))));
+        assert_eq!(set.verify(&format!("{token}.{}", parts[2]), &expect(), NOW_AT), Err(VerifyError::Malformed));
+        assert_eq!(set.verify(&format!("{}.{}", parts[0], parts[1]), &expect(), NOW_AT), Err(VerifyError::Malformed));
         for alg in ["none", "HS256", "ES256"] {
             let header = encode(serde_json::json!({ "alg": alg, "kid": "k1", "typ": "JWT" }));
             let relabelled = format!("{header}.{}.{}", parts[1], parts[2]);
-            assert!(set.verify(&relabelled, &expect(), NOW).is_err(), "{alg}");
+            assert!(set.verify(&relabelled, &expect(), NOW_AT).is_err(), "{alg}");
         }
     }
 
@@ -384,13 +385,19 @@ mod tests {
         let set = KeySet::new(vec![key(SigningAlgorithm::EdDSA, "k1")]);
         let expect_issuer = Audience { issuer: Some("https://login.example.com".into()), ..expect() };
         let mut issued = claims(60, "localhost");
-        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW_AT),
+            Err(VerifyError::Invalid(_))
+        ));
         issued.iss = Some("https://other.example.com".into());
-        assert!(matches!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW), Err(VerifyError::Invalid(_))));
+        assert!(matches!(
+            set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW_AT),
+            Err(VerifyError::Invalid(_))
+        ));
         issued.iss = expect_issuer.issuer.clone();
-        assert_eq!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW).unwrap(), issued);
+        assert_eq!(set.verify(&set.sign(&issued).unwrap(), &expect_issuer, NOW_AT).unwrap(), issued);
         assert!(
-            set.verify(&set.sign(&claims(0, "localhost")).unwrap(), &expect(), NOW).is_err(),
+            set.verify(&set.sign(&claims(0, "localhost")).unwrap(), &expect(), NOW_AT).is_err(),
             "exp = now has expired"
         );
     }
@@ -400,7 +407,7 @@ mod tests {
         let old = key(SigningAlgorithm::ES256, "old");
         let token = KeySet::new(vec![old.clone()]).sign(&claims(60, "localhost")).unwrap();
         let rotated = KeySet::new(vec![key(SigningAlgorithm::EdDSA, "new"), old]);
-        assert!(rotated.verify(&token, &expect(), NOW).is_ok());
+        assert!(rotated.verify(&token, &expect(), NOW_AT).is_ok());
         assert_eq!(KeySet::token_kid(&rotated.sign(&claims(60, "localhost")).unwrap()).unwrap(), "new");
     }
 }

@@ -1,7 +1,7 @@
 //! Microsoft ID-token verification with a warm JWKS cache (the steady state of every sign-in): signature,
 //! key issuer, Microsoft's claim rules, email choice. `cargo bench -p gatehouse-oidc`
 
-use gatehouse_core::clock::{Clock, SystemClock};
+use gatehouse_core::clock::{Clock, SystemClock, Timestamp};
 use std::time::Duration;
 
 use gatehouse_core::{
@@ -63,8 +63,8 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
     })
 }
 
-fn now() -> i64 {
-    SystemClock.now_secs()
+fn now() -> Timestamp {
+    SystemClock.now()
 }
 
 #[divan::bench]

@@ -4,7 +4,7 @@
 
 use std::{collections::HashMap, sync::Arc, time::Duration};
 
-use gatehouse_core::clock::Clock;
+use gatehouse_core::clock::{Clock, Timestamp};
 use jsonwebtoken::DecodingKey;
 use serde::Deserialize;
 
@@ -54,10 +54,10 @@ struct JwkDocument {
 #[derive(Default)]
 struct Cached {
     keys: Arc<HashMap<String, Arc<ProviderKey>>>,
-    /// Unix milliseconds of the last successful fetch.
-    fetched_at: Option<i64>,
-    /// Unix milliseconds of the last fetch caused by an unknown key id.
-    last_unknown_kid_fetch: Option<i64>,
+    /// The last successful fetch.
+    fetched_at: Option<Timestamp>,
+    /// The last fetch caused by an unknown key id.
+    last_unknown_kid_fetch: Option<Timestamp>,
 }
 
 /// The cached key set of one JWKS URL. Readers never wait on the network while the keys they need are cached:
@@ -109,7 +109,7 @@ impl JwksCache {
             Lookup::Unknown => Err(JwksError::UnknownKey(kid.to_owned())),
             Lookup::Fetch => {
                 let fetched = self.fetch().await;
-                let now = self.clock.now_ms();
+                let now = self.clock.now();
                 let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
                 match fetched {
                     Ok(keys) => {
@@ -119,10 +119,10 @@ impl JwksCache {
                     Err(error) if cached.keys.is_empty() => return Err(error),
                     Err(error) => {
                         tracing::warn!(%error, "could not refresh the provider's keys; using the cached ones");
-                        if cached.fetched_at.is_none_or(|at| now - at >= millis(REFRESH_AFTER)) {
+                        if cached.fetched_at.is_none_or(|at| now.since(at) >= REFRESH_AFTER) {
                             // Tried again after the unknown-kid interval, not by every sign-in meanwhile.
-                            let retry_at = now + millis(UNKNOWN_KID_REFETCH_INTERVAL);
-                            cached.fetched_at = Some(retry_at - millis(REFRESH_AFTER));
+                            let retry_at = now + UNKNOWN_KID_REFETCH_INTERVAL;
+                            cached.fetched_at = Some(retry_at - REFRESH_AFTER);
                         }
                         // A key that is not cached could not be looked up: the provider's fault, not the token's.
                         return cached.keys.get(kid).cloned().ok_or(error);
@@ -135,15 +135,15 @@ impl JwksCache {
 
     /// Looks `kid` up; with `claim_fetch`, a fetch for an unknown id is recorded against the throttle.
     fn lookup(&self, kid: &str, claim_fetch: bool) -> Lookup {
-        let now = self.clock.now_ms();
+        let now = self.clock.now();
         let mut cached = self.cached.lock().unwrap_or_else(|e| e.into_inner());
-        let stale = cached.fetched_at.is_none_or(|at| now - at >= millis(REFRESH_AFTER));
+        let stale = cached.fetched_at.is_none_or(|at| now.since(at) >= REFRESH_AFTER);
         match cached.keys.get(kid) {
             Some(key) if !stale => Lookup::Found(key.clone()),
             _ if stale => Lookup::Fetch,
             _ => {
                 let may_refetch =
-                    cached.last_unknown_kid_fetch.is_none_or(|at| now - at >= millis(UNKNOWN_KID_REFETCH_INTERVAL));
+                    cached.last_unknown_kid_fetch.is_none_or(|at| now.since(at) >= UNKNOWN_KID_REFETCH_INTERVAL);
                 if !may_refetch {
                     return Lookup::Unknown;
                 }
@@ -173,8 +173,4 @@ impl JwksCache {
             })
             .collect())
     }
-}
-
-fn millis(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }

@@ -4,7 +4,7 @@
 use std::{sync::Arc, time::Duration};
 
 use gatehouse_core::{
-    clock::Clock,
+    clock::{Clock, Timestamp},
     config::{ClientAuthMethod, ClientSecret, MicrosoftProviderConfig, ThirdPartyConfig, usable_secrets},
     error::ThirdPartyErrorCode,
     microsoft::claims::{
@@ -242,7 +242,7 @@ impl MicrosoftClient {
     /// Microsoft answers `invalid_client` (expired, revoked, or not uploaded yet), the next one is tried once, so
     /// credentials can be rotated without downtime.
     pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
-        let now = self.clock.now_secs();
+        let now = self.clock.now();
         let certificates = self.settings.certificates.iter().filter(|key| key.not_after() > now);
         let credentials: Vec<Credential<'_>> = certificates
             .map(|key| Credential::Certificate(key))
@@ -273,7 +273,7 @@ impl MicrosoftClient {
         code: &str,
         code_verifier: &str,
         credential: Credential<'_>,
-        now: i64,
+        now: Timestamp,
     ) -> Result<String, MicrosoftError> {
         let settings = &self.settings;
         let token_endpoint = settings.endpoint("oauth2/v2.0/token");
@@ -326,7 +326,7 @@ impl MicrosoftClient {
         &self,
         id_token: &str,
         expected_nonce: &str,
-        now: i64,
+        now: Timestamp,
     ) -> Result<ProviderUser, MicrosoftError> {
         let key = self.jwks.key(&id_token_key_id(id_token)?).await.map_err(|error| match error {
             JwksError::UnknownKey(_) => MicrosoftError::IdToken(IdTokenError::UnknownKey),

@@ -2,18 +2,21 @@
 //! on the server between the redirect to the provider and the callback, and nothing in it can be read or forged.
 
 use base64::{Engine, engine::general_purpose::URL_SAFE_NO_PAD};
+use gatehouse_core::{
+    clock::Timestamp,
+    ids::{FlowId, StateId, UserId},
+};
 use gatehouse_crypto::sealing::{Purpose, Sealer};
 use serde::{Deserialize, Serialize};
-use uuid::Uuid;
 
 /// How long a user may spend at the provider.
-pub const STATE_LIFETIME_SECS: i64 = 5 * 60;
+pub const STATE_LIFETIME: std::time::Duration = std::time::Duration::from_secs(5 * 60);
 
 /// What one sign-in attempt carries through the provider round trip.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ThirdPartyState {
     /// Unique per attempt; the callback records it so a state can be used once.
-    pub id: Uuid,
+    pub id: StateId,
     /// The provider this state was issued for; the callback trusts this, never a request parameter (mix-up).
     pub provider: String,
     /// The tenant segment the authorize request targeted.
@@ -28,9 +31,10 @@ pub struct ThirdPartyState {
     /// in the browser that started the sign-in.
     pub browser_binding: Option<String>,
     /// The flow that started this sign-in, if any.
-    pub flow_id: Option<Uuid>,
+    pub flow_id: Option<FlowId>,
     /// The signed-in user connecting this provider from their profile, if any.
-    pub connect_user_id: Option<Uuid>,
+    pub connect_user_id: Option<UserId>,
+    /// Unix seconds, as states already issued carry it.
     pub expires_at: i64,
 }
 
@@ -49,15 +53,20 @@ impl ThirdPartyState {
         URL_SAFE_NO_PAD.encode(sealer.seal(Purpose::ThirdPartyState, &json, b""))
     }
 
-    /// Opens a `state` parameter and checks its expiry against `now` (unix seconds).
-    pub fn open(sealer: &Sealer, value: &str, now: i64) -> Result<Self, StateError> {
+    /// When a state issued at `now` expires, in the form [`Self::expires_at`] holds.
+    pub fn expiry_for(now: Timestamp) -> i64 {
+        (now + STATE_LIFETIME).as_secs()
+    }
+
+    /// Opens a `state` parameter and checks its expiry against `now`.
+    pub fn open(sealer: &Sealer, value: &str, now: Timestamp) -> Result<Self, StateError> {
         if value.len() > 8 * 1024 {
             return Err(StateError::Invalid);
         }
         let sealed = URL_SAFE_NO_PAD.decode(value).map_err(|_| StateError::Invalid)?;
         let json = sealer.open(Purpose::ThirdPartyState, &sealed, b"").map_err(|_| StateError::Invalid)?;
         let state: Self = serde_json::from_slice(&json).map_err(|_| StateError::Invalid)?;
-        if state.expires_at <= now { Err(StateError::Expired) } else { Ok(state) }
+        if state.expires_at <= now.as_secs() { Err(StateError::Expired) } else { Ok(state) }
     }
 }
 
@@ -67,7 +76,7 @@ mod tests {
 
     fn state() -> ThirdPartyState {
         ThirdPartyState {
-            id: Uuid::new_v4(),
+            id: StateId::generate(),
             provider: "microsoft".into(),
             tenant: "common".into(),
             redirect_to: "https://app.example.com/".into(),
@@ -92,10 +101,10 @@ mod tests {
         let long = sized(4_000);
         let value = long.seal(&sealer);
         assert!(value.len() > 4_000 && value.len() <= 8 * 1024, "{}", value.len());
-        assert_eq!(ThirdPartyState::open(&sealer, &value, 999), Ok(long));
+        assert_eq!(ThirdPartyState::open(&sealer, &value, Timestamp::from_secs(999)), Ok(long));
         let value = sized(7_000).seal(&sealer);
         assert!(value.len() > 8 * 1024);
-        assert_eq!(ThirdPartyState::open(&sealer, &value, 999), Err(StateError::Invalid));
+        assert_eq!(ThirdPartyState::open(&sealer, &value, Timestamp::from_secs(999)), Err(StateError::Invalid));
     }
 
     #[test]
@@ -104,16 +113,18 @@ mod tests {
         let original = state();
         let value = original.seal(&sealer);
         assert!(!value.contains("app.example.com"), "the state is not readable");
-        assert_eq!(ThirdPartyState::open(&sealer, &value, 999).unwrap(), original);
-        assert_eq!(ThirdPartyState::open(&sealer, &value, 1_000), Err(StateError::Expired));
+        assert_eq!(ThirdPartyState::open(&sealer, &value, Timestamp::from_secs(999)).unwrap(), original);
+        assert_eq!(ThirdPartyState::open(&sealer, &value, Timestamp::from_millis(999_999)).unwrap(), original);
+        assert_eq!(ThirdPartyState::open(&sealer, &value, Timestamp::from_secs(1_000)), Err(StateError::Expired));
+        assert_eq!(ThirdPartyState::expiry_for(Timestamp::from_millis(700_999)), 1_000, "five minutes, in seconds");
         let other = Sealer::new(&["another-secret-0123456789"]).unwrap();
-        assert_eq!(ThirdPartyState::open(&other, &value, 999), Err(StateError::Invalid));
+        assert_eq!(ThirdPartyState::open(&other, &value, Timestamp::from_secs(999)), Err(StateError::Invalid));
         let mut tampered = value.into_bytes();
         tampered[20] = if tampered[20] == b'A' { b'B' } else { b'A' };
         assert_eq!(
-            ThirdPartyState::open(&sealer, std::str::from_utf8(&tampered).unwrap(), 999),
+            ThirdPartyState::open(&sealer, std::str::from_utf8(&tampered).unwrap(), Timestamp::from_secs(999)),
             Err(StateError::Invalid)
         );
-        assert_eq!(ThirdPartyState::open(&sealer, "%%%", 999), Err(StateError::Invalid));
+        assert_eq!(ThirdPartyState::open(&sealer, "%%%", Timestamp::from_secs(999)), Err(StateError::Invalid));
     }
 }

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use gatehouse_core::clock::ManualClock;
+use gatehouse_core::clock::{ManualClock, Timestamp};
 use gatehouse_oidc::jwks::{JwksCache, JwksError, REFRESH_AFTER, UNKNOWN_KID_REFETCH_INTERVAL};
 use gatehouse_testkit::fake_entra::{FakeEntra, FakeEntraOptions};
 use tokio::{
@@ -58,7 +58,7 @@ impl KeyServer {
 async fn setup() -> (KeyServer, JwksCache, Arc<ManualClock>, String) {
     let entra = FakeEntra::start(FakeEntraOptions::default()).await;
     let server = KeyServer::start(entra.jwks_document().to_string()).await;
-    let clock = Arc::new(ManualClock::new(1_800_000_000_000));
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
     let cache = JwksCache::new(reqwest::Client::new(), server.url.clone(), clock.clone());
     (server, cache, clock, entra.current_kid())
 }

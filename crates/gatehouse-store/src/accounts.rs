@@ -3,11 +3,12 @@
 //! failure or race leaves a half-made user or an unrecorded sign-in.
 
 use gatehouse_core::{
+    clock::Timestamp,
     email::{EmailProof, ProofStrength},
+    ids::{EmailId, IdentityId, UserId},
     linking::{AddressAction, EmailOwner, ExistingIdentity, LinkingDecision},
 };
 use sqlx::{Any, Row, Transaction};
-use uuid::Uuid;
 
 use crate::{
     AccountOutcome, AccountSnapshot, ProviderAccount, ProviderProfile, Result, SignInRecords, Store, StoreError,
@@ -19,8 +20,8 @@ const ATTEMPTS: usize = 4;
 
 #[derive(PartialEq, Eq)]
 struct Found {
-    identity: Option<(Uuid, ExistingIdentity)>,
-    email: Option<(Uuid, EmailOwner)>,
+    identity: Option<(IdentityId, ExistingIdentity)>,
+    email: Option<(EmailId, EmailOwner)>,
 }
 
 impl Store {
@@ -31,8 +32,8 @@ impl Store {
     pub async fn sign_in_with_provider<E>(
         &self,
         profile: &ProviderProfile,
-        connect_user: Option<Uuid>,
-        now: i64,
+        connect_user: Option<UserId>,
+        now: Timestamp,
         decide: impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
         records: impl Fn(&ProviderAccount) -> SignInRecords,
     ) -> Result<std::result::Result<ProviderAccount, E>> {
@@ -51,8 +52,8 @@ impl Store {
     async fn try_sign_in_with_provider<E>(
         &self,
         profile: &ProviderProfile,
-        connect_user: Option<Uuid>,
-        now: i64,
+        connect_user: Option<UserId>,
+        now: Timestamp,
         decide: &impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
         records: &impl Fn(&ProviderAccount) -> SignInRecords,
     ) -> Result<std::result::Result<ProviderAccount, E>> {
@@ -118,17 +119,17 @@ async fn find(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile) -> Resul
     .bind(profile.email.as_ref().map(|email| email.address.as_str().to_owned()))
     .fetch_one(&mut **tx)
     .await?;
-    let uuid = |column: &str| -> Result<Option<Uuid>> {
-        row.try_get::<Option<String>, _>(column)?.as_deref().map(parse_uuid).transpose()
-    };
-    let identity = match (uuid("identity_id")?, uuid("identity_user_id")?) {
-        (Some(id), Some(user_id)) => {
-            Some((id, ExistingIdentity { user_id, email_address: row.try_get("identity_address")? }))
-        }
+    let column = |name: &str| -> Result<Option<String>> { Ok(row.try_get::<Option<String>, _>(name)?) };
+    let identity = match (column("identity_id")?, column("identity_user_id")?) {
+        (Some(id), Some(user_id)) => Some((
+            parse_uuid(&id)?,
+            ExistingIdentity { user_id: parse_uuid(&user_id)?, email_address: row.try_get("identity_address")? },
+        )),
         _ => None,
     };
-    let email = uuid("email_id")?.map(|id| {
-        Ok::<_, StoreError>((id, EmailOwner { user_id: uuid("email_user_id")?, proof: proof(&row, "email_evidence")? }))
+    let email = column("email_id")?.map(|id| {
+        let user_id = column("email_user_id")?.as_deref().map(parse_uuid).transpose()?;
+        Ok::<_, StoreError>((parse_uuid(&id)?, EmailOwner { user_id, proof: proof(&row, "email_evidence")? }))
     });
     Ok(Found { identity, email: email.transpose()? })
 }
@@ -138,7 +139,7 @@ async fn apply(
     profile: &ProviderProfile,
     found: &Found,
     decision: LinkingDecision,
-    now: i64,
+    now: Timestamp,
 ) -> Result<ProviderAccount> {
     let account = match decision {
         LinkingDecision::SignIn { user_id, address } => {
@@ -150,7 +151,7 @@ async fn apply(
             )
             .bind(identity_id.to_string())
             .bind(&profile.claims_json)
-            .bind(now)
+            .bind(now.as_millis())
             .bind(email_id.map(|id| id.to_string()))
             .execute(&mut **tx)
             .await?;
@@ -169,7 +170,7 @@ async fn apply(
             ProviderAccount { user_id, identity_id, outcome: AccountOutcome::Linked, displaced_holder: None }
         }
         LinkingDecision::SignUp { address } => {
-            let user_id = Uuid::now_v7();
+            let user_id = UserId::generate();
             write_profile(
                 tx,
                 "INSERT INTO users (id, name, given_name, family_name, created_at, updated_at)
@@ -185,10 +186,10 @@ async fn apply(
                 sqlx::query(
                     "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
                 )
-                .bind(Uuid::now_v7().to_string())
+                .bind(uuid::Uuid::now_v7().to_string())
                 .bind(email_id.to_string())
                 .bind(user_id.to_string())
-                .bind(now)
+                .bind(now.as_millis())
                 .execute(&mut **tx)
                 .await
                 .map_err(conflict("primary email"))?;
@@ -211,13 +212,13 @@ async fn settle_address(
     profile: &ProviderProfile,
     found: &Found,
     action: AddressAction,
-    user_id: Uuid,
-    now: i64,
-) -> Result<Option<Uuid>> {
+    user_id: UserId,
+    now: Timestamp,
+) -> Result<Option<EmailId>> {
     let proof = profile.email.as_ref().and_then(|email| email.proof);
     let found_row = || found.email.as_ref().map(|(id, _)| *id).ok_or(StoreError::Corrupt("no email row".into()));
     // The user already holds the provider's address, and the provider proves it more strongly now.
-    let proves_own_row = |(_, owner): &(Uuid, EmailOwner)| {
+    let proves_own_row = |(_, owner): &(EmailId, EmailOwner)| {
         owner.user_id == Some(user_id) && ProofStrength::of(owner.proof) < ProofStrength::of(proof)
     };
     if let (Some(proof), Some((email_id, _))) = (proof, found.email.as_ref().filter(|row| proves_own_row(row))) {
@@ -243,7 +244,7 @@ async fn settle_address(
                 .await?;
             sqlx::query("UPDATE identities SET email_id = NULL, updated_at = $2 WHERE email_id = $1")
                 .bind(email_id.to_string())
-                .bind(now)
+                .bind(now.as_millis())
                 .execute(&mut **tx)
                 .await?;
             Ok(Some(email_id))
@@ -251,11 +252,16 @@ async fn settle_address(
     }
 }
 
-async fn record_proof(tx: &mut Transaction<'_, Any>, email_id: Uuid, proof: EmailProof, now: i64) -> Result<()> {
+async fn record_proof(
+    tx: &mut Transaction<'_, Any>,
+    email_id: EmailId,
+    proof: EmailProof,
+    now: Timestamp,
+) -> Result<()> {
     sqlx::query("UPDATE emails SET evidence = $2, updated_at = $3 WHERE id = $1")
         .bind(email_id.to_string())
         .bind(proof.as_str())
-        .bind(now)
+        .bind(now.as_millis())
         .execute(&mut **tx)
         .await?;
     Ok(())
@@ -266,11 +272,11 @@ async fn record_proof(tx: &mut Transaction<'_, Any>, email_id: Uuid, proof: Emai
 /// will see how.
 async fn move_email(
     tx: &mut Transaction<'_, Any>,
-    email_id: Uuid,
-    from: Option<(Uuid, Option<EmailProof>)>,
-    user_id: Uuid,
+    email_id: EmailId,
+    from: Option<(UserId, Option<EmailProof>)>,
+    user_id: UserId,
     proof: Option<EmailProof>,
-    now: i64,
+    now: Timestamp,
 ) -> Result<()> {
     let sql = match from {
         None => "UPDATE emails SET user_id = $2, evidence = $3, updated_at = $4 WHERE id = $1 AND user_id IS NULL",
@@ -283,7 +289,7 @@ async fn move_email(
         .bind(email_id.to_string())
         .bind(user_id.to_string())
         .bind(proof.map(EmailProof::as_str))
-        .bind(now);
+        .bind(now.as_millis());
     if let Some((holder, held_with)) = from {
         query = query.bind(holder.to_string()).bind(held_with.map_or("", EmailProof::as_str));
     }
@@ -294,11 +300,11 @@ async fn move_email(
 async fn insert_email(
     tx: &mut Transaction<'_, Any>,
     profile: &ProviderProfile,
-    user_id: Uuid,
-    now: i64,
-) -> Result<Uuid> {
+    user_id: UserId,
+    now: Timestamp,
+) -> Result<EmailId> {
     let email = profile.email.as_ref().ok_or(StoreError::Corrupt("no provider email to store".into()))?;
-    let id = Uuid::now_v7();
+    let id = EmailId::generate();
     sqlx::query(
         "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
     )
@@ -306,7 +312,7 @@ async fn insert_email(
     .bind(user_id.to_string())
     .bind(email.address.as_str())
     .bind(email.proof.map(EmailProof::as_str))
-    .bind(now)
+    .bind(now.as_millis())
     .execute(&mut **tx)
     .await
     .map_err(conflict("email address"))?;
@@ -316,11 +322,11 @@ async fn insert_email(
 async fn insert_identity(
     tx: &mut Transaction<'_, Any>,
     profile: &ProviderProfile,
-    user_id: Uuid,
-    email_id: Option<Uuid>,
-    now: i64,
-) -> Result<Uuid> {
-    let id = Uuid::now_v7();
+    user_id: UserId,
+    email_id: Option<EmailId>,
+    now: Timestamp,
+) -> Result<IdentityId> {
+    let id = IdentityId::generate();
     sqlx::query(
         "INSERT INTO identities (id, provider_id, provider_user_id, data, email_id, user_id, created_at, updated_at)
          VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
@@ -331,7 +337,7 @@ async fn insert_identity(
     .bind(&profile.claims_json)
     .bind(email_id.map(|id| id.to_string()))
     .bind(user_id.to_string())
-    .bind(now)
+    .bind(now.as_millis())
     .execute(&mut **tx)
     .await
     .map_err(conflict("identity"))?;
@@ -339,7 +345,12 @@ async fn insert_identity(
 }
 
 /// Provider profile fields overwrite the user's only when the provider sent a non-empty value (Hanko's rule).
-async fn sync_profile(tx: &mut Transaction<'_, Any>, profile: &ProviderProfile, user_id: Uuid, now: i64) -> Result<()> {
+async fn sync_profile(
+    tx: &mut Transaction<'_, Any>,
+    profile: &ProviderProfile,
+    user_id: UserId,
+    now: Timestamp,
+) -> Result<()> {
     write_profile(
         tx,
         "UPDATE users SET name = COALESCE($2, name), given_name = COALESCE($3, given_name),
@@ -358,8 +369,8 @@ async fn write_profile(
     tx: &mut Transaction<'_, Any>,
     sql: &'static str,
     profile: &ProviderProfile,
-    user_id: Uuid,
-    now: i64,
+    user_id: UserId,
+    now: Timestamp,
 ) -> std::result::Result<(), sqlx::Error> {
     let non_empty =
         |value: &Option<String>| value.as_deref().map(str::trim).filter(|v| !v.is_empty()).map(str::to_owned);
@@ -368,7 +379,7 @@ async fn write_profile(
         .bind(non_empty(&profile.name))
         .bind(non_empty(&profile.given_name))
         .bind(non_empty(&profile.family_name))
-        .bind(now)
+        .bind(now.as_millis())
         .execute(&mut **tx)
         .await?;
     Ok(())

@@ -1,16 +1,16 @@
+use gatehouse_core::{clock::Timestamp, ids::AdminKeyId};
 use sqlx::{Row, any::AnyRow};
-use uuid::Uuid;
 
-use crate::{AdminKeyRecord, Result, Store, conflict, parse_uuid};
+use crate::{AdminKeyRecord, Result, Store, conflict, optional_time, parse_uuid, time};
 
 fn admin_key_from_row(row: &AnyRow) -> Result<AdminKeyRecord> {
     Ok(AdminKeyRecord {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         name: row.try_get("name")?,
         key_hash: row.try_get("key_hash")?,
-        created_at: row.try_get("created_at")?,
-        last_used_at: row.try_get("last_used_at")?,
-        revoked_at: row.try_get("revoked_at")?,
+        created_at: time(row, "created_at")?,
+        last_used_at: optional_time(row, "last_used_at")?,
+        revoked_at: optional_time(row, "revoked_at")?,
     })
 }
 
@@ -25,9 +25,9 @@ impl Store {
         .bind(key.id.to_string())
         .bind(&key.name)
         .bind(&key.key_hash)
-        .bind(key.created_at)
-        .bind(key.last_used_at)
-        .bind(key.revoked_at)
+        .bind(key.created_at.as_millis())
+        .bind(key.last_used_at.map(Timestamp::as_millis))
+        .bind(key.revoked_at.map(Timestamp::as_millis))
         .execute(&mut *self.write().await?)
         .await
         .map_err(conflict("admin key"))?;
@@ -57,19 +57,19 @@ impl Store {
     }
 
     /// Revokes a key; `false` when there is no such key or it was already revoked.
-    pub async fn revoke_admin_key(&self, id: Uuid, now: i64) -> Result<bool> {
+    pub async fn revoke_admin_key(&self, id: AdminKeyId, now: Timestamp) -> Result<bool> {
         let result = sqlx::query("UPDATE admin_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
             .bind(id.to_string())
-            .bind(now)
+            .bind(now.as_millis())
             .execute(&mut *self.write().await?)
             .await?;
         Ok(result.rows_affected() == 1)
     }
 
-    pub async fn touch_admin_key(&self, id: Uuid, now: i64) -> Result<()> {
+    pub async fn touch_admin_key(&self, id: AdminKeyId, now: Timestamp) -> Result<()> {
         sqlx::query("UPDATE admin_keys SET last_used_at = $2 WHERE id = $1")
             .bind(id.to_string())
-            .bind(now)
+            .bind(now.as_millis())
             .execute(&mut *self.write().await?)
             .await?;
         Ok(())

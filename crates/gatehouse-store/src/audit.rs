@@ -1,6 +1,8 @@
 use sqlx::{Any, Executor, Row};
 
-use crate::{AuditLogEntry, AuditLogFilter, Result, Store, parse_uuid};
+use gatehouse_core::clock::Timestamp;
+
+use crate::{AuditLogEntry, AuditLogFilter, Result, Store, parse_uuid, time};
 
 const AUDIT_FILTER: &str = "($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_user_id = $2)
                             AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)";
@@ -11,7 +13,7 @@ impl Store {
     }
 
     /// Deletes audit rows written before `cutoff` (the retention); returns how many.
-    pub async fn delete_audit_logs_before(&self, cutoff: i64) -> Result<u64> {
+    pub async fn delete_audit_logs_before(&self, cutoff: Timestamp) -> Result<u64> {
         self.delete_rows("DELETE FROM audit_logs WHERE created_at < $1", cutoff).await
     }
 
@@ -25,8 +27,8 @@ impl Store {
         )))
         .bind(&filter.kind)
         .bind(filter.actor_user_id.map(|id| id.to_string()))
-        .bind(filter.since)
-        .bind(filter.until)
+        .bind(filter.since.map(Timestamp::as_millis))
+        .bind(filter.until.map(Timestamp::as_millis))
         .bind(i64::from(filter.limit.clamp(1, 1000)))
         .bind(i64::try_from(filter.offset).unwrap_or(i64::MAX))
         .fetch_all(&self.reader)
@@ -47,7 +49,7 @@ impl Store {
                     .transpose()?,
                 actor_email: row.try_get("actor_email")?,
                 details: row.try_get("details")?,
-                created_at: row.try_get("created_at")?,
+                created_at: time(&row, "created_at")?,
             })
         })
         .collect()
@@ -59,8 +61,8 @@ impl Store {
             sqlx::query(sqlx::AssertSqlSafe(format!("SELECT COUNT(*) AS n FROM audit_logs WHERE {AUDIT_FILTER}")))
                 .bind(&filter.kind)
                 .bind(filter.actor_user_id.map(|id| id.to_string()))
-                .bind(filter.since)
-                .bind(filter.until)
+                .bind(filter.since.map(Timestamp::as_millis))
+                .bind(filter.until.map(Timestamp::as_millis))
                 .fetch_one(&self.reader)
                 .await?;
         Ok(row.try_get("n")?)
@@ -86,7 +88,7 @@ pub(crate) async fn insert_audit_log<'e>(
     .bind(entry.actor_user_id.map(|id| id.to_string()))
     .bind(&entry.actor_email)
     .bind(&entry.details)
-    .bind(entry.created_at)
+    .bind(entry.created_at.as_millis())
     .execute(executor)
     .await?;
     Ok(())

@@ -1,6 +1,8 @@
 use sqlx::Row;
 
-use crate::{Result, Store, StoredSigningKey, conflict};
+use gatehouse_core::clock::Timestamp;
+
+use crate::{Result, Store, StoredSigningKey, conflict, optional_time, time};
 
 impl Store {
     /// Adds a signing key and retires every other active key, in one transaction: the new key signs from now on.
@@ -8,7 +10,7 @@ impl Store {
         let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
         sqlx::query("UPDATE jwks SET retired_at = $1 WHERE retired_at IS NULL")
-            .bind(key.created_at)
+            .bind(key.created_at.as_millis())
             .execute(&mut *tx)
             .await?;
         sqlx::query(
@@ -17,7 +19,7 @@ impl Store {
         .bind(&key.kid)
         .bind(&key.algorithm)
         .bind(&key.sealed_private_key)
-        .bind(key.created_at)
+        .bind(key.created_at.as_millis())
         .execute(&mut *tx)
         .await
         .map_err(conflict("signing key"))?;
@@ -26,12 +28,12 @@ impl Store {
     }
 
     /// Keys that may still verify a token: active ones, and retired ones retired after `retired_after`. Newest first.
-    pub async fn list_signing_keys(&self, retired_after: i64) -> Result<Vec<StoredSigningKey>> {
+    pub async fn list_signing_keys(&self, retired_after: Timestamp) -> Result<Vec<StoredSigningKey>> {
         sqlx::query(
             "SELECT kid, algorithm, key_data, created_at, retired_at FROM jwks
              WHERE retired_at IS NULL OR retired_at > $1 ORDER BY created_at DESC, kid DESC",
         )
-        .bind(retired_after)
+        .bind(retired_after.as_millis())
         .fetch_all(&self.reader)
         .await?
         .into_iter()
@@ -40,8 +42,8 @@ impl Store {
                 kid: row.try_get("kid")?,
                 algorithm: row.try_get("algorithm")?,
                 sealed_private_key: row.try_get("key_data")?,
-                created_at: row.try_get("created_at")?,
-                retired_at: row.try_get("retired_at")?,
+                created_at: time(&row, "created_at")?,
+                retired_at: optional_time(&row, "retired_at")?,
             })
         })
         .collect()
@@ -55,7 +57,7 @@ impl Store {
     }
 
     /// Removes keys retired at or before `retired_before`: no live token can carry their signature any more.
-    pub async fn delete_retired_signing_keys(&self, retired_before: i64) -> Result<u64> {
+    pub async fn delete_retired_signing_keys(&self, retired_before: Timestamp) -> Result<u64> {
         self.delete_rows("DELETE FROM jwks WHERE retired_at IS NOT NULL AND retired_at <= $1", retired_before).await
     }
 }

@@ -34,6 +34,8 @@ use sqlx::{
     sqlite::SqliteConnectOptions,
 };
 
+use gatehouse_core::clock::Timestamp;
+
 use crate::direct::DirectReader;
 
 pub use model::*;
@@ -242,12 +244,11 @@ impl Store {
 
     /// Runs a `DELETE` whose one parameter is a time; returns how many rows went. The housekeeping deletes are all
     /// of this shape.
-    async fn delete_rows(&self, sql: &'static str, time: i64) -> Result<u64> {
-        let result = sqlx::query(sql).bind(time).execute(&mut *self.write().await?).await?;
+    async fn delete_rows(&self, sql: &'static str, at: Timestamp) -> Result<u64> {
+        let result = sqlx::query(sql).bind(at.as_millis()).execute(&mut *self.write().await?).await?;
         Ok(result.rows_affected())
     }
 
-    /// Applies every pending migration of this backend's dialect.
     /// Applies the migrations not applied yet and says how many that was: 0 means the schema was up to date.
     pub async fn migrate(&self) -> Result<usize> {
         use sqlx::migrate::Migrate;
@@ -273,7 +274,7 @@ impl Store {
 
     /// Serialises transactions that change one user's rows (sessions, emails) so that limits hold under
     /// concurrency. SQLite needs nothing: its single writer connection already serialises every transaction.
-    async fn lock_user(&self, tx: &mut sqlx::Transaction<'_, Any>, user_id: uuid::Uuid) -> Result<()> {
+    async fn lock_user(&self, tx: &mut sqlx::Transaction<'_, Any>, user_id: gatehouse_core::ids::UserId) -> Result<()> {
         if self.backend == Backend::Postgres {
             sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
                 .bind(user_id.to_string())
@@ -444,6 +445,19 @@ fn proof(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<gatehouse_core:
         .transpose()
 }
 
-fn parse_uuid(text: &str) -> Result<uuid::Uuid> {
-    uuid::Uuid::parse_str(text).map_err(|_| StoreError::Corrupt(format!("{text:?} is not a UUID")))
+/// An id column (UUID text) as the typed id it holds.
+fn parse_uuid<Id: From<uuid::Uuid>>(text: &str) -> Result<Id> {
+    uuid::Uuid::parse_str(text).map(Id::from).map_err(|_| StoreError::Corrupt(format!("{text:?} is not a UUID")))
+}
+
+/// A time column: unix milliseconds.
+fn time(row: &sqlx::any::AnyRow, column: &str) -> Result<Timestamp> {
+    use sqlx::Row;
+    Ok(Timestamp::from_millis(row.try_get(column)?))
+}
+
+/// A time column that may be NULL.
+fn optional_time(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Timestamp>> {
+    use sqlx::Row;
+    Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
 }

@@ -1,36 +1,39 @@
-//! The records the store reads and writes. Times are unix milliseconds.
+//! The records the store reads and writes, with typed ids and [`Timestamp`]s.
 
 use gatehouse_core::email::EmailProof;
-use uuid::Uuid;
+use gatehouse_core::{
+    clock::Timestamp,
+    ids::{AdminKeyId, AuditEntryId, EmailId, FlowId, IdentityId, SessionId, TokenId, UserId},
+};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewUser {
-    pub id: Uuid,
+    pub id: UserId,
     pub name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub picture: Option<String>,
     /// Becomes the primary email.
     pub email: Option<NewEmail>,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewEmail {
-    pub id: Uuid,
+    pub id: EmailId,
     pub address: gatehouse_core::email::Email,
     pub proof: Option<EmailProof>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserRecord {
-    pub id: Uuid,
+    pub id: UserId,
     pub name: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub picture: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
     pub emails: Vec<EmailRecord>,
     pub identities: Vec<IdentityRecord>,
 }
@@ -43,12 +46,12 @@ impl UserRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct EmailRecord {
-    pub id: Uuid,
+    pub id: EmailId,
     pub address: String,
     /// What proved the address; `None`: nothing did.
     pub proof: Option<EmailProof>,
     pub is_primary: bool,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 impl EmailRecord {
@@ -60,33 +63,33 @@ impl EmailRecord {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct IdentityRecord {
-    pub id: Uuid,
+    pub id: IdentityId,
     pub provider_id: String,
     pub provider_user_id: String,
-    pub email_id: Option<Uuid>,
+    pub email_id: Option<EmailId>,
     pub data: Option<String>,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewSession {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub user_agent: Option<String>,
     pub ip_address: Option<String>,
-    pub created_at: i64,
-    pub expires_at: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionRecord {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub user_agent: Option<String>,
     pub ip_address: Option<String>,
-    pub created_at: i64,
-    pub expires_at: i64,
-    pub last_used: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
+    pub last_used: Timestamp,
 }
 
 /// A session signing key as stored: the private key is sealed by the caller.
@@ -95,32 +98,32 @@ pub struct StoredSigningKey {
     pub kid: String,
     pub algorithm: String,
     pub sealed_private_key: Vec<u8>,
-    pub created_at: i64,
+    pub created_at: Timestamp,
     /// When it stopped signing; it keeps verifying until tokens it signed have expired.
-    pub retired_at: Option<i64>,
+    pub retired_at: Option<Timestamp>,
 }
 
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AuditLogEntry {
-    pub id: Uuid,
+    pub id: AuditEntryId,
     pub kind: String,
     pub error: Option<String>,
     pub http_request_id: Option<String>,
     pub source_ip: Option<String>,
     pub user_agent: Option<String>,
-    pub actor_user_id: Option<Uuid>,
+    pub actor_user_id: Option<UserId>,
     pub actor_email: Option<String>,
     /// JSON text; never tokens, codes or secrets.
     pub details: Option<String>,
-    pub created_at: i64,
+    pub created_at: Timestamp,
 }
 
 #[derive(Clone, Debug, Default)]
 pub struct AuditLogFilter {
     pub kind: Option<String>,
-    pub actor_user_id: Option<Uuid>,
-    pub since: Option<i64>,
-    pub until: Option<i64>,
+    pub actor_user_id: Option<UserId>,
+    pub since: Option<Timestamp>,
+    pub until: Option<Timestamp>,
     pub limit: u32,
     pub offset: u64,
 }
@@ -128,23 +131,23 @@ pub struct AuditLogFilter {
 /// A one-time token as stored: its value only as a hash.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewToken {
-    pub id: Uuid,
-    pub user_id: Uuid,
+    pub id: TokenId,
+    pub user_id: UserId,
     pub value_hash: String,
-    pub identity_id: Option<Uuid>,
+    pub identity_id: Option<IdentityId>,
     /// Hash of the PKCE verifier the client must present again, when the client supplied one.
     pub code_verifier_hash: Option<String>,
     pub is_flow: bool,
     pub user_created: bool,
-    pub created_at: i64,
-    pub expires_at: i64,
+    pub created_at: Timestamp,
+    pub expires_at: Timestamp,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TokenRecord {
-    pub user_id: Uuid,
+    pub user_id: UserId,
     pub code_verifier_hash: Option<String>,
-    pub expires_at: i64,
+    pub expires_at: Timestamp,
     /// The provider of the identity the token was made for (`None` if that identity is gone).
     pub provider_id: Option<String>,
 }
@@ -180,11 +183,11 @@ pub struct AccountSnapshot {
 /// What the transaction did.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ProviderAccount {
-    pub user_id: Uuid,
-    pub identity_id: Uuid,
+    pub user_id: UserId,
+    pub identity_id: IdentityId,
     pub outcome: AccountOutcome,
     /// The user who held the address without proof and lost it to this sign-in.
-    pub displaced_holder: Option<Uuid>,
+    pub displaced_holder: Option<UserId>,
 }
 
 /// What a provider sign-in writes in its own transaction once the account is known: the one-time token that
@@ -205,21 +208,21 @@ pub enum AccountOutcome {
 /// A flow of the flow API, as stored. `data` is the flow's state machine position and stash, as JSON.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct FlowRecord {
-    pub id: Uuid,
+    pub id: FlowId,
     pub data: String,
     pub version: i64,
     pub csrf_token: String,
-    pub expires_at: i64,
-    pub created_at: i64,
+    pub expires_at: Timestamp,
+    pub created_at: Timestamp,
 }
 
 /// A user as listed by the admin API.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UserSummary {
-    pub id: Uuid,
+    pub id: UserId,
     pub primary_email: Option<String>,
-    pub created_at: i64,
-    pub updated_at: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
 }
 
 /// A versioned settings document (see `settings` in the schema).
@@ -227,16 +230,16 @@ pub struct UserSummary {
 pub struct StoredSettings {
     pub version: i64,
     pub data: String,
-    pub updated_at: i64,
+    pub updated_at: Timestamp,
 }
 
 /// An admin API key; only the hash of the key is stored.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct AdminKeyRecord {
-    pub id: Uuid,
+    pub id: AdminKeyId,
     pub name: String,
     pub key_hash: String,
-    pub created_at: i64,
-    pub last_used_at: Option<i64>,
-    pub revoked_at: Option<i64>,
+    pub created_at: Timestamp,
+    pub last_used_at: Option<Timestamp>,
+    pub revoked_at: Option<Timestamp>,
 }

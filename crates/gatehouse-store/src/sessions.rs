@@ -1,8 +1,13 @@
-use gatehouse_core::session::{LiveSession, sessions_to_evict};
+use gatehouse_core::{
+    clock::Timestamp,
+    ids::{SessionId, UserId},
+    session::{LiveSession, sessions_to_evict},
+};
 use sqlx::{Row, any::AnyRow};
-use uuid::Uuid;
 
-use crate::{AuditLogEntry, NewSession, Result, SessionRecord, Store, audit::insert_audit_log, conflict, parse_uuid};
+use crate::{
+    AuditLogEntry, NewSession, Result, SessionRecord, Store, audit::insert_audit_log, conflict, parse_uuid, time,
+};
 
 const FIND_LIVE_SESSION: &str = "SELECT id, user_id, user_agent, ip_address, created_at, expires_at, last_used
                                  FROM sessions WHERE id = $1 AND expires_at > $2";
@@ -17,9 +22,9 @@ fn session_record(columns: SessionColumns) -> Result<SessionRecord> {
         user_id: parse_uuid(&user_id)?,
         user_agent,
         ip_address,
-        created_at,
-        expires_at,
-        last_used,
+        created_at: Timestamp::from_millis(created_at),
+        expires_at: Timestamp::from_millis(expires_at),
+        last_used: Timestamp::from_millis(last_used),
     })
 }
 
@@ -44,21 +49,21 @@ impl Store {
         session: &NewSession,
         limit: usize,
         audit: Option<&AuditLogEntry>,
-    ) -> Result<Vec<Uuid>> {
+    ) -> Result<Vec<SessionId>> {
         let user_id = session.user_id.to_string();
         let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
         self.lock_user(&mut tx, session.user_id).await?;
         let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1 AND expires_at > $2")
             .bind(&user_id)
-            .bind(session.created_at)
+            .bind(session.created_at.as_millis())
             .fetch_all(&mut *tx)
             .await?
             .iter()
             .map(|row| {
                 Ok(LiveSession {
                     id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    created_at_ms: row.try_get("created_at")?,
+                    created_at: time(row, "created_at")?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -74,8 +79,8 @@ impl Store {
         .bind(&user_id)
         .bind(&session.user_agent)
         .bind(&session.ip_address)
-        .bind(session.expires_at)
-        .bind(session.created_at)
+        .bind(session.expires_at.as_millis())
+        .bind(session.created_at.as_millis())
         .execute(&mut *tx)
         .await
         .map_err(conflict("session"))?;
@@ -88,27 +93,33 @@ impl Store {
 
     /// A session that exists and has not expired at `now`. Asked on every validated request, so on SQLite it is
     /// answered on the calling thread when a direct connection is free, and through sqlx otherwise.
-    pub async fn find_live_session(&self, id: Uuid, now: i64) -> Result<Option<SessionRecord>> {
+    pub async fn find_live_session(&self, id: SessionId, now: Timestamp) -> Result<Option<SessionRecord>> {
         let columns = |row: &rusqlite::Row<'_>| {
             Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?, row.get(4)?, row.get(5)?, row.get(6)?))
         };
-        if let Some(found) =
-            self.read_direct(FIND_LIVE_SESSION, rusqlite::named_params! { "$1": id.to_string(), "$2": now }, columns)
-        {
+        if let Some(found) = self.read_direct(
+            FIND_LIVE_SESSION,
+            rusqlite::named_params! { "$1": id.to_string(), "$2": now.as_millis() },
+            columns,
+        ) {
             return found.map(session_record).transpose();
         }
-        let row = sqlx::query(FIND_LIVE_SESSION).bind(id.to_string()).bind(now).fetch_optional(&self.reader).await?;
+        let row = sqlx::query(FIND_LIVE_SESSION)
+            .bind(id.to_string())
+            .bind(now.as_millis())
+            .fetch_optional(&self.reader)
+            .await?;
         row.as_ref().map(session_from_row).transpose()
     }
 
     /// The user's live sessions, newest first.
-    pub async fn list_sessions(&self, user_id: Uuid, now: i64) -> Result<Vec<SessionRecord>> {
+    pub async fn list_sessions(&self, user_id: UserId, now: Timestamp) -> Result<Vec<SessionRecord>> {
         sqlx::query(
             "SELECT id, user_id, user_agent, ip_address, created_at, expires_at, last_used
              FROM sessions WHERE user_id = $1 AND expires_at > $2 ORDER BY created_at DESC, id DESC",
         )
         .bind(user_id.to_string())
-        .bind(now)
+        .bind(now.as_millis())
         .fetch_all(&self.reader)
         .await?
         .iter()
@@ -116,22 +127,22 @@ impl Store {
         .collect()
     }
 
-    pub async fn touch_session(&self, id: Uuid, now: i64) -> Result<()> {
+    pub async fn touch_session(&self, id: SessionId, now: Timestamp) -> Result<()> {
         sqlx::query("UPDATE sessions SET last_used = $2, updated_at = $2 WHERE id = $1")
             .bind(id.to_string())
-            .bind(now)
+            .bind(now.as_millis())
             .execute(&mut *self.write().await?)
             .await?;
         Ok(())
     }
 
     /// Deletes every session that expired at or before `now`; returns how many.
-    pub async fn delete_expired_sessions(&self, now: i64) -> Result<u64> {
+    pub async fn delete_expired_sessions(&self, now: Timestamp) -> Result<u64> {
         self.delete_rows("DELETE FROM sessions WHERE expires_at <= $1", now).await
     }
 
     /// Deletes a session; `false` if there was none.
-    pub async fn delete_session(&self, id: Uuid) -> Result<bool> {
+    pub async fn delete_session(&self, id: SessionId) -> Result<bool> {
         let result = sqlx::query("DELETE FROM sessions WHERE id = $1")
             .bind(id.to_string())
             .execute(&mut *self.write().await?)
@@ -140,7 +151,7 @@ impl Store {
     }
 
     /// Deletes one session of `user_id`; `false` if that user has no such session.
-    pub async fn delete_user_session(&self, user_id: Uuid, id: Uuid) -> Result<bool> {
+    pub async fn delete_user_session(&self, user_id: UserId, id: SessionId) -> Result<bool> {
         let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
             .bind(id.to_string())
             .bind(user_id.to_string())
@@ -150,7 +161,7 @@ impl Store {
     }
 
     /// Deletes every session of `user_id`; returns how many.
-    pub async fn delete_user_sessions(&self, user_id: Uuid) -> Result<u64> {
+    pub async fn delete_user_sessions(&self, user_id: UserId) -> Result<u64> {
         let result = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
             .bind(user_id.to_string())
             .execute(&mut *self.write().await?)

@@ -1,6 +1,8 @@
 use sqlx::Row;
 
-use crate::{Result, Store, StoredSettings};
+use gatehouse_core::clock::Timestamp;
+
+use crate::{Result, Store, StoredSettings, time};
 
 impl Store {
     /// The version of the settings document `name`; 0 when nothing was ever saved. Cheap enough to poll.
@@ -22,7 +24,7 @@ impl Store {
             Ok(StoredSettings {
                 version: row.try_get("version")?,
                 data: row.try_get("data")?,
-                updated_at: row.try_get("updated_at")?,
+                updated_at: time(&row, "updated_at")?,
             })
         })
         .transpose()
@@ -30,7 +32,13 @@ impl Store {
 
     /// Saves `data` as the version after `expected_version`, if nobody saved since that version was read.
     /// Returns the new version, or `None` when the document moved on meanwhile.
-    pub async fn save_settings(&self, name: &str, expected_version: i64, data: &str, now: i64) -> Result<Option<i64>> {
+    pub async fn save_settings(
+        &self,
+        name: &str,
+        expected_version: i64,
+        data: &str,
+        now: Timestamp,
+    ) -> Result<Option<i64>> {
         let result = if expected_version == 0 {
             sqlx::query(
                 "INSERT INTO settings (name, version, data, updated_at) VALUES ($1, 1, $2, $3)
@@ -38,7 +46,7 @@ impl Store {
             )
             .bind(name)
             .bind(data)
-            .bind(now)
+            .bind(now.as_millis())
             .execute(&mut *self.write().await?)
             .await?
         } else {
@@ -48,7 +56,7 @@ impl Store {
             .bind(name)
             .bind(expected_version)
             .bind(data)
-            .bind(now)
+            .bind(now.as_millis())
             .execute(&mut *self.write().await?)
             .await?
         };

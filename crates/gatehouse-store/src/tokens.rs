@@ -1,6 +1,8 @@
 use sqlx::{Any, Executor, Row};
 
-use crate::{NewToken, Result, Store, TokenRecord, conflict, parse_uuid};
+use gatehouse_core::{clock::Timestamp, ids::StateId};
+
+use crate::{NewToken, Result, Store, TokenRecord, conflict, parse_uuid, time};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
@@ -23,7 +25,7 @@ impl Store {
             Ok(TokenRecord {
                 user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
                 code_verifier_hash: row.try_get("code_verifier_hash")?,
-                expires_at: row.try_get("expires_at")?,
+                expires_at: time(&row, "expires_at")?,
                 provider_id: row.try_get("provider_id")?,
             })
         })
@@ -32,23 +34,23 @@ impl Store {
 
     /// Records that a third-party state was used; `false` if it had been used before (a replay). The row is kept
     /// until the state expires (it cannot be replayed after that anyway); the periodic sweep removes it.
-    pub async fn mark_state_used(&self, id: uuid::Uuid, expires_at: i64) -> Result<bool> {
+    pub async fn mark_state_used(&self, id: StateId, expires_at: Timestamp) -> Result<bool> {
         let inserted =
             sqlx::query("INSERT INTO used_states (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(id.to_string())
-                .bind(expires_at)
+                .bind(expires_at.as_millis())
                 .execute(&mut *self.write().await?)
                 .await?;
         Ok(inserted.rows_affected() == 1)
     }
 
     /// Deletes the records of used states that have expired; returns how many.
-    pub async fn delete_expired_used_states(&self, now: i64) -> Result<u64> {
+    pub async fn delete_expired_used_states(&self, now: Timestamp) -> Result<u64> {
         self.delete_rows("DELETE FROM used_states WHERE expires_at <= $1", now).await
     }
 
     /// Deletes expired one-time tokens; returns how many.
-    pub async fn delete_expired_tokens(&self, now: i64) -> Result<u64> {
+    pub async fn delete_expired_tokens(&self, now: Timestamp) -> Result<u64> {
         self.delete_rows("DELETE FROM tokens WHERE expires_at <= $1", now).await
     }
 }
@@ -67,8 +69,8 @@ pub(crate) async fn insert_token<'e>(executor: impl Executor<'e, Database = Any>
     .bind(&token.code_verifier_hash)
     .bind(token.is_flow)
     .bind(token.user_created)
-    .bind(token.expires_at)
-    .bind(token.created_at)
+    .bind(token.expires_at.as_millis())
+    .bind(token.created_at.as_millis())
     .execute(executor)
     .await
     .map_err(conflict("token"))?;

@@ -1,10 +1,10 @@
 use gatehouse_core::email::EmailProof;
+use gatehouse_core::ids::{IdentityId, UserId};
 use sqlx::Row;
-use uuid::Uuid;
 
 use crate::{
     EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, UserSummary, conflict, flag,
-    parse_uuid, proof,
+    parse_uuid, proof, time,
 };
 
 impl Store {
@@ -21,7 +21,7 @@ impl Store {
         .bind(&user.given_name)
         .bind(&user.family_name)
         .bind(&user.picture)
-        .bind(user.created_at)
+        .bind(user.created_at.as_millis())
         .execute(&mut *tx)
         .await
         .map_err(conflict("user"))?;
@@ -33,17 +33,17 @@ impl Store {
             .bind(user.id.to_string())
             .bind(email.address.as_str())
             .bind(email.proof.map(EmailProof::as_str))
-            .bind(user.created_at)
+            .bind(user.created_at.as_millis())
             .execute(&mut *tx)
             .await
             .map_err(conflict("email address"))?;
             sqlx::query(
                 "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
             )
-            .bind(Uuid::now_v7().to_string())
+            .bind(uuid::Uuid::now_v7().to_string())
             .bind(email.id.to_string())
             .bind(user.id.to_string())
-            .bind(user.created_at)
+            .bind(user.created_at.as_millis())
             .execute(&mut *tx)
             .await?;
         }
@@ -52,7 +52,7 @@ impl Store {
     }
 
     /// A user with their emails and identities.
-    pub async fn find_user(&self, id: Uuid) -> Result<Option<UserRecord>> {
+    pub async fn find_user(&self, id: UserId) -> Result<Option<UserRecord>> {
         let id_text = id.to_string();
         // One connection for the three reads: the pool checks a connection each time it gets one back.
         let mut reader = self.reader.acquire().await?;
@@ -80,7 +80,7 @@ impl Store {
                 address: row.try_get("address")?,
                 proof: proof(&row, "evidence")?,
                 is_primary: flag(&row, "is_primary")?,
-                created_at: row.try_get("created_at")?,
+                created_at: time(&row, "created_at")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -99,7 +99,7 @@ impl Store {
                 provider_user_id: row.try_get("provider_user_id")?,
                 email_id: row.try_get::<Option<String>, _>("email_id")?.as_deref().map(parse_uuid).transpose()?,
                 data: row.try_get("data")?,
-                created_at: row.try_get("created_at")?,
+                created_at: time(&row, "created_at")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -109,15 +109,15 @@ impl Store {
             given_name: row.try_get("given_name")?,
             family_name: row.try_get("family_name")?,
             picture: row.try_get("picture")?,
-            created_at: row.try_get("created_at")?,
-            updated_at: row.try_get("updated_at")?,
+            created_at: time(&row, "created_at")?,
+            updated_at: time(&row, "updated_at")?,
             emails,
             identities,
         }))
     }
 
     /// Deletes a user and, by cascade, their emails, identities, tokens and sessions.
-    pub async fn delete_user(&self, id: Uuid) -> Result<bool> {
+    pub async fn delete_user(&self, id: UserId) -> Result<bool> {
         let mut writer = self.write().await?;
         let mut tx = writer.begin().await?;
         // Primary emails point at emails; remove them first so the email cascade has nothing left to guard.
@@ -159,8 +159,8 @@ impl Store {
             Ok(UserSummary {
                 id: parse_uuid(&row.try_get::<String, _>("id")?)?,
                 primary_email: row.try_get("address")?,
-                created_at: row.try_get("created_at")?,
-                updated_at: row.try_get("updated_at")?,
+                created_at: time(&row, "created_at")?,
+                updated_at: time(&row, "updated_at")?,
             })
         })
         .collect::<Result<Vec<_>>>()?;
@@ -173,7 +173,7 @@ impl Store {
     }
 
     /// Removes one identity of `user_id`: the provider account can no longer sign in as this user.
-    pub async fn unlink_identity(&self, user_id: Uuid, identity_id: Uuid) -> Result<bool> {
+    pub async fn unlink_identity(&self, user_id: UserId, identity_id: IdentityId) -> Result<bool> {
         let result = sqlx::query("DELETE FROM identities WHERE id = $1 AND user_id = $2")
             .bind(identity_id.to_string())
             .bind(user_id.to_string())

@@ -1,36 +1,60 @@
 //! The storage suite: every test runs on SQLite and on PostgreSQL, each on a database of its own.
 
-use gatehouse_core::email::{Email, EmailProof};
+use gatehouse_core::{
+    clock::Timestamp,
+    email::{Email, EmailProof},
+    ids::{AdminKeyId, AuditEntryId, EmailId, FlowId, IdentityId, SessionId, StateId, TokenId, UserId},
+};
 use gatehouse_store::{
     AuditLogEntry, AuditLogFilter, NewEmail, NewSession, NewUser, Store, StoreError, StoredSigningKey,
 };
 use gatehouse_testkit::{Backend, TestDb, both_backends};
 use uuid::Uuid;
 
+/// A time, in milliseconds.
+fn at(millis: i64) -> Timestamp {
+    Timestamp::from_millis(millis)
+}
+
 fn user(email: Option<&str>) -> NewUser {
     NewUser {
-        id: Uuid::new_v4(),
+        id: UserId::generate(),
         name: Some("Megan Bowen".into()),
         given_name: Some("Megan".into()),
         family_name: Some("Bowen".into()),
         picture: None,
         email: email.map(|address| NewEmail {
-            id: Uuid::new_v4(),
+            id: EmailId::generate(),
             address: Email::parse(address).unwrap(),
             proof: Some(EmailProof::Upn),
         }),
-        created_at: 1_000,
+        created_at: at(1_000),
     }
 }
 
-fn session(user_id: Uuid, created_at: i64) -> NewSession {
+fn session(user_id: UserId, created_at: i64) -> NewSession {
     NewSession {
-        id: Uuid::new_v4(),
+        id: SessionId::generate(),
         user_id,
         user_agent: Some("test".into()),
         ip_address: Some("127.0.0.1".into()),
+        created_at: at(created_at),
+        expires_at: at(created_at + 3_600_000),
+    }
+}
+
+fn audit_entry(kind: &str, created_at: Timestamp) -> AuditLogEntry {
+    AuditLogEntry {
+        id: AuditEntryId::generate(),
+        kind: kind.into(),
+        error: None,
+        http_request_id: None,
+        source_ip: None,
+        user_agent: None,
+        actor_user_id: None,
+        actor_email: None,
+        details: None,
         created_at,
-        expires_at: created_at + 3_600_000,
     }
 }
 
@@ -39,7 +63,7 @@ fn key(kid: &str, created_at: i64) -> StoredSigningKey {
         kid: kid.into(),
         algorithm: "ES256".into(),
         sealed_private_key: vec![1, 2, 3, 0, 255],
-        created_at,
+        created_at: at(created_at),
         retired_at: None,
     }
 }
@@ -59,7 +83,7 @@ async fn users_round_trip_with_their_primary_email(backend: Backend) {
     );
     assert!(found.identities.is_empty());
     assert_eq!(store.count_users().await.unwrap(), 1);
-    assert!(store.find_user(Uuid::new_v4()).await.unwrap().is_none());
+    assert!(store.find_user(UserId::generate()).await.unwrap().is_none());
 
     let emailless = user(None);
     store.create_user(&emailless).await.unwrap();
@@ -85,7 +109,7 @@ async fn deleting_a_user_removes_everything_of_theirs(backend: Backend) {
     store.create_session(&s, 5, None).await.unwrap();
     assert!(store.delete_user(new.id).await.unwrap());
     assert!(store.find_user(new.id).await.unwrap().is_none());
-    assert!(store.find_live_session(s.id, 1_000).await.unwrap().is_none());
+    assert!(store.find_live_session(s.id, at(1_000)).await.unwrap().is_none());
     assert!(!store.delete_user(new.id).await.unwrap());
     store.create_user(&user(Some("a@example.com"))).await.expect("the address is free again");
 }
@@ -101,26 +125,20 @@ async fn sessions_respect_the_limit_and_expiry(backend: Backend) {
     }
     let evicted = store.create_session(&session(new.id, 20_000), 3, None).await.unwrap();
     assert_eq!(evicted, vec![sessions[0].id], "the oldest goes first");
-    let live = store.list_sessions(new.id, 20_000).await.unwrap();
+    let live = store.list_sessions(new.id, at(20_000)).await.unwrap();
     assert_eq!(live.len(), 3);
     assert!(live.windows(2).all(|w| w[0].created_at >= w[1].created_at), "newest first");
-    assert!(store.find_live_session(sessions[1].id, 11_000).await.unwrap().is_some());
+    assert!(store.find_live_session(sessions[1].id, at(11_000)).await.unwrap().is_some());
     assert!(store.find_live_session(sessions[1].id, sessions[1].expires_at).await.unwrap().is_none(), "expired");
 
-    store.touch_session(sessions[1].id, 15_000).await.unwrap();
-    assert_eq!(store.find_live_session(sessions[1].id, 15_000).await.unwrap().unwrap().last_used, 15_000);
+    store.touch_session(sessions[1].id, at(15_000)).await.unwrap();
+    assert_eq!(store.find_live_session(sessions[1].id, at(15_000)).await.unwrap().unwrap().last_used, at(15_000));
     assert!(store.delete_session(sessions[1].id).await.unwrap());
     assert!(!store.delete_session(sessions[1].id).await.unwrap());
 
     let later = sessions[2].expires_at;
-    let audit = AuditLogEntry {
-        id: Uuid::now_v7(),
-        kind: "login_success".into(),
-        actor_user_id: Some(new.id),
-        created_at: later,
-        ..AuditLogEntry::default()
-    };
-    let evicted = store.create_session(&session(new.id, later), 3, Some(&audit)).await.unwrap();
+    let audit = AuditLogEntry { actor_user_id: Some(new.id), ..audit_entry("login_success", later) };
+    let evicted = store.create_session(&session(new.id, later.as_millis()), 3, Some(&audit)).await.unwrap();
     assert!(evicted.is_empty(), "an expired session does not count against the limit");
     assert_eq!(store.list_sessions(new.id, later).await.unwrap().len(), 2);
     let logged = store
@@ -150,7 +168,7 @@ async fn concurrent_sessions_never_exceed_the_limit(backend: Backend) {
     }
     // The user's row is locked for each session, so the twenty queue rather than fail.
     assert!(failures.is_empty(), "{failures:?}");
-    let live = store.list_sessions(new.id, 2_000).await.unwrap().len();
+    let live = store.list_sessions(new.id, at(2_000)).await.unwrap().len();
     assert_eq!(live, 3, "exactly the limit is left live");
 }
 
@@ -159,17 +177,21 @@ async fn signing_keys_rotate_and_retire(backend: Backend) {
     let store = db.store().await;
     store.rotate_signing_key(&key("one", 1_000)).await.unwrap();
     store.rotate_signing_key(&key("two", 2_000)).await.unwrap();
-    let keys = store.list_signing_keys(0).await.unwrap();
+    let keys = store.list_signing_keys(at(0)).await.unwrap();
     assert_eq!(keys.iter().map(|k| k.kid.as_str()).collect::<Vec<_>>(), vec!["two", "one"]);
     assert_eq!(keys[0].retired_at, None);
-    assert_eq!(keys[1].retired_at, Some(2_000));
+    assert_eq!(keys[1].retired_at, Some(at(2_000)));
     assert_eq!(keys[1].sealed_private_key, vec![1, 2, 3, 0, 255], "binary key data survives");
     assert!(store.has_signing_key("one").await.unwrap() && !store.has_signing_key("nine").await.unwrap());
-    assert_eq!(store.list_signing_keys(2_000).await.unwrap().len(), 1, "keys retired long enough ago are not listed");
-    assert_eq!(store.delete_retired_signing_keys(2_000).await.unwrap(), 1);
+    assert_eq!(
+        store.list_signing_keys(at(2_000)).await.unwrap().len(),
+        1,
+        "keys retired long enough ago are not listed"
+    );
+    assert_eq!(store.delete_retired_signing_keys(at(2_000)).await.unwrap(), 1);
     assert!(!store.has_signing_key("one").await.unwrap());
     assert!(matches!(store.rotate_signing_key(&key("two", 3_000)).await, Err(StoreError::Conflict(_))));
-    let keys = store.list_signing_keys(0).await.unwrap();
+    let keys = store.list_signing_keys(at(0)).await.unwrap();
     assert_eq!(keys.len(), 1);
     assert_eq!(keys[0].retired_at, None, "a failed rotation retires nothing");
 }
@@ -177,32 +199,30 @@ async fn signing_keys_rotate_and_retire(backend: Backend) {
 async fn audit_logs_filter(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
-    let actor = Uuid::new_v4();
+    let actor = UserId::generate();
     for (i, kind) in ["user_logged_out", "thirdparty_signin_succeeded", "user_logged_out"].iter().enumerate() {
         let entry = AuditLogEntry {
-            id: Uuid::now_v7(),
-            kind: (*kind).into(),
             actor_user_id: (i != 1).then_some(actor),
             source_ip: Some("127.0.0.1".into()),
             details: Some("{\"flow\":\"x\"}".into()),
-            created_at: 1_000 * (i as i64 + 1),
-            ..Default::default()
+            ..audit_entry(kind, at(1_000 * (i as i64 + 1)))
         };
         store.insert_audit_log(&entry).await.unwrap();
     }
     let all = store.list_audit_logs(&AuditLogFilter { limit: 10, ..Default::default() }).await.unwrap();
-    assert_eq!(all.iter().map(|e| e.created_at).collect::<Vec<_>>(), vec![3_000, 2_000, 1_000]);
+    assert_eq!(all.iter().map(|e| e.created_at).collect::<Vec<_>>(), vec![at(3_000), at(2_000), at(1_000)]);
     let by_kind = AuditLogFilter { kind: Some("user_logged_out".into()), limit: 10, ..Default::default() };
     assert_eq!(store.list_audit_logs(&by_kind).await.unwrap().len(), 2);
-    let by_actor = AuditLogFilter { actor_user_id: Some(actor), since: Some(2_000), limit: 10, ..Default::default() };
+    let by_actor =
+        AuditLogFilter { actor_user_id: Some(actor), since: Some(at(2_000)), limit: 10, ..Default::default() };
     let rows = store.list_audit_logs(&by_actor).await.unwrap();
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].details.as_deref(), Some("{\"flow\":\"x\"}"));
-    let window = AuditLogFilter { since: Some(1_000), until: Some(3_000), limit: 1, ..Default::default() };
-    assert_eq!(store.list_audit_logs(&window).await.unwrap()[0].created_at, 2_000);
+    let window = AuditLogFilter { since: Some(at(1_000)), until: Some(at(3_000)), limit: 1, ..Default::default() };
+    assert_eq!(store.list_audit_logs(&window).await.unwrap()[0].created_at, at(2_000));
     assert_eq!(store.count_audit_logs(&window).await.unwrap(), 2, "the count ignores the page size");
     let second_page = AuditLogFilter { offset: 1, ..window };
-    assert_eq!(store.list_audit_logs(&second_page).await.unwrap()[0].created_at, 1_000);
+    assert_eq!(store.list_audit_logs(&second_page).await.unwrap()[0].created_at, at(1_000));
 }
 
 async fn settings_are_versioned_and_saves_never_overwrite_each_other(backend: Backend) {
@@ -210,12 +230,12 @@ async fn settings_are_versioned_and_saves_never_overwrite_each_other(backend: Ba
     let store = db.store().await;
     assert_eq!(store.settings_version("idp").await.unwrap(), 0);
     assert!(store.load_settings("idp").await.unwrap().is_none());
-    assert_eq!(store.save_settings("idp", 0, "{\"a\":1}", 10).await.unwrap(), Some(1));
-    assert_eq!(store.save_settings("idp", 0, "{\"lost\":1}", 11).await.unwrap(), None, "both read version 0");
-    assert_eq!(store.save_settings("idp", 1, "{\"a\":2}", 12).await.unwrap(), Some(2));
-    assert_eq!(store.save_settings("idp", 1, "{\"lost\":2}", 13).await.unwrap(), None, "a stale version");
+    assert_eq!(store.save_settings("idp", 0, "{\"a\":1}", at(10)).await.unwrap(), Some(1));
+    assert_eq!(store.save_settings("idp", 0, "{\"lost\":1}", at(11)).await.unwrap(), None, "both read version 0");
+    assert_eq!(store.save_settings("idp", 1, "{\"a\":2}", at(12)).await.unwrap(), Some(2));
+    assert_eq!(store.save_settings("idp", 1, "{\"lost\":2}", at(13)).await.unwrap(), None, "a stale version");
     let saved = store.load_settings("idp").await.unwrap().unwrap();
-    assert_eq!((saved.version, saved.data.as_str(), saved.updated_at), (2, "{\"a\":2}", 12));
+    assert_eq!((saved.version, saved.data.as_str(), saved.updated_at), (2, "{\"a\":2}", at(12)));
     assert_eq!(store.settings_version("other").await.unwrap(), 0, "documents are separate");
 }
 
@@ -223,10 +243,10 @@ async fn admin_keys_are_stored_as_hashes_and_revoked(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let key = |name: &str, hash: &str| gatehouse_store::AdminKeyRecord {
-        id: Uuid::new_v4(),
+        id: AdminKeyId::generate(),
         name: name.into(),
         key_hash: hash.into(),
-        created_at: 1_000,
+        created_at: at(1_000),
         last_used_at: None,
         revoked_at: None,
     };
@@ -234,22 +254,22 @@ async fn admin_keys_are_stored_as_hashes_and_revoked(backend: Backend) {
     store.insert_admin_key(&ops).await.unwrap();
     store.insert_admin_key(&ci).await.unwrap();
     assert!(matches!(store.insert_admin_key(&key("dup", "sha256:one")).await, Err(StoreError::Conflict(_))));
-    store.touch_admin_key(ops.id, 5_000).await.unwrap();
-    assert!(store.revoke_admin_key(ci.id, 6_000).await.unwrap());
-    assert!(!store.revoke_admin_key(ci.id, 7_000).await.unwrap(), "already revoked");
+    store.touch_admin_key(ops.id, at(5_000)).await.unwrap();
+    assert!(store.revoke_admin_key(ci.id, at(6_000)).await.unwrap());
+    assert!(!store.revoke_admin_key(ci.id, at(7_000)).await.unwrap(), "already revoked");
     let active = store.active_admin_keys().await.unwrap();
     assert_eq!(active.iter().map(|k| k.name.as_str()).collect::<Vec<_>>(), ["ops"]);
-    assert_eq!(active[0].last_used_at, Some(5_000));
+    assert_eq!(active[0].last_used_at, Some(at(5_000)));
     let all = store.list_admin_keys().await.unwrap();
     assert_eq!(all.len(), 2);
-    assert_eq!(all.iter().find(|k| k.id == ci.id).unwrap().revoked_at, Some(6_000));
+    assert_eq!(all.iter().find(|k| k.id == ci.id).unwrap().revoked_at, Some(at(6_000)));
 }
 
 async fn users_are_searched_and_their_sessions_and_identities_removed(backend: Backend) {
     let db = TestDb::new(backend).await;
     let store = db.store().await;
     let mut alice = user(Some("Alice_Smith@Example.com"));
-    alice.created_at = 2_000;
+    alice.created_at = at(2_000);
     let bob = user(Some("bob%x@example.org"));
     store.create_user(&alice).await.unwrap();
     store.create_user(&bob).await.unwrap();
@@ -275,8 +295,8 @@ async fn users_are_searched_and_their_sessions_and_identities_removed(backend: B
     assert!(!store.delete_user_session(bob.id, first.id).await.unwrap(), "only the owner's sessions");
     assert!(store.delete_user_session(alice.id, first.id).await.unwrap());
     assert_eq!(store.delete_user_sessions(alice.id).await.unwrap(), 1);
-    assert_eq!(store.list_sessions(bob.id, 0).await.unwrap().len(), 1, "other users keep theirs");
-    assert!(!store.unlink_identity(alice.id, Uuid::new_v4()).await.unwrap());
+    assert_eq!(store.list_sessions(bob.id, at(0)).await.unwrap().len(), 1, "other users keep theirs");
+    assert!(!store.unlink_identity(alice.id, IdentityId::generate()).await.unwrap());
 }
 
 async fn migrations_are_idempotent_and_data_survives_reconnecting(backend: Backend) {
@@ -288,7 +308,7 @@ async fn migrations_are_idempotent_and_data_survives_reconnecting(backend: Backe
     store.create_session(&session, 5, None).await.unwrap();
     store.close().await;
     assert!(store.create_user(&user(None)).await.is_err(), "a closed store writes nothing");
-    assert!(store.find_live_session(session.id, 1_000).await.is_err(), "a closed store answers nothing");
+    assert!(store.find_live_session(session.id, at(1_000)).await.is_err(), "a closed store answers nothing");
     let reopened = db.store().await;
     reopened.migrate().await.unwrap();
     assert!(reopened.find_user(new.id).await.unwrap().is_some());
@@ -305,34 +325,34 @@ async fn expired_rows_are_swept(backend: Backend) {
     store.create_session(&live, 5, None).await.unwrap();
     store.create_session(&old, 5, None).await.unwrap();
     let token = |value: &str, expires_at| gatehouse_store::NewToken {
-        id: Uuid::new_v4(),
+        id: TokenId::generate(),
         user_id: new.id,
         value_hash: value.into(),
         identity_id: None,
         code_verifier_hash: None,
         is_flow: false,
         user_created: false,
-        created_at: 0,
-        expires_at,
+        created_at: Timestamp::UNIX_EPOCH,
+        expires_at: at(expires_at),
     };
     store.insert_token(&token("old", 2_000)).await.unwrap();
     store.insert_token(&token("new", 20_000_000)).await.unwrap();
     let flow = |expires_at| gatehouse_store::FlowRecord {
-        id: Uuid::new_v4(),
+        id: FlowId::generate(),
         data: "{}".into(),
         version: 0,
         csrf_token: "c".into(),
-        expires_at,
-        created_at: 0,
+        expires_at: at(expires_at),
+        created_at: Timestamp::UNIX_EPOCH,
     };
     let (old_flow, live_flow) = (flow(3_000), flow(30_000_000));
     store.insert_flow(&old_flow).await.unwrap();
     store.insert_flow(&live_flow).await.unwrap();
-    let state = Uuid::now_v7();
-    assert!(store.mark_state_used(state, 4_000).await.unwrap());
-    assert!(!store.mark_state_used(state, 4_000).await.unwrap(), "a state is used once");
-    assert!(store.mark_state_used(Uuid::now_v7(), 40_000_000).await.unwrap());
-    let now = 5_000_000;
+    let state = StateId::generate();
+    assert!(store.mark_state_used(state, at(4_000)).await.unwrap());
+    assert!(!store.mark_state_used(state, at(4_000)).await.unwrap(), "a state is used once");
+    assert!(store.mark_state_used(StateId::generate(), at(40_000_000)).await.unwrap());
+    let now = at(5_000_000);
     assert_eq!(store.delete_expired_used_states(now).await.unwrap(), 1);
     assert_eq!(store.delete_expired_sessions(now).await.unwrap(), 1);
     assert_eq!(store.delete_expired_tokens(now).await.unwrap(), 1);
@@ -342,9 +362,8 @@ async fn expired_rows_are_swept(backend: Backend) {
     assert!(
         store.find_flow(live_flow.id).await.unwrap().is_some() && store.find_flow(old_flow.id).await.unwrap().is_none()
     );
-    let audit = |created_at| AuditLogEntry { id: Uuid::now_v7(), kind: "k".into(), created_at, ..Default::default() };
-    store.insert_audit_log(&audit(1_000)).await.unwrap();
-    store.insert_audit_log(&audit(now)).await.unwrap();
+    store.insert_audit_log(&audit_entry("k", at(1_000))).await.unwrap();
+    store.insert_audit_log(&audit_entry("k", now)).await.unwrap();
     assert_eq!(store.delete_audit_logs_before(now).await.unwrap(), 1, "rows older than the retention go");
     assert_eq!(store.count_audit_logs(&AuditLogFilter::default()).await.unwrap(), 1);
     assert!(store.update_flow(live_flow.id, 0, "{\"x\":1}", "d", now).await.unwrap());
@@ -412,7 +431,7 @@ async fn the_email_proof_upgrade_keeps_only_what_can_be_proven(backend: Backend)
         .execute(&mut conn)
         .await
         .unwrap();
-        users.push(Uuid::parse_str(&user).unwrap());
+        users.push(user.parse::<UserId>().unwrap());
     }
     conn.close().await.unwrap();
 

@@ -1488,13 +1488,16 @@ mod tests {
                 client().post(fake.token_endpoint("common")).form(&form).send().await.expect("token").status()
             }
         };
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = gatehouse_core::clock::Timestamp::from_secs(
+            SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64,
+        );
         let assertion = key.assertion(CLIENT_ID, &fake.token_endpoint("common"), now).unwrap();
         assert_eq!(redeem(assertion.clone()).await, StatusCode::OK);
         assert_eq!(redeem(assertion).await, StatusCode::UNAUTHORIZED, "a replayed assertion (same jti)");
         let elsewhere = key.assertion(CLIENT_ID, &fake.token_endpoint("organizations"), now).unwrap();
         assert_eq!(redeem(elsewhere).await, StatusCode::UNAUTHORIZED, "an assertion for another token endpoint");
-        let expired = key.assertion(CLIENT_ID, &fake.token_endpoint("common"), now - 3600).unwrap();
+        let expired =
+            key.assertion(CLIENT_ID, &fake.token_endpoint("common"), now - Duration::from_secs(3600)).unwrap();
         assert_eq!(redeem(expired).await, StatusCode::UNAUTHORIZED, "an expired assertion");
     }
 

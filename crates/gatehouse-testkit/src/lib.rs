@@ -8,7 +8,7 @@ mod server;
 
 pub use db::{Backend, TestDb, postgres_admin_url};
 pub use fault_proxy::{Fault, FaultProxy};
-pub use server::{TEST_ADMIN_KEY, TEST_SECRET_KEY, TestServer, test_clock_start_ms, test_config, test_task_intervals};
+pub use server::{TEST_ADMIN_KEY, TEST_SECRET_KEY, TestServer, test_clock_start, test_config, test_task_intervals};
 
 /// Runs an async scenario once on SQLite and once on PostgreSQL: `both_backends!(scenario_a, scenario_b);`
 /// where each scenario is `async fn scenario_a(backend: Backend)`.

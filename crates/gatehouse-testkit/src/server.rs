@@ -3,13 +3,13 @@ use std::sync::Arc;
 use gatehouse_api::{AppState, Application};
 use gatehouse_app::{RequestMeta, tasks::TaskIntervals};
 use gatehouse_core::{
-    clock::{Clock, ManualClock, SystemClock},
+    clock::{Clock, ManualClock, SystemClock, Timestamp},
     config::{Config, DatabaseUrl, Secret},
     email::{Email, EmailProof},
+    ids::{EmailId, UserId},
 };
 use gatehouse_store::{NewEmail, NewUser, Store};
 use tokio::{sync::oneshot, task::JoinHandle};
-use uuid::Uuid;
 
 use crate::{Backend, TestDb};
 
@@ -34,8 +34,8 @@ pub fn test_config(db: &TestDb) -> Config {
 /// minutes (or seconds) never end in the middle of a test, and a window's reset is a whole number of seconds plus
 /// 0.5. It stays within a minute of the wall clock, so the fake Entra ID's tokens (stamped with the wall clock)
 /// are fresh for it.
-pub fn test_clock_start_ms() -> i64 {
-    (SystemClock.now_ms().div_euclid(60_000) + 1) * 60_000 + 500
+pub fn test_clock_start() -> Timestamp {
+    Timestamp::from_millis((SystemClock.now().as_millis().div_euclid(60_000) + 1) * 60_000 + 500)
 }
 
 /// How often a test server's background tasks run: settings as configured, keys every 100 ms, and sweeps and
@@ -55,9 +55,9 @@ pub fn test_task_intervals(config: &Config) -> TaskIntervals {
 #[derive(Debug)]
 pub struct TestServer {
     pub base_url: String,
-    /// The server's clock: it stands at [`Self::clock_start_ms`] until a test moves it.
+    /// The server's clock: it stands at [`Self::clock_start`] until a test moves it.
     pub clock: Arc<ManualClock>,
-    pub clock_start_ms: i64,
+    pub clock_start: Timestamp,
     /// The admin listener, when the admin API is on.
     pub admin_url: Option<String>,
     pub state: AppState,
@@ -93,8 +93,8 @@ impl TestServer {
         assert!(issues.is_empty(), "test configuration is invalid: {issues:?}");
         let store = Store::connect(config.database.url.expose(), 5).await.expect("connect");
         store.migrate().await.expect("migrate");
-        let clock_start_ms = test_clock_start_ms();
-        let clock = Arc::new(ManualClock::new(clock_start_ms));
+        let clock_start = test_clock_start();
+        let clock = Arc::new(ManualClock::new(clock_start));
         let app = Application::build_with(Arc::new(config), store.clone(), clock.clone(), intervals)
             .await
             .expect("start Gatehouse");
@@ -113,7 +113,7 @@ impl TestServer {
             base_url,
             admin_url,
             clock,
-            clock_start_ms,
+            clock_start,
             state,
             store,
             client,
@@ -160,8 +160,8 @@ impl TestServer {
     }
 
     /// Creates a user with a primary email proven by a UPN; returns the user id.
-    pub async fn create_user(&self, email: &str) -> Uuid {
-        let id = Uuid::new_v4();
+    pub async fn create_user(&self, email: &str) -> UserId {
+        let id = UserId::generate();
         let user = NewUser {
             id,
             name: Some("Test User".into()),
@@ -169,18 +169,18 @@ impl TestServer {
             family_name: None,
             picture: None,
             email: Some(NewEmail {
-                id: Uuid::new_v4(),
+                id: EmailId::generate(),
                 address: Email::parse(email).expect("valid email"),
                 proof: Some(EmailProof::Upn),
             }),
-            created_at: self.clock.now_ms(),
+            created_at: self.clock.now(),
         };
         self.store.create_user(&user).await.expect("create user");
         id
     }
 
     /// Issues a session for `user_id` the way a sign-in does; returns the JWT.
-    pub async fn issue_session(&self, user_id: Uuid) -> String {
+    pub async fn issue_session(&self, user_id: UserId) -> String {
         let sessions = self.state.sessions();
         let (_, issued) = sessions
             .issue_for_user(user_id, vec!["ext:microsoft".into()], &RequestMeta::default(), None)

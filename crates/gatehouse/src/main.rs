@@ -9,8 +9,11 @@ use clap::{Parser, Subcommand};
 use gatehouse::config;
 use gatehouse_api::Application;
 use gatehouse_app::{App, RequestMeta, admin_keys, identity_providers, keys::KeyRing};
-use gatehouse_core::clock::{Clock, SystemClock};
 use gatehouse_core::config::Config;
+use gatehouse_core::{
+    clock::{Clock, SystemClock, Timestamp},
+    ids::AdminKeyId,
+};
 use gatehouse_store::Store;
 
 #[derive(Debug, Parser)]
@@ -88,7 +91,7 @@ enum AdminKeyCommand {
     Revoke {
         /// The key's id, as `list` shows it.
         #[arg(value_parser = parse_admin_key_id)]
-        id: uuid::Uuid,
+        id: AdminKeyId,
     },
     /// Print the hash of a key read from standard input, for server.admin.api_keys.
     Hash,
@@ -247,7 +250,7 @@ async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow:
     if !admin.enabled || !admin.api_keys.is_empty() || !store.active_admin_keys().await?.is_empty() {
         return Ok(());
     }
-    let (key, record) = admin_keys::generate("development", SystemClock.now_ms());
+    let (key, record) = admin_keys::generate("development", SystemClock.now());
     store.insert_admin_key(&record).await?;
     eprintln!("DEVELOPMENT MODE: admin key for the console at http://{} (shown only now): {key}", admin.address);
     eprintln!("  (lost it? in this folder, `gatehouse admin-key new --dev --name console` makes another)");
@@ -263,8 +266,8 @@ fn parse_admin_key_name(name: &str) -> Result<String, String> {
     gatehouse_core::config::check_admin_key_name(name).map(|()| name.to_owned())
 }
 
-fn parse_admin_key_id(id: &str) -> Result<uuid::Uuid, String> {
-    uuid::Uuid::parse_str(id).map_err(|_| {
+fn parse_admin_key_id(id: &str) -> Result<AdminKeyId, String> {
+    id.parse::<AdminKeyId>().map_err(|_| {
         "an admin key is revoked by its id, a UUID such as 0193b6c4-5f2e-7a31-9c1d-2b8e4f6a7c90, as \
          gatehouse admin-key list prints it"
             .to_owned()
@@ -272,10 +275,10 @@ fn parse_admin_key_id(id: &str) -> Result<uuid::Uuid, String> {
 }
 
 async fn admin_key(options: &Options, command: AdminKeyCommand) -> anyhow::Result<()> {
-    let when = |at: Option<i64>| at.map_or_else(|| "-".to_owned(), gatehouse_core::clock::rfc3339_ms);
+    let when = |at: Option<Timestamp>| at.map_or_else(|| "-".to_owned(), Timestamp::rfc3339);
     match command {
         AdminKeyCommand::New { name } => {
-            let (key, record) = admin_keys::generate(&name, SystemClock.now_ms());
+            let (key, record) = admin_keys::generate(&name, SystemClock.now());
             admin_store(options, "admin-key new").await?.insert_admin_key(&record).await?;
             println!("admin key {} ({name}); it is shown only now:\n{key}", record.id);
         }
@@ -293,7 +296,7 @@ async fn admin_key(options: &Options, command: AdminKeyCommand) -> anyhow::Resul
         }
         AdminKeyCommand::Revoke { id } => {
             let store = admin_store(options, "admin-key revoke").await?;
-            let revoked = store.revoke_admin_key(id, SystemClock.now_ms()).await?;
+            let revoked = store.revoke_admin_key(id, SystemClock.now()).await?;
             anyhow::ensure!(revoked, "no active admin key {id}");
             println!("admin key {id} revoked");
         }

@@ -10,7 +10,7 @@ use gatehouse_app::{
     token_exchange::{ExchangeError, Exchanged, Refused},
     users::EmailRemoval,
 };
-use gatehouse_core::clock::rfc3339_ms;
+use gatehouse_core::ids::{EmailId, FlowId, SessionId};
 use gatehouse_store::{SessionRecord, UserRecord};
 use serde_json::{Map, Value};
 use uuid::Uuid;
@@ -44,7 +44,7 @@ async fn session(state: &AppState, request: &FlowRequest) -> Result<Option<Authe
 struct Profile {
     user: UserRecord,
     sessions: Vec<SessionRecord>,
-    current_session: Uuid,
+    current_session: SessionId,
 }
 
 async fn profile(state: &AppState, session: &Authenticated) -> Result<Profile, FlowError> {
@@ -83,7 +83,7 @@ fn oauth_inputs(provider: FlowInput) -> Vec<FlowInput> {
 /// The actions a state offers, fully described.
 fn offered(
     state: &AppState,
-    flow_id: Uuid,
+    flow_id: FlowId,
     data: &FlowData,
     profile: Option<&Profile>,
 ) -> BTreeMap<String, FlowAction> {
@@ -159,13 +159,13 @@ fn payload(data: &FlowData, profile: Option<&Profile>) -> FlowPayload {
                 .sessions
                 .iter()
                 .map(|s| SessionView {
-                    id: s.id,
+                    id: s.id.into(),
                     current: s.id == profile.current_session,
                     user_agent: s.user_agent.clone(),
                     ip_address: s.ip_address.clone(),
-                    created_at: rfc3339_ms(s.created_at),
-                    last_used: rfc3339_ms(s.last_used),
-                    expires_at: rfc3339_ms(s.expires_at),
+                    created_at: s.created_at.rfc3339(),
+                    last_used: s.last_used.rfc3339(),
+                    expires_at: s.expires_at.rfc3339(),
                 })
                 .collect();
             FlowPayload {
@@ -192,17 +192,21 @@ impl Step {
     }
 }
 
+/// Renders the flow's next step. `loaded` is the profile as read before an action that changed nothing outside
+/// the flow, still current; otherwise the profile is read when the next state shows it.
 async fn render(
     state: &AppState,
-    flow_id: Uuid,
+    flow_id: FlowId,
     step: Step,
     csrf_token: String,
     session: Option<&Authenticated>,
+    loaded: Option<Profile>,
 ) -> Response {
     let Step { next: data, payload: step_payload, headers, error } = step;
     let data = &data;
-    let profile = match (data.state, session) {
-        (StateName::ProfileInit, Some(session)) => match profile(state, session).await {
+    let profile = match (data.state, session, loaded) {
+        (StateName::ProfileInit, Some(_), Some(loaded)) => Some(loaded),
+        (StateName::ProfileInit, Some(session), None) => match profile(state, session).await {
             Ok(profile) => Some(profile),
             Err(error) => return error.standalone(),
         },
@@ -239,7 +243,7 @@ pub async fn start(state: &AppState, request: &FlowRequest) -> Response {
     let Ok(record) = state.flows().create(serde_json::to_string(&data).unwrap_or_default(), csrf.clone()).await else {
         return FlowError::Technical.standalone();
     };
-    render(state, record.id, Step::to(data), csrf, session.as_ref()).await
+    render(state, record.id, Step::to(data), csrf, session.as_ref(), None).await
 }
 
 pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> Response {
@@ -268,7 +272,10 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
         return FlowError::Unauthorized.standalone();
     }
     let current_profile = match (data.state, &session) {
-        (StateName::ProfileInit, Some(session)) => profile(state, session).await.ok(),
+        (StateName::ProfileInit, Some(session)) => match profile(state, session).await {
+            Ok(profile) => Some(profile),
+            Err(error) => return error.standalone(),
+        },
         _ => None,
     };
     let offered = offered(state, flow_id, &data, current_profile.as_ref());
@@ -280,7 +287,8 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
     // Of concurrent actions on one flow, exactly one may act beyond it (consume a token, delete something): it
     // claims the step first and rotates the CSRF token, so the others are refused before they touch anything.
     let mut version = record.version;
-    if action.as_ref().is_ok_and(Action::acts_beyond_the_flow) {
+    let acts_beyond_the_flow = action.as_ref().is_ok_and(Action::acts_beyond_the_flow);
+    if acts_beyond_the_flow {
         match state.flows().advance(flow_id, version, &record.data, &next_csrf).await {
             Ok(true) => version += 1,
             Ok(false) => return FlowError::OperationNotPermitted.standalone(),
@@ -308,7 +316,8 @@ pub async fn run(state: &AppState, request: &FlowRequest, call: ActionCall) -> R
         Ok(false) => return FlowError::OperationNotPermitted.standalone(),
         Err(_) => return FlowError::Technical.standalone(),
     }
-    render(state, flow_id, step, next_csrf, session.as_ref()).await
+    let still_current = if acts_beyond_the_flow { None } else { current_profile };
+    render(state, flow_id, step, next_csrf, session.as_ref(), still_current).await
 }
 
 /// An action of a flow, with its inputs, once they were checked against what the state offers.
@@ -323,10 +332,10 @@ enum Action<'a> {
         code_verifier: Option<&'a str>,
     },
     SessionDelete {
-        session_id: Uuid,
+        session_id: SessionId,
     },
     EmailDelete {
-        email_id: Uuid,
+        email_id: EmailId,
     },
     AccountDelete,
 }
@@ -356,8 +365,8 @@ impl<'a> Action<'a> {
                 token: text("token").ok_or(FlowError::FormDataInvalid)?,
                 code_verifier: text("code_verifier"),
             },
-            "session_delete" => Self::SessionDelete { session_id: id("session_id")? },
-            "email_delete" => Self::EmailDelete { email_id: id("email_id")? },
+            "session_delete" => Self::SessionDelete { session_id: id("session_id")?.into() },
+            "email_delete" => Self::EmailDelete { email_id: id("email_id")?.into() },
             "account_delete" => Self::AccountDelete,
             _ => return Err(FlowError::OperationNotPermitted),
         })
@@ -376,7 +385,7 @@ impl<'a> Action<'a> {
 struct Context<'a> {
     state: &'a AppState,
     request: &'a FlowRequest,
-    flow_id: Uuid,
+    flow_id: FlowId,
     data: &'a FlowData,
     session: Option<&'a Authenticated>,
     profile: Option<&'a Profile>,
@@ -490,7 +499,7 @@ mod tests {
 
     #[test]
     fn actions_parse_with_their_inputs() {
-        let id = Uuid::now_v7();
+        let id = SessionId::generate();
         let data = inputs(json!({"session_id": id.to_string()}));
         assert_eq!(Action::parse("session_delete", &data), Ok(Action::SessionDelete { session_id: id }));
         let data = inputs(json!({"session_id": "not-a-uuid"}));
@@ -506,8 +515,8 @@ mod tests {
     fn only_actions_with_effects_outside_the_flow_claim_the_step_first() {
         let beyond = [
             Action::ExchangeToken { token: "t", code_verifier: None },
-            Action::SessionDelete { session_id: Uuid::nil() },
-            Action::EmailDelete { email_id: Uuid::nil() },
+            Action::SessionDelete { session_id: SessionId::generate() },
+            Action::EmailDelete { email_id: EmailId::generate() },
             Action::AccountDelete,
         ];
         assert!(beyond.iter().all(Action::acts_beyond_the_flow));

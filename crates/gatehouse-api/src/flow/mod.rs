@@ -11,10 +11,10 @@ use axum::{
     http::HeaderMap,
     response::Response,
 };
+use gatehouse_core::ids::{FlowId, UserId};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 pub use self::response::{FlowAction, FlowError, FlowInput, FlowState};
 use gatehouse_app::RequestMeta;
@@ -74,7 +74,7 @@ pub struct FlowData {
     pub state: StateName,
     /// The signed-in user a profile flow belongs to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub user_id: Option<Uuid>,
+    pub user_id: Option<UserId>,
     /// The provider URL of the `thirdparty` state.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub redirect_url: Option<String>,
@@ -107,7 +107,7 @@ pub struct ActionBody {
 #[derive(Debug)]
 pub struct ActionCall {
     pub action: String,
-    pub flow_id: Uuid,
+    pub flow_id: FlowId,
     pub input_data: Map<String, Value>,
     pub csrf_token: String,
 }
@@ -129,7 +129,7 @@ pub fn parse_flow_request(query: Option<&str>, body: &[u8]) -> Result<FlowCall, 
         .map(|(_, value)| value);
     let Some(action) = action else { return Ok(FlowCall::Start) };
     let (action, flow_id) = action.split_once('@').ok_or(FlowError::OperationNotPermitted)?;
-    let flow_id = Uuid::parse_str(flow_id).map_err(|_| FlowError::OperationNotPermitted)?;
+    let flow_id = flow_id.parse::<FlowId>().map_err(|_| FlowError::OperationNotPermitted)?;
     let body: ActionBody = match serde_json::from_slice(body) {
         Ok(body) => body,
         Err(_) if body.is_empty() => ActionBody::default(),

@@ -8,6 +8,7 @@ use axum::{
     http::{HeaderMap, HeaderValue, StatusCode, header},
     response::{IntoResponse, Response},
 };
+use gatehouse_core::ids::FlowId;
 use serde::Serialize;
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -202,7 +203,7 @@ pub struct FlowAction {
 }
 
 impl FlowAction {
-    pub fn new(path: &str, flow_id: Uuid, name: &str, description: &str, inputs: Vec<FlowInput>) -> Self {
+    pub fn new(path: &str, flow_id: FlowId, name: &str, description: &str, inputs: Vec<FlowInput>) -> Self {
         Self {
             action: name.to_owned(),
             href: format!("{path}?action={name}%40{flow_id}"),

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use gatehouse_app::sessions::Authenticated;
-use gatehouse_core::clock::rfc3339_secs;
+use gatehouse_core::clock::Timestamp;
 
 use crate::{
     ApiError, AppState, cookies,
@@ -37,8 +37,8 @@ impl From<Option<Authenticated>> for SessionValidation {
             Some(Authenticated { claims, .. }) => Self {
                 is_valid: true,
                 claims: Some(ClaimsView::from(&claims)),
-                expiration_time: Some(rfc3339_secs(claims.exp)),
-                user_id: Some(claims.sub),
+                expiration_time: Some(Timestamp::from_secs(claims.exp).rfc3339()),
+                user_id: Some(claims.sub.into()),
             },
             None => Self { is_valid: false, claims: None, expiration_time: None, user_id: None },
         }

@@ -154,7 +154,7 @@ pub async fn token(
     let refused = match exchange.for_session(&body.value, body.code_verifier.as_deref(), &meta).await {
         Ok(Exchanged { user, issued, .. }) => {
             let delivery = cookies::session_delivery(&state.config().session, &issued);
-            return Ok((delivery, Json(TokenExchanged { user_id: user.id })).into_response());
+            return Ok((delivery, Json(TokenExchanged { user_id: user.id.into() })).into_response());
         }
         Err(refused) => refused,
     };

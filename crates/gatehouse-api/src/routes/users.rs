@@ -4,9 +4,9 @@ use axum::{
     http::StatusCode,
     response::{IntoResponse, Response},
 };
+use gatehouse_core::ids::{EmailId, UserId};
 use serde::Deserialize;
 use utoipa::ToSchema;
-use uuid::Uuid;
 
 use gatehouse_app::users::EmailRemoval;
 use gatehouse_core::email::Email;
@@ -37,7 +37,7 @@ pub async fn user(
     SignedIn(session): SignedIn,
     AppPath(id): AppPath<String>,
 ) -> Result<Json<UserDetails>, ApiError> {
-    if Uuid::parse_str(&id).ok() != Some(session.user_id()) {
+    if id.parse::<UserId>().ok() != Some(session.user_id()) {
         return Err(ApiError::status(StatusCode::FORBIDDEN));
     }
     let user = state.users().find(session.user_id()).await?.ok_or_else(ApiError::not_found)?;
@@ -105,7 +105,7 @@ pub async fn delete(
 pub async fn delete_email(
     State(state): State<AppState>,
     SignedIn(session): SignedIn,
-    AppPath(email_id): AppPath<Uuid>,
+    AppPath(email_id): AppPath<EmailId>,
 ) -> Result<StatusCode, ApiError> {
     match state.users().remove_email(session.user_id(), email_id).await? {
         EmailRemoval::Removed => Ok(StatusCode::NO_CONTENT),

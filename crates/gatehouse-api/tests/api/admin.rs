@@ -65,11 +65,11 @@ async fn every_admin_request_needs_a_key(backend: Backend) {
         assert_eq!(server.client.get(format!("{admin}{asset}")).send().await.unwrap().status(), 200);
     }
 
-    let (record_key, record) = admin_keys::generate("ops", 1);
+    let (record_key, record) = admin_keys::generate("ops", gatehouse_core::clock::Timestamp::from_millis(1));
     server.store.insert_admin_key(&record).await.unwrap();
     let with = |key: &str| server.client.get(format!("{admin}/users")).bearer_auth(key.to_owned()).send();
     assert_eq!(with(&record_key).await.unwrap().status(), 200, "keys from the database work");
-    server.store.revoke_admin_key(record.id, 1).await.unwrap();
+    server.store.revoke_admin_key(record.id, gatehouse_core::clock::Timestamp::from_millis(1)).await.unwrap();
     assert_eq!(with(&record_key).await.unwrap().status(), 401, "a revoked key is refused at once");
     let used = server.store.list_admin_keys().await.unwrap();
     assert!(used[0].last_used_at.is_some());

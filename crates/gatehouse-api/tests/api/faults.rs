@@ -6,7 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use gatehouse_core::config::DatabaseUrl;
+use gatehouse_core::{clock::Timestamp, config::DatabaseUrl};
 use gatehouse_testkit::{Backend, FaultProxy, TestDb, TestServer, test_config};
 use reqwest::StatusCode;
 use serde_json::json;
@@ -204,13 +204,13 @@ impl Drop for SmallDisk {
 /// A user with no email, as the store makes them.
 fn new_user() -> gatehouse_store::NewUser {
     gatehouse_store::NewUser {
-        id: uuid::Uuid::new_v4(),
+        id: uuid::Uuid::new_v4().into(),
         name: Some("Filler".into()),
         given_name: None,
         family_name: None,
         picture: None,
         email: None,
-        created_at: 1_800_000_000_000,
+        created_at: Timestamp::from_millis(1_800_000_000_000),
     }
 }
 

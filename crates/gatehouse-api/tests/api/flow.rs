@@ -191,7 +191,7 @@ async fn concurrent_actions_on_one_flow_act_once(backend: Backend) {
     let validated = server.get_json("/sessions/validate", Some(jwt)).await;
     assert_eq!(validated["is_valid"], true);
     let user_id: uuid::Uuid = validated["user_id"].as_str().unwrap().parse().unwrap();
-    let sessions = server.store.list_sessions(user_id, server.clock.now_ms()).await.unwrap();
+    let sessions = server.store.list_sessions(user_id.into(), server.clock.now()).await.unwrap();
     assert_eq!(sessions.len(), 1, "no session was made that nobody received");
 }
 
@@ -240,12 +240,12 @@ async fn actions_are_guarded(backend: Backend) {
     let expired_id = uuid::Uuid::new_v4();
     store
         .insert_flow(&gatehouse_store::FlowRecord {
-            id: expired_id,
+            id: expired_id.into(),
             data: json!({"name": "login", "state": "login_init"}).to_string(),
             version: 0,
             csrf_token: "c".repeat(32),
-            expires_at: setup.server.clock.now_ms() - 1,
-            created_at: setup.server.clock.now_ms() - 1000,
+            expires_at: setup.server.clock.now() - std::time::Duration::from_millis(1),
+            created_at: setup.server.clock.now() - std::time::Duration::from_millis(1000),
         })
         .await
         .unwrap();

@@ -65,7 +65,7 @@ async fn behind_a_trusted_proxy_each_client_has_its_own_bucket(backend: Backend)
     let response = exchange(server, &token, Some("203.0.113.2")).await;
     assert_eq!(response.status(), 200);
     let user_id = response.json::<serde_json::Value>().await.unwrap()["user_id"].as_str().unwrap().parse().unwrap();
-    let sessions = server.store.list_sessions(user_id, server.clock.now_ms()).await.unwrap();
+    let sessions = server.store.list_sessions(user_id, server.clock.now()).await.unwrap();
     assert_eq!(sessions[0].ip_address.as_deref(), Some("203.0.113.2"), "so does the session");
 }
 
@@ -116,10 +116,10 @@ async fn the_limit_says_when_to_come_back(backend: Backend) {
         json!({"code": 429, "message": "Too Many Requests"})
     );
 
-    server.clock.set(server.clock_start_ms + 59_499);
+    server.clock.set(server.clock_start + std::time::Duration::from_millis(59_499));
     let refused = exchange(&server, "made-up", None).await;
     assert_eq!(refused.headers()["retry-after"], "1", "1 ms left: never 0");
-    server.clock.set(server.clock_start_ms + 59_500);
+    server.clock.set(server.clock_start + std::time::Duration::from_millis(59_500));
     assert_eq!(junk(&server, 1, None).await, vec![404], "the next window");
 }
 

@@ -100,7 +100,7 @@ async fn forged_and_broken_tokens_are_invalid(backend: Backend) {
         assert!(!is_valid(&server, &confused).await, "HS256 confusion");
     }
 
-    let now = server.clock.now_secs();
+    let now = server.clock.now().as_secs();
     let signed = |claims: SessionClaims| {
         let keys = server.state.keys();
         async move { keys.sign(&claims).await.unwrap() }
@@ -110,9 +110,9 @@ async fn forged_and_broken_tokens_are_invalid(backend: Backend) {
     assert!(!is_valid(&server, &signed(expired).await).await, "expired");
     let wrong_audience = SessionClaims { aud: vec!["someone-else".into()], ..base.clone() };
     assert!(!is_valid(&server, &signed(wrong_audience).await).await, "wrong audience");
-    let unknown_session = SessionClaims { session_id: Uuid::new_v4(), ..base.clone() };
+    let unknown_session = SessionClaims { session_id: Uuid::new_v4().into(), ..base.clone() };
     assert!(!is_valid(&server, &signed(unknown_session).await).await, "no session row");
-    let other_subject = SessionClaims { sub: Uuid::new_v4(), ..base.clone() };
+    let other_subject = SessionClaims { sub: Uuid::new_v4().into(), ..base.clone() };
     assert!(!is_valid(&server, &signed(other_subject).await).await, "session row of another user");
     for garbage in ["", "x", "a.b.c", "....", &"A".repeat(10_000)] {
         assert!(!is_valid(&server, garbage).await, "garbage {garbage:.20}");

@@ -274,7 +274,7 @@ async fn expired_or_forged_states_go_to_the_error_url(backend: Backend) {
     let setup = Setup::start(backend, |_| {}).await;
     let sealer = gatehouse_crypto::sealing::Sealer::new(&[gatehouse_testkit::TEST_SECRET_KEY]).unwrap();
     let expired = gatehouse_oidc::state::ThirdPartyState {
-        id: uuid::Uuid::new_v4(),
+        id: uuid::Uuid::new_v4().into(),
         provider: "microsoft".into(),
         tenant: "common".into(),
         redirect_to: format!("{APP}/"),
@@ -284,7 +284,7 @@ async fn expired_or_forged_states_go_to_the_error_url(backend: Backend) {
         browser_binding: None,
         flow_id: None,
         connect_user_id: None,
-        expires_at: setup.server.clock.now_secs() - 1,
+        expires_at: setup.server.clock.now().as_secs() - 1,
     }
     .seal(&sealer);
     let mut browser = setup.browser();
@@ -722,17 +722,17 @@ async fn one_time_tokens_are_single_use(backend: Backend) {
     assert_eq!(again.json::<Value>().await.unwrap(), json!({"code": 404, "message": "token not found"}));
     let server = &setup.server;
     let user = server.create_user("late@example.com").await;
-    let now = server.clock.now_ms();
+    let now = server.clock.now();
     let expired = gatehouse_store::NewToken {
-        id: uuid::Uuid::new_v4(),
+        id: uuid::Uuid::new_v4().into(),
         user_id: user,
         value_hash: gatehouse_app::thirdparty::hash("expired-token"),
         identity_id: None,
         code_verifier_hash: None,
         is_flow: false,
         user_created: false,
-        created_at: now - 120_000,
-        expires_at: now - 60_000,
+        created_at: now - Duration::from_secs(120),
+        expires_at: now - Duration::from_secs(60),
     };
     server.store.insert_token(&expired).await.unwrap();
     let late = server.client.post(server.url("/token")).json(&json!({"value": "expired-token"})).send().await.unwrap();

@@ -227,7 +227,7 @@ mod tests {
             assert_eq!(email.proof, Some(EmailProof::Upn));
             assert_eq!(user.identities.len(), 1);
             assert_eq!(user.identities[0].email_id, Some(email.id));
-            sessions += store.list_sessions(user.id, 0).await.unwrap().len();
+            sessions += store.list_sessions(user.id, gatehouse_core::clock::Timestamp::UNIX_EPOCH).await.unwrap().len();
         }
         assert_eq!(sessions, 20);
     }

@@ -3,7 +3,10 @@
 
 use serde::Deserialize;
 
-use crate::email::{Email, EmailProof};
+use crate::{
+    clock::Timestamp,
+    email::{Email, EmailProof},
+};
 
 /// The tenant of personal Microsoft accounts.
 pub const CONSUMERS_TENANT_ID: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
@@ -134,8 +137,7 @@ pub struct TokenExpectations {
     /// When not empty, the only tenants (GUIDs) accepted.
     pub allowed_tenants: Vec<String>,
     pub expected_nonce: Option<String>,
-    /// Unix seconds.
-    pub now: i64,
+    pub now: Timestamp,
     pub max_skew_secs: i64,
 }
 
@@ -179,7 +181,8 @@ pub fn validate_claims(claims: &MicrosoftClaims, expect: &TokenExpectations) -> 
         return Err(ClaimsError::AuthorizedParty);
     }
     let skew = expect.max_skew_secs.max(0);
-    let (earliest, latest) = (expect.now.saturating_sub(skew), expect.now.saturating_add(skew));
+    let now = expect.now.as_secs();
+    let (earliest, latest) = (now.saturating_sub(skew), now.saturating_add(skew));
     if claims.exp.is_none_or(|exp| exp <= earliest) {
         return Err(ClaimsError::Expired);
     }
@@ -361,7 +364,7 @@ mod tests {
             tenant_mode: mode,
             allowed_tenants: vec![],
             expected_nonce: Some("n-1".into()),
-            now: 1_500,
+            now: Timestamp::from_secs(1_500),
             max_skew_secs: 60,
         }
     }
@@ -679,8 +682,9 @@ mod tests {
             c.iat = iat;
             c.nbf = None;
             let mut e = expect(TenantMode::Common);
-            e.now = now;
+            e.now = Timestamp::from_millis(now);
             e.max_skew_secs = skew;
+            let now = e.now.as_secs();
             if validate_claims(&c, &e).is_ok() {
                 let skew = i128::from(skew.max(0));
                 prop_assert!(i128::from(exp.unwrap()) > i128::from(now) - skew);

@@ -2,7 +2,8 @@
 
 use axum::{Extension, Json, extract::State, http::StatusCode};
 use gatehouse_core::{
-    config::{Secret, format_expiry},
+    clock::Timestamp,
+    config::Secret,
     settings::{MicrosoftValues, SettingsValues, present},
 };
 use serde::{Deserialize, Serialize};
@@ -13,7 +14,6 @@ use gatehouse_app::{
     identity_providers::{CredentialKind, EXPIRY_WARNING_DAYS, NewCertificate, Source},
     settings::VersionedSettings,
 };
-use gatehouse_core::clock::rfc3339_ms;
 
 use crate::{
     ApiError, AppState,
@@ -91,7 +91,7 @@ fn source_name(source: Source) -> &'static str {
 fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
     let effective = saved.settings.apply(&state.config().third_party);
     let microsoft = &effective.providers.microsoft;
-    let now = state.clock().now_ms();
+    let now = state.clock().now();
     let credentials = state.identity_providers().credentials(&saved.settings);
     let mut problems = Vec::new();
     let usable = credentials.iter().any(|credential| credential.expires_at.is_none_or(|at| at > now));
@@ -100,18 +100,18 @@ fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
     }
     let complete = matches!(gatehouse_oidc::microsoft::MicrosoftSettings::from_config(&effective), Ok(Some(_)));
     for credential in credentials.iter().filter(|c| c.expires_at.is_some_and(|at| at > now)) {
-        let days = (credential.expires_at.unwrap_or(now) - now).div_euclid(86_400_000);
+        let days = credential.expires_at.unwrap_or(now).millis_after(now).div_euclid(86_400_000);
         if days < EXPIRY_WARNING_DAYS {
             problems.push(format!("{} expires in {days} days", credential.describe()));
         }
     }
     let (mut secrets, mut certificates) = (Vec::new(), Vec::new());
     for credential in credentials {
-        let expires_in_seconds = credential.expires_at.map(|at| (at - now).div_euclid(1000));
+        let expires_in_seconds = credential.expires_at.map(|at| at.millis_after(now).div_euclid(1000));
         let expired = expires_in_seconds.is_some_and(|seconds| seconds <= 0);
         let source = source_name(credential.source);
-        let created_at = credential.created_at.map(rfc3339_ms);
-        let expires_at = credential.expires_at.map(|at| format_expiry(at.div_euclid(1000)));
+        let created_at = credential.created_at.map(Timestamp::rfc3339);
+        let expires_at = credential.expires_at.map(Timestamp::rfc3339);
         match credential.kind {
             CredentialKind::Secret { hint } => secrets.push(SecretView {
                 id: credential.id,

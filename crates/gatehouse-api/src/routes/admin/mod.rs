@@ -147,7 +147,7 @@ async fn require_admin_key(State(state): State<AppState>, mut request: Request, 
 pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError> {
     let providers = state.identity_providers();
     let saved = providers.current().await?;
-    let now = state.clock().now_ms();
+    let now = state.clock().now();
     let mut text = String::from(
         "# HELP gatehouse_credential_expiry_seconds Seconds until an identity-provider credential expires.\n\
          # TYPE gatehouse_credential_expiry_seconds gauge\n",
@@ -160,7 +160,7 @@ pub async fn metrics(State(state): State<AppState>) -> Result<Response, ApiError
                 "gatehouse_credential_expiry_seconds{{provider=\"microsoft\",kind=\"{kind}\",id=\"{}\",name=\"{}\"}} {}\n",
                 credential.id,
                 label.replace(['"', '\\', '\n'], ""),
-                (at - now).div_euclid(1000)
+                at.millis_after(now).div_euclid(1000)
             ));
         }
     }

@@ -7,6 +7,10 @@ use axum::{
     extract::State,
     http::{HeaderMap, HeaderName, HeaderValue, StatusCode},
 };
+use gatehouse_core::{
+    clock::Timestamp,
+    ids::{IdentityId, SessionId, UserId},
+};
 use gatehouse_store::AuditLogFilter;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -14,7 +18,6 @@ use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
 use gatehouse_app::admin_keys::AdminActor;
-use gatehouse_core::clock::rfc3339_ms;
 
 use crate::{
     ApiError, AppState,
@@ -87,10 +90,10 @@ pub async fn list(
     let items = users
         .into_iter()
         .map(|user| UserListItem {
-            id: user.id,
+            id: user.id.into(),
             email: user.primary_email,
-            created_at: rfc3339_ms(user.created_at),
-            updated_at: rfc3339_ms(user.updated_at),
+            created_at: user.created_at.rfc3339(),
+            updated_at: user.updated_at.rfc3339(),
         })
         .collect();
     Ok((total_count(total), Json(items)))
@@ -140,7 +143,7 @@ struct SessionView {
 /// One user with emails, identities and live sessions.
 #[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = Uuid, Path)),
     responses((status = 200, body = UserDetails), (status = 404)))]
-pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<Uuid>) -> Result<Json<UserDetails>, ApiError> {
+pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<UserId>) -> Result<Json<UserDetails>, ApiError> {
     let user = state.users().find(id).await?.ok_or_else(ApiError::not_found)?;
     let sessions = state.sessions().list(id).await?;
     let identities = user
@@ -151,40 +154,40 @@ pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<Uuid>) -> 
                 identity.data.as_deref().and_then(|data| serde_json::from_str(data).ok()).unwrap_or_default();
             let text = |key: &str| data.get(key).and_then(|value| value.as_str()).map(str::to_owned);
             IdentityView {
-                id: identity.id,
+                id: identity.id.into(),
                 provider: identity.provider_id.clone(),
                 provider_user_id: identity.provider_user_id.clone(),
                 tenant_id: text("tid"),
                 email: text("email"),
-                linked_at: rfc3339_ms(identity.created_at),
+                linked_at: identity.created_at.rfc3339(),
             }
         })
         .collect();
     Ok(Json(UserDetails {
-        id,
-        created_at: rfc3339_ms(user.created_at),
-        updated_at: rfc3339_ms(user.updated_at),
+        id: id.into(),
+        created_at: user.created_at.rfc3339(),
+        updated_at: user.updated_at.rfc3339(),
         emails: user
             .emails
             .iter()
             .map(|email| EmailView {
-                id: email.id,
+                id: email.id.into(),
                 address: email.address.clone(),
                 is_verified: email.is_verified(),
                 is_primary: email.is_primary,
-                created_at: rfc3339_ms(email.created_at),
+                created_at: email.created_at.rfc3339(),
             })
             .collect(),
         identities,
         sessions: sessions
             .into_iter()
             .map(|session| SessionView {
-                id: session.id,
+                id: session.id.into(),
                 user_agent: session.user_agent,
                 ip_address: session.ip_address,
-                created_at: rfc3339_ms(session.created_at),
-                expires_at: rfc3339_ms(session.expires_at),
-                last_used: rfc3339_ms(session.last_used),
+                created_at: session.created_at.rfc3339(),
+                expires_at: session.expires_at.rfc3339(),
+                last_used: session.last_used.rfc3339(),
             })
             .collect(),
     }))
@@ -197,7 +200,7 @@ pub async fn delete(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
     Meta(meta): Meta,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<UserId>,
 ) -> Result<StatusCode, ApiError> {
     if !state.users().delete(id, None).await? {
         return Err(ApiError::not_found());
@@ -213,7 +216,7 @@ pub async fn revoke_sessions(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
     Meta(meta): Meta,
-    AppPath(id): AppPath<Uuid>,
+    AppPath(id): AppPath<UserId>,
 ) -> Result<StatusCode, ApiError> {
     state.users().find(id).await?.ok_or_else(ApiError::not_found)?;
     let revoked = state.sessions().end_all_for_user(id).await?;
@@ -228,7 +231,7 @@ pub async fn revoke_session(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
     Meta(meta): Meta,
-    AppPath((id, session_id)): AppPath<(Uuid, Uuid)>,
+    AppPath((id, session_id)): AppPath<(UserId, SessionId)>,
 ) -> Result<StatusCode, ApiError> {
     if !state.sessions().end_for_user(id, session_id).await? {
         return Err(ApiError::not_found());
@@ -245,7 +248,7 @@ pub async fn unlink_identity(
     State(state): State<AppState>,
     Extension(actor): Extension<AdminActor>,
     Meta(meta): Meta,
-    AppPath((id, identity_id)): AppPath<(Uuid, Uuid)>,
+    AppPath((id, identity_id)): AppPath<(UserId, IdentityId)>,
 ) -> Result<StatusCode, ApiError> {
     if !state.users().unlink_identity(id, identity_id).await? {
         return Err(ApiError::not_found());
@@ -261,7 +264,8 @@ pub struct AuditSearch {
     /// An audit log type, e.g. `thirdparty_signin_succeeded` or `admin_settings_updated`.
     r#type: Option<String>,
     /// The user the entry is about.
-    user_id: Option<Uuid>,
+    #[param(value_type = Option<Uuid>)]
+    user_id: Option<UserId>,
     /// RFC 3339; entries at or after.
     from: Option<String>,
     /// RFC 3339; entries before.
@@ -288,10 +292,10 @@ struct AuditMeta {
     user_agent: Option<String>,
 }
 
-fn parse_time(field: &str, text: Option<&str>) -> Result<Option<i64>, ApiError> {
+fn parse_time(field: &str, text: Option<&str>) -> Result<Option<Timestamp>, ApiError> {
     text.map(|text| {
         time::OffsetDateTime::parse(text, &time::format_description::well_known::Rfc3339)
-            .map(|at| (at.unix_timestamp_nanos() / 1_000_000) as i64)
+            .map(|at| Timestamp::from_millis((at.unix_timestamp_nanos() / 1_000_000) as i64))
             .map_err(|_| ApiError::new(StatusCode::BAD_REQUEST, format!("{field} must be an RFC 3339 time")))
     })
     .transpose()
@@ -317,10 +321,10 @@ pub async fn audit_logs(
     let views = entries
         .into_iter()
         .map(|entry| AuditLogView {
-            id: entry.id,
+            id: entry.id.into(),
             r#type: entry.kind,
             error: entry.error,
-            actor_user_id: entry.actor_user_id,
+            actor_user_id: entry.actor_user_id.map(Uuid::from),
             actor_email: entry.actor_email,
             details: entry.details.as_deref().and_then(|details| serde_json::from_str(details).ok()),
             meta: AuditMeta {
@@ -328,7 +332,7 @@ pub async fn audit_logs(
                 source_ip: entry.source_ip,
                 user_agent: entry.user_agent,
             },
-            created_at: rfc3339_ms(entry.created_at),
+            created_at: entry.created_at.rfc3339(),
         })
         .collect();
     Ok((total_count(total), Json(views)))
