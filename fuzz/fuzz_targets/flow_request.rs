@@ -5,13 +5,13 @@
 #![no_main]
 
 use gatehouse_api::{FlowAction, FlowCall, FlowInput, parse_flow_request, validate_inputs};
+use gatehouse_core::ids::FlowId;
 use libfuzzer_sys::fuzz_target;
 use serde_json::{Map, Value};
-use uuid::Uuid;
 
 /// Actions shaped as the login and profile flows offer them: a provider from a list, a required token, an
 /// optional verifier.
-fn actions(flow_id: Uuid) -> Vec<FlowAction> {
+fn actions(flow_id: FlowId) -> Vec<FlowAction> {
     let provider =
         FlowInput::hidden("provider", "string", true).allowing([("microsoft".to_owned(), "Microsoft".to_owned())]);
     vec![

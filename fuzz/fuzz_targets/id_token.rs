@@ -39,7 +39,7 @@ static ISSUER: LazyLock<TestIssuer> = LazyLock::new(|| {
         tenant_mode: TenantMode::Organizations,
         allowed_tenants: vec![TENANT.into()],
         expected_nonce: Some("n-0S6_WzA2Mj".into()),
-        now: 1_700_000_000,
+        now: gatehouse_core::clock::Timestamp::from_secs(1_700_000_000),
         max_skew_secs: 120,
     };
     TestIssuer { signing, key, expectations }
