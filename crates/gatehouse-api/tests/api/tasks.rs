@@ -53,10 +53,7 @@ async fn expired_rows_are_swept_on_the_servers_clock(backend: Backend) {
     assert_eq!(store.list_sessions(user, Timestamp::UNIX_EPOCH).await.unwrap().len(), 1);
 
     server.clock.advance(Duration::from_secs(60));
-    assert!(
-        swept(async || store.find_flow(live).await.unwrap().is_none()).await,
-        "swept once the clock passed it"
-    );
+    assert!(swept(async || store.find_flow(live).await.unwrap().is_none()).await, "swept once the clock passed it");
     assert_eq!(store.list_sessions(user, Timestamp::UNIX_EPOCH).await.unwrap().len(), 1, "the session lives 12 hours");
     server.clock.advance(Duration::from_secs(12 * 3600));
     assert!(
