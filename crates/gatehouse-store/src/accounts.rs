@@ -57,48 +57,49 @@ impl Store {
         decide: &impl Fn(&AccountSnapshot) -> std::result::Result<LinkingDecision, E>,
         records: &impl Fn(&ProviderAccount) -> SignInRecords,
     ) -> Result<std::result::Result<ProviderAccount, E>> {
-        let mut writer = self.write().await?;
-        let mut tx = writer.begin().await?;
-        let found = find(&mut tx, profile).await?;
-        let subject_user = found
-            .identity
-            .as_ref()
-            .map(|(_, identity)| identity.user_id)
-            .or(connect_user)
-            .or_else(|| found.email.as_ref().and_then(|(_, owner)| owner.user_id));
-        let user_email_count = match subject_user {
-            Some(user_id) => {
-                self.lock_user(&mut tx, user_id).await?;
-                // Under PostgreSQL's read committed, a concurrent sign-in may have moved the address or the identity
-                // between the read and the lock: act only on what holds once the user is locked.
-                if self.backend() == crate::Backend::Postgres && find(&mut tx, profile).await? != found {
-                    return Err(StoreError::Conflict("provider account"));
+        writing!(self, |connection| {
+            let mut tx = sqlx::Connection::begin(connection).await?;
+            let found = find(&mut tx, profile).await?;
+            let subject_user = found
+                .identity
+                .as_ref()
+                .map(|(_, identity)| identity.user_id)
+                .or(connect_user)
+                .or_else(|| found.email.as_ref().and_then(|(_, owner)| owner.user_id));
+            let user_email_count = match subject_user {
+                Some(user_id) => {
+                    self.lock_user(&mut tx, user_id).await?;
+                    // Under PostgreSQL's read committed, a concurrent sign-in may have moved the address or the
+                    // identity between the read and the lock: act only on what holds once the user is locked.
+                    if self.backend() == crate::Backend::Postgres && find(&mut tx, profile).await? != found {
+                        return Err(StoreError::Conflict("provider account"));
+                    }
+                    let row = sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE user_id = $1")
+                        .bind(user_id.to_string())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(usize::MAX)
                 }
-                let row = sqlx::query("SELECT COUNT(*) AS n FROM emails WHERE user_id = $1")
-                    .bind(user_id.to_string())
-                    .fetch_one(&mut *tx)
-                    .await?;
-                usize::try_from(row.try_get::<i64, _>("n")?).unwrap_or(usize::MAX)
+                None => 0,
+            };
+            let snapshot = AccountSnapshot {
+                existing_identity: found.identity.as_ref().map(|(_, identity)| identity.clone()),
+                email_owner: found.email.as_ref().map(|(_, owner)| owner.clone()),
+                user_email_count,
+            };
+            let decision = match decide(&snapshot) {
+                Ok(decision) => decision,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            let account = apply(&mut tx, profile, &found, decision, now).await?;
+            let SignInRecords { token, audit } = records(&account);
+            insert_token(&mut *tx, &token).await?;
+            for entry in &audit {
+                insert_audit_log(&mut *tx, entry).await?;
             }
-            None => 0,
-        };
-        let snapshot = AccountSnapshot {
-            existing_identity: found.identity.as_ref().map(|(_, identity)| identity.clone()),
-            email_owner: found.email.as_ref().map(|(_, owner)| owner.clone()),
-            user_email_count,
-        };
-        let decision = match decide(&snapshot) {
-            Ok(decision) => decision,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        let account = apply(&mut tx, profile, &found, decision, now).await?;
-        let SignInRecords { token, audit } = records(&account);
-        insert_token(&mut *tx, &token).await?;
-        for entry in &audit {
-            insert_audit_log(&mut *tx, entry).await?;
-        }
-        tx.commit().await.map_err(conflict("provider account"))?;
-        Ok(Ok(account))
+            tx.commit().await.map_err(conflict("provider account"))?;
+            Ok(Ok(account))
+        })
     }
 }
 

@@ -8,9 +8,9 @@ fn admin_key_from_row(row: &AnyRow) -> Result<AdminKeyRecord> {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         name: row.try_get("name")?,
         key_hash: row.try_get("key_hash")?,
-        created_at: time(row, "created_at")?,
-        last_used_at: optional_time(row, "last_used_at")?,
-        revoked_at: optional_time(row, "revoked_at")?,
+        created_at: time(&row, "created_at")?,
+        last_used_at: optional_time(&row, "last_used_at")?,
+        revoked_at: optional_time(&row, "revoked_at")?,
     })
 }
 
@@ -18,19 +18,21 @@ const ADMIN_KEY_COLUMNS: &str = "id, name, key_hash, created_at, last_used_at, r
 
 impl Store {
     pub async fn insert_admin_key(&self, key: &AdminKeyRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO admin_keys (id, name, key_hash, created_at, last_used_at, revoked_at)
+        writing!(self, |connection| {
+            sqlx::query(
+                "INSERT INTO admin_keys (id, name, key_hash, created_at, last_used_at, revoked_at)
              VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(key.id.to_string())
-        .bind(&key.name)
-        .bind(&key.key_hash)
-        .bind(key.created_at.as_millis())
-        .bind(key.last_used_at.map(Timestamp::as_millis))
-        .bind(key.revoked_at.map(Timestamp::as_millis))
-        .execute(&mut *self.write().await?)
-        .await
-        .map_err(conflict("admin key"))?;
+            )
+            .bind(key.id.to_string())
+            .bind(&key.name)
+            .bind(&key.key_hash)
+            .bind(key.created_at.as_millis())
+            .bind(key.last_used_at.map(Timestamp::as_millis))
+            .bind(key.revoked_at.map(Timestamp::as_millis))
+            .execute(connection)
+            .await
+            .map_err(conflict("admin key"))
+        })?;
         Ok(())
     }
 
@@ -58,20 +60,24 @@ impl Store {
 
     /// Revokes a key; `false` when there is no such key or it was already revoked.
     pub async fn revoke_admin_key(&self, id: AdminKeyId, now: Timestamp) -> Result<bool> {
-        let result = sqlx::query("UPDATE admin_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
-            .bind(id.to_string())
-            .bind(now.as_millis())
-            .execute(&mut *self.write().await?)
-            .await?;
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query("UPDATE admin_keys SET revoked_at = $2 WHERE id = $1 AND revoked_at IS NULL")
+                .bind(id.to_string())
+                .bind(now.as_millis())
+                .execute(connection)
+                .await?)
+        })?;
         Ok(result.rows_affected() == 1)
     }
 
     pub async fn touch_admin_key(&self, id: AdminKeyId, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE admin_keys SET last_used_at = $2 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(now.as_millis())
-            .execute(&mut *self.write().await?)
-            .await?;
+        writing!(self, |connection| {
+            Ok(sqlx::query("UPDATE admin_keys SET last_used_at = $2 WHERE id = $1")
+                .bind(id.to_string())
+                .bind(now.as_millis())
+                .execute(connection)
+                .await?)
+        })?;
         Ok(())
     }
 }

@@ -9,7 +9,7 @@ const AUDIT_FILTER: &str = "($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_u
 
 impl Store {
     pub async fn insert_audit_log(&self, entry: &AuditLogEntry) -> Result<()> {
-        insert_audit_log(&mut *self.write().await?, entry).await
+        writing!(self, |connection| insert_audit_log(connection, entry).await)
     }
 
     /// Deletes audit rows written before `cutoff` (the retention); returns how many.

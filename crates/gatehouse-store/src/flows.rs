@@ -8,19 +8,21 @@ use crate::{FlowRecord, Result, Store, conflict};
 
 impl Store {
     pub async fn insert_flow(&self, flow: &FlowRecord) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO flows (id, data, version, csrf_token, expires_at, created_at, updated_at)
+        writing!(self, |connection| {
+            sqlx::query(
+                "INSERT INTO flows (id, data, version, csrf_token, expires_at, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(flow.id.to_string())
-        .bind(&flow.data)
-        .bind(flow.version)
-        .bind(&flow.csrf_token)
-        .bind(flow.expires_at.as_millis())
-        .bind(flow.created_at.as_millis())
-        .execute(&mut *self.write().await?)
-        .await
-        .map_err(conflict("flow"))?;
+            )
+            .bind(flow.id.to_string())
+            .bind(&flow.data)
+            .bind(flow.version)
+            .bind(&flow.csrf_token)
+            .bind(flow.expires_at.as_millis())
+            .bind(flow.created_at.as_millis())
+            .execute(connection)
+            .await
+            .map_err(conflict("flow"))
+        })?;
         Ok(())
     }
 
@@ -62,17 +64,19 @@ impl Store {
         csrf_token: &str,
         now: Timestamp,
     ) -> Result<bool> {
-        let result = sqlx::query(
-            "UPDATE flows SET data = $3, csrf_token = $4, version = version + 1, updated_at = $5
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query(
+                "UPDATE flows SET data = $3, csrf_token = $4, version = version + 1, updated_at = $5
              WHERE id = $1 AND version = $2",
-        )
-        .bind(id.to_string())
-        .bind(expected_version)
-        .bind(data)
-        .bind(csrf_token)
-        .bind(now.as_millis())
-        .execute(&mut *self.write().await?)
-        .await?;
+            )
+            .bind(id.to_string())
+            .bind(expected_version)
+            .bind(data)
+            .bind(csrf_token)
+            .bind(now.as_millis())
+            .execute(connection)
+            .await?)
+        })?;
         Ok(result.rows_affected() == 1)
     }
 
@@ -83,14 +87,16 @@ impl Store {
 
     /// Deletes one of the user's emails unless it is their primary one; `false` if there was no such email.
     pub async fn delete_secondary_email(&self, user_id: UserId, email_id: EmailId) -> Result<bool> {
-        let result = sqlx::query(
-            "DELETE FROM emails WHERE id = $1 AND user_id = $2
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query(
+                "DELETE FROM emails WHERE id = $1 AND user_id = $2
                AND NOT EXISTS (SELECT 1 FROM primary_emails p WHERE p.email_id = emails.id)",
-        )
-        .bind(email_id.to_string())
-        .bind(user_id.to_string())
-        .execute(&mut *self.write().await?)
-        .await?;
+            )
+            .bind(email_id.to_string())
+            .bind(user_id.to_string())
+            .execute(connection)
+            .await?)
+        })?;
         Ok(result.rows_affected() == 1)
     }
 }

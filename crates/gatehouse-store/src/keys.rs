@@ -7,24 +7,25 @@ use crate::{Result, Store, StoredSigningKey, conflict, optional_time, time};
 impl Store {
     /// Adds a signing key and retires every other active key, in one transaction: the new key signs from now on.
     pub async fn rotate_signing_key(&self, key: &StoredSigningKey) -> Result<()> {
-        let mut writer = self.write().await?;
-        let mut tx = writer.begin().await?;
-        sqlx::query("UPDATE jwks SET retired_at = $1 WHERE retired_at IS NULL")
+        writing!(self, |connection| {
+            let mut tx = sqlx::Connection::begin(connection).await?;
+            sqlx::query("UPDATE jwks SET retired_at = $1 WHERE retired_at IS NULL")
+                .bind(key.created_at.as_millis())
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "INSERT INTO jwks (kid, algorithm, key_data, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
+            )
+            .bind(&key.kid)
+            .bind(&key.algorithm)
+            .bind(&key.sealed_private_key)
             .bind(key.created_at.as_millis())
             .execute(&mut *tx)
-            .await?;
-        sqlx::query(
-            "INSERT INTO jwks (kid, algorithm, key_data, created_at, retired_at) VALUES ($1, $2, $3, $4, NULL)",
-        )
-        .bind(&key.kid)
-        .bind(&key.algorithm)
-        .bind(&key.sealed_private_key)
-        .bind(key.created_at.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict("signing key"))?;
-        tx.commit().await?;
-        Ok(())
+            .await
+            .map_err(conflict("signing key"))?;
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// Keys that may still verify a token: active ones, and retired ones retired after `retired_after`. Newest first.

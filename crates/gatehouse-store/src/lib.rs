@@ -8,6 +8,30 @@
 //! Row ids are time-ordered UUIDs (v7): index inserts land on the right-most pages instead of random ones, so a
 //! sign-up touches few pages however large the tables grow.
 
+/// `writing!(store, |connection| work)` runs `work` (an expression that may use `?` and `.await`) with `connection`,
+/// the write connection ([`Store::write`]), and is its result. On SQLite, when `work` finds the connection's worker
+/// thread gone, the connection is replaced and `work` runs once more, so that no request fails for it and no
+/// periodic check is needed; [`worker_gone`] says why the first run cannot have committed anything. A macro, not a
+/// function taking a closure: the compiler cannot yet prove such a closure's future `Send` for every lifetime.
+macro_rules! writing {
+    ($store:expr, |$connection:ident| $work:expr) => {{
+        let store: &$crate::Store = $store;
+        let mut held = store.write().await?;
+        let mut replaced = false;
+        loop {
+            let done: $crate::Result<_> = async {
+                let $connection: &mut ::sqlx::AnyConnection = &mut held;
+                $work
+            }
+            .await;
+            match done {
+                Err(error) if !replaced && store.replace_if_gone(&mut held, &error).await? => replaced = true,
+                done => break done,
+            }
+        }
+    }};
+}
+
 mod accounts;
 mod admin_keys;
 mod audit;
@@ -24,7 +48,7 @@ use std::{
     ops::{Deref, DerefMut},
     str::FromStr,
     sync::Arc,
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use sqlx::{
@@ -188,12 +212,10 @@ impl Store {
                     create_private_file(path).map_err(StoreError::CreateFile)?;
                 }
                 let options = AnyConnectOptions::from_str(&url)?;
-                let writer = SingleWriter {
-                    connection: Some(open_sqlite_writer(&options).await?),
-                    options: options.clone(),
-                    checked_at: Instant::now(),
+                let writer = Writer::Single {
+                    connection: Arc::new(tokio::sync::Mutex::new(Some(open_sqlite_writer(&options).await?))),
+                    options: Arc::new(options.clone()),
                 };
-                let writer = Writer::Single(Arc::new(tokio::sync::Mutex::new(writer)));
                 let reader = AnyPoolOptions::new()
                     .max_connections(max_connections.max(1))
                     .acquire_timeout(ACQUIRE_TIMEOUT)
@@ -245,8 +267,11 @@ impl Store {
     /// Runs a `DELETE` whose one parameter is a time; returns how many rows went. The housekeeping deletes are all
     /// of this shape.
     async fn delete_rows(&self, sql: &'static str, at: Timestamp) -> Result<u64> {
-        let result = sqlx::query(sql).bind(at.as_millis()).execute(&mut *self.write().await?).await?;
-        Ok(result.rows_affected())
+        writing!(self, |connection| Ok(sqlx::query(sql)
+            .bind(at.as_millis())
+            .execute(connection)
+            .await?
+            .rows_affected()))
     }
 
     /// Applies the migrations not applied yet and says how many that was: 0 means the schema was up to date.
@@ -310,16 +335,27 @@ impl Store {
     async fn write(&self) -> Result<WriteConnection<'_>> {
         Ok(match &self.writer {
             Writer::Pool(pool) => WriteConnection::Pooled(pool.acquire().await?),
-            Writer::Single(writer) => {
-                let mut held = tokio::time::timeout(ACQUIRE_TIMEOUT, writer.lock())
+            Writer::Single { connection, .. } => {
+                let held = tokio::time::timeout(ACQUIRE_TIMEOUT, connection.lock())
                     .await
                     .map_err(|_| sqlx::Error::PoolTimedOut)?;
-                held.revive().await?;
-                let open = tokio::sync::MutexGuard::try_map(held, |writer| writer.connection.as_mut())
-                    .map_err(|_| sqlx::Error::PoolClosed)?;
+                let open =
+                    tokio::sync::MutexGuard::try_map(held, Option::as_mut).map_err(|_| sqlx::Error::PoolClosed)?;
                 WriteConnection::Single(open)
             }
         })
+    }
+
+    /// Replaces SQLite's write connection if `error` says its worker thread is gone (see [`worker_gone`]); says
+    /// whether it did.
+    async fn replace_if_gone(&self, connection: &mut WriteConnection<'_>, error: &StoreError) -> Result<bool> {
+        let Writer::Single { options, .. } = &self.writer else { return Ok(false) };
+        if !worker_gone(error) {
+            return Ok(false);
+        }
+        tracing::warn!(%error, "the SQLite write connection's worker thread is gone; opening a new one");
+        **connection = open_sqlite_writer(options).await?;
+        Ok(true)
     }
 
     /// Closes every connection; the store answers nothing afterwards.
@@ -331,8 +367,8 @@ impl Store {
         self.health.close().await;
         match &self.writer {
             Writer::Pool(pool) => pool.close().await,
-            Writer::Single(writer) => {
-                if let Some(connection) = writer.lock().await.connection.take() {
+            Writer::Single { connection, .. } => {
+                if let Some(connection) = connection.lock().await.take() {
                     let _ = connection.close().await;
                 }
             }
@@ -340,43 +376,21 @@ impl Store {
     }
 }
 
-/// Where writes go: PostgreSQL's pool, or SQLite's one write connection.
+/// Where writes go: PostgreSQL's pool, or SQLite's one write connection (`None` once the store is closed) and
+/// what it takes to open another.
 #[derive(Clone, Debug)]
 enum Writer {
     Pool(AnyPool),
-    Single(Arc<tokio::sync::Mutex<SingleWriter>>),
+    Single { connection: Arc<tokio::sync::Mutex<Option<AnyConnection>>>, options: Arc<AnyConnectOptions> },
 }
 
-/// How often SQLite's write connection is checked before a write; see [`SingleWriter::revive`].
-const WRITER_CHECK_INTERVAL: Duration = Duration::from_millis(250);
-
-/// SQLite's one write connection, and what it takes to open another.
-#[derive(Debug)]
-struct SingleWriter {
-    /// `None` once the store is closed.
-    connection: Option<AnyConnection>,
-    options: AnyConnectOptions,
-    /// When the connection last proved alive.
-    checked_at: Instant,
-}
-
-impl SingleWriter {
-    /// Replaces the connection if its worker thread has stopped: sqlx ends a SQLite connection's worker for good
-    /// on some failures (a rollback that fails after a cancelled `BEGIN`), and every write would fail from then
-    /// until a restart. The check is a thread hop, so it runs at most every [`WRITER_CHECK_INTERVAL`]: after such
-    /// a failure, writes fail for at most that long.
-    async fn revive(&mut self) -> Result<()> {
-        let Some(connection) = self.connection.as_mut() else { return Ok(()) };
-        if self.checked_at.elapsed() < WRITER_CHECK_INTERVAL {
-            return Ok(());
-        }
-        if let Err(error) = connection.ping().await {
-            tracing::warn!(%error, "the SQLite write connection stopped answering; opening a new one");
-            *connection = open_sqlite_writer(&self.options).await?;
-        }
-        self.checked_at = Instant::now();
-        Ok(())
-    }
+/// Whether a write failed because its SQLite connection's worker thread is gone: sqlx then fails every command on
+/// that connection, until it is replaced. sqlx answers `WorkerCrashed` when a command cannot reach the worker, or
+/// when the worker stopped while handling it, which it does only at the start of a transaction (a `BEGIN` whose
+/// caller had gone and that it then failed to roll back) or by a panic, which leaves the transaction uncommitted
+/// on the old connection. Either way nothing of the write committed, so it can run again on a new connection.
+fn worker_gone(error: &StoreError) -> bool {
+    matches!(error, StoreError::Database(sqlx::Error::WorkerCrashed))
 }
 
 async fn open_sqlite_writer(options: &AnyConnectOptions) -> Result<AnyConnection> {
@@ -389,12 +403,6 @@ async fn open_sqlite_writer(options: &AnyConnectOptions) -> Result<AnyConnection
 enum WriteConnection<'a> {
     Pooled(PoolConnection<Any>),
     Single(tokio::sync::MappedMutexGuard<'a, AnyConnection>),
-}
-
-impl WriteConnection<'_> {
-    async fn begin(&mut self) -> Result<sqlx::Transaction<'_, Any>> {
-        Ok(Connection::begin(&mut **self).await?)
-    }
 }
 
 impl Deref for WriteConnection<'_> {
@@ -460,4 +468,78 @@ fn time(row: &sqlx::any::AnyRow, column: &str) -> Result<Timestamp> {
 fn optional_time(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Timestamp>> {
     use sqlx::Row;
     Ok(row.try_get::<Option<i64>, _>(column)?.map(Timestamp::from_millis))
+}
+
+#[cfg(test)]
+mod tests {
+    use std::{future::Future, pin::pin, task::Poll};
+
+    use super::*;
+
+    #[test]
+    fn only_a_gone_worker_makes_a_write_run_again() {
+        assert!(worker_gone(&StoreError::Database(sqlx::Error::WorkerCrashed)));
+        for other in [
+            StoreError::Database(sqlx::Error::PoolTimedOut),
+            StoreError::Database(sqlx::Error::PoolClosed),
+            StoreError::Database(sqlx::Error::RowNotFound),
+            StoreError::Conflict("user"),
+        ] {
+            assert!(!worker_gone(&other), "{other}");
+        }
+    }
+
+    /// Stops `connection`'s worker thread through sqlx's own API: a `BEGIN` of the caller's own inside a
+    /// transaction, whose caller goes away before the worker answers; the worker cannot deliver its refusal and
+    /// stops (`Command::Begin` in sqlx-sqlite's connection/worker.rs). Nothing in Gatehouse issues such a `BEGIN`.
+    async fn stop_worker(connection: &mut AnyConnection) {
+        for _ in 0..100 {
+            let mut tx = connection.begin().await.unwrap();
+            let mut nested = pin!(Connection::begin_with(&mut *tx, "BEGIN IMMEDIATE"));
+            // Dropped while waiting for the answer. An answer already there (rare) leaves the worker running, and
+            // the outer transaction rolled back by the refused one: try again from the start.
+            if std::future::poll_fn(|cx| Poll::Ready(nested.as_mut().poll(cx).is_pending())).await {
+                break;
+            }
+        }
+        // A command queued before the worker stops waits for ever (sqlx leaves it in the channel), so each ping
+        // is given up after a while, until one finds the worker gone.
+        for _ in 0..500 {
+            let ping = tokio::time::timeout(Duration::from_millis(10), connection.ping()).await;
+            if matches!(ping, Ok(Err(sqlx::Error::WorkerCrashed))) {
+                return;
+            }
+        }
+        panic!("the worker still answers");
+    }
+
+    fn user() -> NewUser {
+        NewUser {
+            id: gatehouse_core::ids::UserId::generate(),
+            name: None,
+            given_name: None,
+            family_name: None,
+            picture: None,
+            email: None,
+            created_at: Timestamp::from_millis(1_000),
+        }
+    }
+
+    /// sqlx fails every command of a SQLite connection whose worker thread stopped; the first write after that
+    /// succeeds all the same, on a new connection, and so do the writes after it.
+    #[tokio::test]
+    async fn a_write_that_finds_the_sqlite_worker_stopped_succeeds_on_a_new_connection() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::connect(&format!("sqlite://{}", dir.path().join("store.db").display()), 2).await.unwrap();
+        store.migrate().await.unwrap();
+        stop_worker(&mut store.write().await.unwrap()).await;
+
+        store.create_user(&user()).await.expect("the first write after the worker stopped");
+        store
+            .touch_session(gatehouse_core::ids::SessionId::generate(), Timestamp::from_millis(2_000))
+            .await
+            .expect("the next write");
+        assert_eq!(store.count_users().await.unwrap(), 1);
+        store.close().await;
+    }
 }

@@ -51,27 +51,27 @@ impl Store {
         audit: Option<&AuditLogEntry>,
     ) -> Result<Vec<SessionId>> {
         let user_id = session.user_id.to_string();
-        let mut writer = self.write().await?;
-        let mut tx = writer.begin().await?;
-        self.lock_user(&mut tx, session.user_id).await?;
-        let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1 AND expires_at > $2")
-            .bind(&user_id)
-            .bind(session.created_at.as_millis())
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(LiveSession {
-                    id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-                    created_at: time(row, "created_at")?,
+        writing!(self, |connection| {
+            let mut tx = sqlx::Connection::begin(connection).await?;
+            self.lock_user(&mut tx, session.user_id).await?;
+            let live = sqlx::query("SELECT id, created_at FROM sessions WHERE user_id = $1 AND expires_at > $2")
+                .bind(&user_id)
+                .bind(session.created_at.as_millis())
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(LiveSession {
+                        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                        created_at: time(row, "created_at")?,
+                    })
                 })
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let evicted = sessions_to_evict(&live, limit);
-        for id in &evicted {
-            sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
-        }
-        sqlx::query(
+                .collect::<Result<Vec<_>>>()?;
+            let evicted = sessions_to_evict(&live, limit);
+            for id in &evicted {
+                sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+            }
+            sqlx::query(
             "INSERT INTO sessions (id, user_id, user_agent, ip_address, expires_at, last_used, created_at, updated_at)
              VALUES ($1, $2, $3, $4, $5, $6, $6, $6)",
         )
@@ -84,11 +84,12 @@ impl Store {
         .execute(&mut *tx)
         .await
         .map_err(conflict("session"))?;
-        if let Some(audit) = audit {
-            insert_audit_log(&mut *tx, audit).await?;
-        }
-        tx.commit().await?;
-        Ok(evicted)
+            if let Some(audit) = audit {
+                insert_audit_log(&mut *tx, audit).await?;
+            }
+            tx.commit().await?;
+            Ok(evicted)
+        })
     }
 
     /// A session that exists and has not expired at `now`. Asked on every validated request, so on SQLite it is
@@ -128,11 +129,13 @@ impl Store {
     }
 
     pub async fn touch_session(&self, id: SessionId, now: Timestamp) -> Result<()> {
-        sqlx::query("UPDATE sessions SET last_used = $2, updated_at = $2 WHERE id = $1")
-            .bind(id.to_string())
-            .bind(now.as_millis())
-            .execute(&mut *self.write().await?)
-            .await?;
+        writing!(self, |connection| {
+            Ok(sqlx::query("UPDATE sessions SET last_used = $2, updated_at = $2 WHERE id = $1")
+                .bind(id.to_string())
+                .bind(now.as_millis())
+                .execute(connection)
+                .await?)
+        })?;
         Ok(())
     }
 
@@ -143,29 +146,32 @@ impl Store {
 
     /// Deletes a session; `false` if there was none.
     pub async fn delete_session(&self, id: SessionId) -> Result<bool> {
-        let result = sqlx::query("DELETE FROM sessions WHERE id = $1")
-            .bind(id.to_string())
-            .execute(&mut *self.write().await?)
-            .await?;
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query("DELETE FROM sessions WHERE id = $1").bind(id.to_string()).execute(connection).await?)
+        })?;
         Ok(result.rows_affected() > 0)
     }
 
     /// Deletes one session of `user_id`; `false` if that user has no such session.
     pub async fn delete_user_session(&self, user_id: UserId, id: SessionId) -> Result<bool> {
-        let result = sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
-            .bind(id.to_string())
-            .bind(user_id.to_string())
-            .execute(&mut *self.write().await?)
-            .await?;
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query("DELETE FROM sessions WHERE id = $1 AND user_id = $2")
+                .bind(id.to_string())
+                .bind(user_id.to_string())
+                .execute(connection)
+                .await?)
+        })?;
         Ok(result.rows_affected() > 0)
     }
 
     /// Deletes every session of `user_id`; returns how many.
     pub async fn delete_user_sessions(&self, user_id: UserId) -> Result<u64> {
-        let result = sqlx::query("DELETE FROM sessions WHERE user_id = $1")
-            .bind(user_id.to_string())
-            .execute(&mut *self.write().await?)
-            .await?;
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query("DELETE FROM sessions WHERE user_id = $1")
+                .bind(user_id.to_string())
+                .execute(connection)
+                .await?)
+        })?;
         Ok(result.rows_affected())
     }
 }

@@ -40,25 +40,28 @@ impl Store {
         now: Timestamp,
     ) -> Result<Option<i64>> {
         let result = if expected_version == 0 {
-            sqlx::query(
-                "INSERT INTO settings (name, version, data, updated_at) VALUES ($1, 1, $2, $3)
+            writing!(self, |connection| {
+                Ok(sqlx::query(
+                    "INSERT INTO settings (name, version, data, updated_at) VALUES ($1, 1, $2, $3)
                  ON CONFLICT (name) DO NOTHING",
-            )
-            .bind(name)
-            .bind(data)
-            .bind(now.as_millis())
-            .execute(&mut *self.write().await?)
-            .await?
+                )
+                .bind(name)
+                .bind(data)
+                .bind(now.as_millis())
+                .execute(connection)
+                .await?)
+            })?
         } else {
-            sqlx::query(
+            writing!(self, |connection| {
+                Ok(sqlx::query(
                 "UPDATE settings SET version = version + 1, data = $3, updated_at = $4 WHERE name = $1 AND version = $2",
             )
             .bind(name)
             .bind(expected_version)
             .bind(data)
             .bind(now.as_millis())
-            .execute(&mut *self.write().await?)
-            .await?
+            .execute(connection).await?)
+            })?
         };
         Ok((result.rows_affected() == 1).then_some(expected_version + 1))
     }

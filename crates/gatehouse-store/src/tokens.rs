@@ -6,21 +6,23 @@ use crate::{NewToken, Result, Store, TokenRecord, conflict, parse_uuid, time};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
-        insert_token(&mut *self.write().await?, token).await
+        writing!(self, |connection| insert_token(connection, token).await)
     }
 
     /// Takes a one-time token out of the store: whoever calls this first gets it, nobody gets it twice. The
     /// caller checks expiry (an expired token is consumed all the same). The token names the provider of the
     /// identity it was made for.
     pub async fn take_token(&self, value_hash: &str) -> Result<Option<TokenRecord>> {
-        let row = sqlx::query(
-            "DELETE FROM tokens WHERE value_hash = $1
+        let row = writing!(self, |connection| {
+            Ok(sqlx::query(
+                "DELETE FROM tokens WHERE value_hash = $1
              RETURNING user_id, code_verifier_hash, expires_at,
                        (SELECT provider_id FROM identities WHERE identities.id = tokens.identity_id) AS provider_id",
-        )
-        .bind(value_hash)
-        .fetch_optional(&mut *self.write().await?)
-        .await?;
+            )
+            .bind(value_hash)
+            .fetch_optional(connection)
+            .await?)
+        })?;
         row.map(|row| {
             Ok(TokenRecord {
                 user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
@@ -35,12 +37,13 @@ impl Store {
     /// Records that a third-party state was used; `false` if it had been used before (a replay). The row is kept
     /// until the state expires (it cannot be replayed after that anyway); the periodic sweep removes it.
     pub async fn mark_state_used(&self, id: StateId, expires_at: Timestamp) -> Result<bool> {
-        let inserted =
-            sqlx::query("INSERT INTO used_states (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
+        let inserted = writing!(self, |connection| {
+            Ok(sqlx::query("INSERT INTO used_states (id, expires_at) VALUES ($1, $2) ON CONFLICT (id) DO NOTHING")
                 .bind(id.to_string())
                 .bind(expires_at.as_millis())
-                .execute(&mut *self.write().await?)
-                .await?;
+                .execute(connection)
+                .await?)
+        })?;
         Ok(inserted.rows_affected() == 1)
     }
 

@@ -10,23 +10,23 @@ use crate::{
 impl Store {
     /// Creates a user and, if given, their primary email, in one transaction.
     pub async fn create_user(&self, user: &NewUser) -> Result<()> {
-        let mut writer = self.write().await?;
-        let mut tx = writer.begin().await?;
-        sqlx::query(
-            "INSERT INTO users (id, name, given_name, family_name, picture, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $6)",
-        )
-        .bind(user.id.to_string())
-        .bind(&user.name)
-        .bind(&user.given_name)
-        .bind(&user.family_name)
-        .bind(&user.picture)
-        .bind(user.created_at.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict("user"))?;
-        if let Some(email) = &user.email {
+        writing!(self, |connection| {
+            let mut tx = sqlx::Connection::begin(connection).await?;
             sqlx::query(
+                "INSERT INTO users (id, name, given_name, family_name, picture, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $6)",
+            )
+            .bind(user.id.to_string())
+            .bind(&user.name)
+            .bind(&user.given_name)
+            .bind(&user.family_name)
+            .bind(&user.picture)
+            .bind(user.created_at.as_millis())
+            .execute(&mut *tx)
+            .await
+            .map_err(conflict("user"))?;
+            if let Some(email) = &user.email {
+                sqlx::query(
                 "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
             )
             .bind(email.id.to_string())
@@ -37,7 +37,7 @@ impl Store {
             .execute(&mut *tx)
             .await
             .map_err(conflict("email address"))?;
-            sqlx::query(
+                sqlx::query(
                 "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $4)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
@@ -46,9 +46,10 @@ impl Store {
             .bind(user.created_at.as_millis())
             .execute(&mut *tx)
             .await?;
-        }
-        tx.commit().await?;
-        Ok(())
+            }
+            tx.commit().await?;
+            Ok(())
+        })
     }
 
     /// A user with their emails and identities.
@@ -118,13 +119,14 @@ impl Store {
 
     /// Deletes a user and, by cascade, their emails, identities, tokens and sessions.
     pub async fn delete_user(&self, id: UserId) -> Result<bool> {
-        let mut writer = self.write().await?;
-        let mut tx = writer.begin().await?;
-        // Primary emails point at emails; remove them first so the email cascade has nothing left to guard.
-        sqlx::query("DELETE FROM primary_emails WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
-        let deleted = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
-        tx.commit().await?;
-        Ok(deleted.rows_affected() > 0)
+        writing!(self, |connection| {
+            let mut tx = sqlx::Connection::begin(connection).await?;
+            // Primary emails point at emails; remove them first so the email cascade has nothing left to guard.
+            sqlx::query("DELETE FROM primary_emails WHERE user_id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+            let deleted = sqlx::query("DELETE FROM users WHERE id = $1").bind(id.to_string()).execute(&mut *tx).await?;
+            tx.commit().await?;
+            Ok(deleted.rows_affected() > 0)
+        })
     }
 
     /// The number of users; for health output and tests.
@@ -174,11 +176,13 @@ impl Store {
 
     /// Removes one identity of `user_id`: the provider account can no longer sign in as this user.
     pub async fn unlink_identity(&self, user_id: UserId, identity_id: IdentityId) -> Result<bool> {
-        let result = sqlx::query("DELETE FROM identities WHERE id = $1 AND user_id = $2")
-            .bind(identity_id.to_string())
-            .bind(user_id.to_string())
-            .execute(&mut *self.write().await?)
-            .await?;
+        let result = writing!(self, |connection| {
+            Ok(sqlx::query("DELETE FROM identities WHERE id = $1 AND user_id = $2")
+                .bind(identity_id.to_string())
+                .bind(user_id.to_string())
+                .execute(connection)
+                .await?)
+        })?;
         Ok(result.rows_affected() > 0)
     }
 }

@@ -484,3 +484,41 @@ async fn sqlite_files_are_private_to_their_owner() {
     }
     store.close().await;
 }
+
+/// Drops `write` once it has been polled `polls` times (yielding to the runtime in between), as the server drops
+/// a store call wherever it stands when a request times out or its client goes away; `None` if it was dropped.
+async fn cancelled_after<T>(write: impl Future<Output = T>, polls: usize) -> Option<T> {
+    let mut write = std::pin::pin!(write);
+    for _ in 0..polls {
+        let poll = std::future::poll_fn(|cx| std::task::Poll::Ready(write.as_mut().poll(cx))).await;
+        if let std::task::Poll::Ready(done) = poll {
+            return Some(done);
+        }
+        tokio::task::yield_now().await;
+    }
+    None
+}
+
+/// SQLite writes cancelled at every await point (a transaction's `BEGIN`, its statements, its `COMMIT`), the way
+/// sqlx's worker thread could be made to stop: the write connection keeps working (sqlx 0.9 rolls back a cancelled
+/// `BEGIN` itself), and every cancelled write happened whole or not at all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_writes_cancelled_anywhere_leave_the_writer_working_and_nothing_half_done() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let store = db.store().await;
+    let (mut cancelled, mut kept) = (0, 0);
+    for attempt in 0..400 {
+        let made = user(Some(&format!("cancelled{attempt}@example.com")));
+        if cancelled_after(store.create_user(&made), attempt % 40).await.is_none() {
+            cancelled += 1;
+        }
+        store.create_user(&user(None)).await.expect("the write after a cancelled one");
+        if let Some(found) = store.find_user(made.id).await.unwrap() {
+            assert_eq!(found.emails.len(), 1, "a user was made without their email");
+            kept += 1;
+        }
+    }
+    println!("{cancelled} of 400 writes cancelled; {kept} users made whole, none half");
+    assert!(cancelled > 0);
+    store.close().await;
+}

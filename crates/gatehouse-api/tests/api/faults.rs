@@ -158,6 +158,29 @@ async fn a_database_restart_costs_no_request() {
     );
 }
 
+/// While the database cannot take writes: marking a session used answers Hanko's 503 in time, and reading it still
+/// calls it valid. Returns the write's answer.
+async fn writes_refused_reads_served(server: &TestServer, token: &str) -> (StatusCode, serde_json::Value, Duration) {
+    // A minute on, so that marking the session used really changes its row.
+    server.clock.advance(Duration::from_secs(60));
+    let during = validate(server, token).await;
+    assert_unavailable(&during);
+    let read = server.client.get(server.url("/sessions/validate")).bearer_auth(token).send().await.unwrap();
+    let read: serde_json::Value = read.json().await.unwrap();
+    assert_eq!(read["is_valid"], true, "reads go on while writes cannot");
+    during
+}
+
+/// SQLite's integrity check of the database at `url`, asserted to pass; its answer.
+async fn integrity_check(url: &str) -> String {
+    use sqlx::{Connection, Row};
+    let mut check = sqlx::SqliteConnection::connect(url).await.unwrap();
+    let integrity: String = sqlx::query("PRAGMA integrity_check").fetch_one(&mut check).await.unwrap().get(0);
+    assert_eq!(integrity, "ok");
+    check.close().await.unwrap();
+    integrity
+}
+
 /// A small filesystem of its own (tmpfs) for a database to fill up; unmounted when dropped.
 struct SmallDisk {
     path: std::path::PathBuf,
@@ -245,13 +268,7 @@ async fn a_full_disk_answers_503_loses_nothing_and_writes_resume_when_space_retu
     }
     let refusal = refusal.expect("a full disk refuses a write");
     assert!(refusal.is_unavailable(), "a full disk is an outage, not a bug: {refusal}");
-    // A minute on, so that marking the session used really changes its row.
-    server.clock.advance(Duration::from_secs(60));
-    let during = validate(&server, &token).await;
-    assert_unavailable(&during);
-    let read = server.client.get(server.url("/sessions/validate")).bearer_auth(&token).send().await.unwrap();
-    let read: serde_json::Value = read.json().await.unwrap();
-    assert_eq!(read["is_valid"], true, "reads go on while writes cannot");
+    let during = writes_refused_reads_served(&server, &token).await;
 
     std::fs::remove_file(filler).unwrap();
     let started = Instant::now();
@@ -263,14 +280,84 @@ async fn a_full_disk_answers_503_loses_nothing_and_writes_resume_when_space_retu
     assert_eq!(store.count_users().await.unwrap(), users, "every write answered success is there");
     server.stop().await;
 
-    use sqlx::{Connection, Row};
-    let mut check = sqlx::SqliteConnection::connect(&url).await.unwrap();
-    let integrity: String = sqlx::query("PRAGMA integrity_check").fetch_one(&mut check).await.unwrap().get(0);
-    assert_eq!(integrity, "ok");
-    check.close().await.unwrap();
+    let integrity = integrity_check(&url).await;
     println!(
         "FIGURE SQLite disk full (4 MiB tmpfs filled): write=503 in {} ms, reads 200; {users} users written, {users} \
          found; writes resumed {} ms after space returned; integrity_check: {integrity}",
+        during.2.as_millis(),
+        resumed.as_millis()
+    );
+}
+
+/// Files that even root cannot write (the immutable attribute, `chattr +i`: root ignores file modes); writable
+/// again when dropped.
+struct Unwritable {
+    files: Vec<std::path::PathBuf>,
+}
+
+impl Unwritable {
+    /// `None` where the attribute cannot be set (it needs `CAP_LINUX_IMMUTABLE` and a filesystem that has it).
+    fn set(files: Vec<std::path::PathBuf>) -> Option<Self> {
+        let done = chattr("+i", &files);
+        // Made even when refused, so that dropping it clears a file that was set before the refusal.
+        let unwritable = Self { files };
+        done.then_some(unwritable)
+    }
+}
+
+impl Drop for Unwritable {
+    fn drop(&mut self) {
+        chattr("-i", &self.files);
+    }
+}
+
+fn chattr(change: &str, files: &[std::path::PathBuf]) -> bool {
+    std::process::Command::new("chattr")
+        .arg(change)
+        .args(files)
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|status| status.success())
+}
+
+/// SQLite's files turned read-only under a running server: writes answer 503 and reads go on; once the files are
+/// writable again, writes resume, every write that was answered success is there, and the file passes SQLite's
+/// integrity check. The `-shm` file stays writable: SQLite maps it into memory, and a write to an immutable mapping
+/// kills the process (SIGBUS), which no server can answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_read_only_database_answers_503_loses_nothing_and_writes_resume_when_writable_again() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let server = TestServer::start_with(test_config(&db)).await;
+    let store = server.store.clone();
+    let token = session(&server).await;
+    store.create_user(&new_user()).await.unwrap();
+    let mut users = 2;
+    let file = db.url().strip_prefix("sqlite://").expect("a SQLite file URL").to_owned();
+    let files = ["", "-wal"].map(|suffix| format!("{file}{suffix}").into()).to_vec();
+    let Some(unwritable) = Unwritable::set(files) else {
+        println!("SKIPPED a_read_only_database…: `chattr +i` needs root (CAP_LINUX_IMMUTABLE) and ext4, XFS or tmpfs");
+        return;
+    };
+
+    let refusal = store.create_user(&new_user()).await.expect_err("a read-only file refuses a write");
+    assert!(refusal.is_unavailable(), "a read-only file is an outage, not a bug: {refusal}");
+    let during = writes_refused_reads_served(&server, &token).await;
+
+    drop(unwritable);
+    let started = Instant::now();
+    let after = validate(&server, &token).await;
+    assert_eq!((after.0, &after.1["is_valid"]), (StatusCode::OK, &json!(true)), "the first write after it");
+    store.create_user(&new_user()).await.expect("writes resume");
+    users += 1;
+    let resumed = started.elapsed();
+    assert_eq!(store.count_users().await.unwrap(), users, "every write answered success is there");
+    server.stop().await;
+
+    let integrity = integrity_check(db.url()).await;
+    println!(
+        "FIGURE SQLite file read-only (chattr +i on the database and its WAL): write=503 in {} ms ({refusal}), reads \
+         200; {users} users written, {users} found; writes resumed {} ms after the file was writable again; \
+         integrity_check: {integrity}",
         during.2.as_millis(),
         resumed.as_millis()
     );
