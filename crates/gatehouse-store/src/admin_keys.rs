@@ -8,9 +8,9 @@ fn admin_key_from_row(row: &AnyRow) -> Result<AdminKeyRecord> {
         id: parse_uuid(&row.try_get::<String, _>("id")?)?,
         name: row.try_get("name")?,
         key_hash: row.try_get("key_hash")?,
-        created_at: time(&row, "created_at")?,
-        last_used_at: optional_time(&row, "last_used_at")?,
-        revoked_at: optional_time(&row, "revoked_at")?,
+        created_at: time(row, "created_at")?,
+        last_used_at: optional_time(row, "last_used_at")?,
+        revoked_at: optional_time(row, "revoked_at")?,
     })
 }
 
