@@ -9,9 +9,10 @@
 //! sign-up touches few pages however large the tables grow.
 
 /// `writing!(store, |connection| work)` runs `work` (an expression that may use `?` and `.await`) with `connection`,
-/// the write connection ([`Store::write`]), and is its result. On SQLite, when `work` finds the connection's worker
-/// thread gone, the connection is replaced and `work` runs once more, so that no request fails for it and no
-/// periodic check is needed; [`worker_gone`] says why the first run cannot have committed anything. A macro, not a
+/// the write connection ([`Store::write`]), and is its result. On SQLite, when `work` finds the connection unable to
+/// write (its worker thread gone, or opened read-only), the connection is replaced and `work` runs once more, so
+/// that no request fails for it and no periodic check is needed; [`Store::replace_if_unusable`] says why the first
+/// run cannot have committed anything. A macro, not a
 /// function taking a closure: the compiler cannot yet prove such a closure's future `Send` for every lifetime.
 macro_rules! writing {
     ($store:expr, |$connection:ident| $work:expr) => {{
@@ -25,7 +26,7 @@ macro_rules! writing {
             }
             .await;
             match done {
-                Err(error) if !replaced && store.replace_if_gone(&mut held, &error).await? => replaced = true,
+                Err(error) if !replaced && store.replace_if_unusable(&mut held, &error).await? => replaced = true,
                 done => break done,
             }
         }
@@ -346,14 +347,16 @@ impl Store {
         })
     }
 
-    /// Replaces SQLite's write connection if `error` says its worker thread is gone (see [`worker_gone`]); says
-    /// whether it did.
-    async fn replace_if_gone(&self, connection: &mut WriteConnection<'_>, error: &StoreError) -> Result<bool> {
+    /// Replaces SQLite's write connection when `error` says it can no longer write, and says so: the failed write
+    /// then runs once more, on the new connection. Nothing of it committed: a connection whose worker thread is
+    /// gone (see [`worker_gone`]) or that SQLite opened read-only (the file was not writable then; it stays
+    /// read-only for good) cannot have committed anything.
+    async fn replace_if_unusable(&self, connection: &mut WriteConnection<'_>, error: &StoreError) -> Result<bool> {
         let Writer::Single { options, .. } = &self.writer else { return Ok(false) };
-        if !worker_gone(error) {
+        if !worker_gone(error) && !read_only(error) {
             return Ok(false);
         }
-        tracing::warn!(%error, "the SQLite write connection's worker thread is gone; opening a new one");
+        tracing::warn!(%error, "the SQLite write connection cannot write; opening a new one");
         **connection = open_sqlite_writer(options).await?;
         Ok(true)
     }
@@ -391,6 +394,17 @@ enum Writer {
 /// on the old connection. Either way nothing of the write committed, so it can run again on a new connection.
 fn worker_gone(error: &StoreError) -> bool {
     matches!(error, StoreError::Database(sqlx::Error::WorkerCrashed))
+}
+
+/// SQLite refused to write because the connection or the file is read-only (`SQLITE_READONLY` and its extended
+/// codes).
+fn read_only(error: &StoreError) -> bool {
+    let StoreError::Database(sqlx::Error::Database(database)) = error else { return false };
+    database.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some()
+        && database
+            .code()
+            .and_then(|code| code.parse::<i32>().ok())
+            .is_some_and(|code| code & 0xff == rusqlite::ffi::SQLITE_READONLY)
 }
 
 async fn open_sqlite_writer(options: &AnyConnectOptions) -> Result<AnyConnection> {

@@ -362,3 +362,35 @@ async fn a_read_only_database_answers_503_loses_nothing_and_writes_resume_when_w
         resumed.as_millis()
     );
 }
+
+/// A server started on a database file that cannot be written (restored read-only from a backup, a read-only
+/// mount): SQLite opens such a file read-only and would keep that connection read-only for good. The server starts,
+/// reads are served, writes answer 503, and once the file is writable writes resume without a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_started_on_a_read_only_database_writes_once_the_file_is_writable() {
+    let db = TestDb::new(Backend::Sqlite).await;
+    let first = TestServer::start_with(test_config(&db)).await;
+    let token = session(&first).await;
+    first.stop().await;
+    let file = db.url().strip_prefix("sqlite://").expect("a SQLite file URL").to_owned();
+    let files = ["", "-wal"]
+        .map(|suffix| format!("{file}{suffix}").into())
+        .into_iter()
+        .filter(|f: &std::path::PathBuf| f.exists());
+    let Some(unwritable) = Unwritable::set(files.collect()) else {
+        println!("SKIPPED a_server_started_on_a_read_only_database…: `chattr +i` needs root and ext4, XFS or tmpfs");
+        return;
+    };
+
+    let server = TestServer::start_with(test_config(&db)).await;
+    let refusal = server.store.create_user(&new_user()).await.expect_err("a read-only file refuses a write");
+    assert!(refusal.is_unavailable(), "a read-only file is an outage, not a bug: {refusal}");
+    writes_refused_reads_served(&server, &token).await;
+
+    drop(unwritable);
+    server.store.create_user(&new_user()).await.expect("writes resume without a restart");
+    let after = validate(&server, &token).await;
+    assert_eq!((after.0, &after.1["is_valid"]), (StatusCode::OK, &json!(true)));
+    server.stop().await;
+    assert_eq!(integrity_check(db.url()).await, "ok");
+}
