@@ -6,6 +6,7 @@ pub mod admin_keys;
 mod app;
 pub mod audit;
 pub mod flows;
+pub mod hanko_import;
 pub mod identity_providers;
 pub mod keys;
 pub mod maintenance;

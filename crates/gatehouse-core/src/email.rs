@@ -77,6 +77,10 @@ pub enum EmailProof {
     DomainOwnerVerified,
     /// The `upn`: a UPN's domain must be one the tenant verified.
     Upn,
+    /// Imported from Hanko, which had marked the address verified: by a passcode mailed to it, or because an
+    /// identity provider said so (Hanko took a Microsoft address without `xms_edov` as verified). Like a personal
+    /// account's, a proof of the mailbox at some past time, never of the domain.
+    Hanko,
 }
 
 /// How much a proof says about who owns an address now. A tenant that verified the address's domain speaks for the
@@ -93,7 +97,7 @@ impl ProofStrength {
     pub fn of(proof: Option<EmailProof>) -> Self {
         match proof {
             None => Self::Unproven,
-            Some(EmailProof::PersonalAccount) => Self::Mailbox,
+            Some(EmailProof::PersonalAccount | EmailProof::Hanko) => Self::Mailbox,
             Some(EmailProof::DomainOwnerVerified | EmailProof::Upn) => Self::Domain,
         }
     }
@@ -106,12 +110,15 @@ impl EmailProof {
             Self::PersonalAccount => "personal_account",
             Self::DomainOwnerVerified => "xms_edov",
             Self::Upn => "upn",
+            Self::Hanko => "hanko",
         }
     }
 
     /// Reads the stored form; `None` for anything else.
     pub fn parse(text: &str) -> Option<Self> {
-        [Self::PersonalAccount, Self::DomainOwnerVerified, Self::Upn].into_iter().find(|proof| proof.as_str() == text)
+        [Self::PersonalAccount, Self::DomainOwnerVerified, Self::Upn, Self::Hanko]
+            .into_iter()
+            .find(|proof| proof.as_str() == text)
     }
 }
 
@@ -121,7 +128,8 @@ mod tests {
 
     #[test]
     fn proofs_read_back_what_they_store() {
-        for proof in [EmailProof::PersonalAccount, EmailProof::DomainOwnerVerified, EmailProof::Upn] {
+        for proof in [EmailProof::PersonalAccount, EmailProof::DomainOwnerVerified, EmailProof::Upn, EmailProof::Hanko]
+        {
             assert_eq!(EmailProof::parse(proof.as_str()), Some(proof));
         }
         for unknown in ["", "UPN", "verified", "legacy"] {

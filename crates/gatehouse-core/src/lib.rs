@@ -7,6 +7,7 @@ pub mod duration;
 pub mod email;
 pub mod error;
 pub mod first_seen;
+pub mod hanko_import;
 pub mod ids;
 pub mod linking;
 pub mod microsoft;

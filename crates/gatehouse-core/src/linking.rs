@@ -668,7 +668,8 @@ mod tests {
         let proof = proptest::option::of(prop_oneof![
             Just(EmailProof::Upn),
             Just(EmailProof::DomainOwnerVerified),
-            Just(EmailProof::PersonalAccount)
+            Just(EmailProof::PersonalAccount),
+            Just(EmailProof::Hanko)
         ]);
         let owner = proptest::option::of(
             (proptest::option::of(user()), proof).prop_map(|(user_id, proof)| EmailOwner { user_id, proof }),

@@ -38,6 +38,7 @@ mod admin_keys;
 mod audit;
 mod direct;
 mod flows;
+mod hanko_import;
 mod keys;
 pub mod model;
 mod sessions;
@@ -63,6 +64,8 @@ use gatehouse_core::clock::Timestamp;
 
 use crate::direct::DirectReader;
 
+pub use hanko_import::HankoDatabase;
+
 pub use model::*;
 
 #[derive(Debug, thiserror::Error)]
@@ -83,6 +86,8 @@ pub enum StoreError {
     CreateFile(std::io::Error),
     #[error("the database did not answer within {0:?}")]
     NoAnswer(Duration),
+    #[error("cannot import from Hanko: {0}")]
+    Hanko(String),
 }
 
 impl StoreError {

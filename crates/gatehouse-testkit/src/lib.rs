@@ -4,6 +4,7 @@
 mod db;
 pub mod fake_entra;
 mod fault_proxy;
+pub mod hanko;
 mod server;
 
 pub use db::{Backend, TestDb, postgres_admin_url};

@@ -8,13 +8,13 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use gatehouse::config;
 use gatehouse_api::Application;
-use gatehouse_app::{App, RequestMeta, admin_keys, identity_providers, keys::KeyRing};
+use gatehouse_app::{App, RequestMeta, admin_keys, hanko_import, identity_providers, keys::KeyRing};
 use gatehouse_core::config::Config;
 use gatehouse_core::{
     clock::{Clock, SystemClock, Timestamp},
     ids::AdminKeyId,
 };
-use gatehouse_store::Store;
+use gatehouse_store::{HankoDatabase, Store};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -59,6 +59,20 @@ enum Command {
     /// Keys for the admin API and console.
     #[command(subcommand)]
     AdminKey(AdminKeyCommand),
+    /// Bring users over from another server.
+    #[command(subcommand)]
+    Import(ImportCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum ImportCommand {
+    /// Import users, their emails and their Microsoft identities from a Hanko database (only read) into the
+    /// configured one, keeping user ids. Users imported before are left as they are, so it can run again.
+    Hanko {
+        /// Hanko's PostgreSQL database, e.g. postgres://hanko:PASSWORD@localhost:5432/hanko.
+        #[arg(long, value_name = "URL", env = "HANKO_DATABASE_URL", hide_env_values = true)]
+        from: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -129,6 +143,7 @@ fn main() -> ExitCode {
                 new_certificate(&options, &provider, days).await
             }
             Command::AdminKey(command) => admin_key(&options, command).await,
+            Command::Import(ImportCommand::Hanko { from }) => import_hanko(&options, &from).await,
         }
     });
     match result {
@@ -344,6 +359,21 @@ async fn migrate(options: &Options) -> anyhow::Result<()> {
         1 => println!("1 migration applied to {database}"),
         applied => println!("{applied} migrations applied to {database}"),
     }
+    Ok(())
+}
+
+async fn import_hanko(options: &Options, from: &str) -> anyhow::Result<()> {
+    let (config, _) = load(options, "import hanko")?;
+    telemetry::init(&config.log);
+    let source = gatehouse_core::config::DatabaseUrl::new(from).redacted();
+    let mut hanko =
+        HankoDatabase::connect(from).await.with_context(|| format!("cannot open the Hanko database {source}"))?;
+    let (store, _) = open_store(&config).await?;
+    let report = hanko_import::import_from_hanko(&store, &mut hanko, &SystemClock).await?;
+    println!("from {source} into {}:", config.database.url.redacted());
+    print!("{report}");
+    // Skipped rows are expected (other providers); a user left out is not, and a script must notice.
+    anyhow::ensure!(report.conflicts.is_empty(), "{} users were not imported (listed above)", report.conflicts.len());
     Ok(())
 }
 

@@ -16,6 +16,8 @@ use gatehouse_core::config::hanko::HANKO_ENV;
 use serde_json::Value;
 
 // In a folder of their own, which cargo does not take for test targets of their own.
+#[path = "cli/hanko_import.rs"]
+mod hanko_import;
 #[path = "cli/rolling.rs"]
 mod rolling;
 #[path = "cli/soak.rs"]
