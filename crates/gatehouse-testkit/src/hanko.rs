@@ -1,12 +1,16 @@
-//! A Hanko database built by Hanko's own migrations, for the import's tests, with rows inserted as Hanko writes
-//! them. Hanko writes its migrations in fizz (gobuffalo's schema language); [`fizz_to_postgres`] translates the
-//! part of fizz they use into PostgreSQL as fizz's own PostgreSQL translator does: columns `NOT NULL` unless
-//! `null: true`, `created_at`/`updated_at` added to every new table unless disabled, and fizz's names for indexes
+//! A Hanko database for the import's tests, with rows inserted as Hanko writes them. Its schema comes from Hanko's
+//! own migrations when they are at hand, and otherwise from Gatehouse's description of the tables the import reads
+//! (`fixtures/hanko/*.sql`), so that the tests run, with the same assertions, on a clean clone too.
+//!
+//! Hanko writes its migrations in fizz (gobuffalo's schema language); [`fizz_to_postgres`] translates the part of
+//! fizz they use into PostgreSQL as fizz's own PostgreSQL translator does: columns `NOT NULL` unless `null: true`,
+//! `created_at`/`updated_at` added to every new table unless disabled, and fizz's names for indexes
 //! (`<table>_<columns>_idx`) and foreign keys (`<table>_<referenced table>_<referenced columns>_fk`), which later
 //! migrations drop by name.
 //!
 //! The migration files (`*.up.fizz`, Hanko's AGPL-3.0 code) are not part of this repository: they are read from
-//! [`MIGRATIONS_ENV`], or else from `shared/hanko-migrations` beside the repository.
+//! the folder [`MIGRATIONS_ENV`] names, or else from `shared/hanko-migrations` beside the repository, whichever
+//! exists first.
 
 use std::path::PathBuf;
 
@@ -19,22 +23,24 @@ use crate::{Backend, TestDb};
 pub const MIGRATIONS_ENV: &str = "TEST_HANKO_MIGRATIONS";
 
 /// Hanko's migration that renamed the identities' columns (`provider_id` → `provider_user_id`, `provider_name` →
-/// `provider_id`): a database migrated only [`HankoDb::before`] it has the old names.
-pub const IDENTITIES_RENAMED: &str = "20250130154010";
+/// `provider_id`): [`HankoDb::before_identities_rename`] stops before it.
+const IDENTITIES_RENAMED: &str = "20250130154010";
 
-fn migrations_dir() -> PathBuf {
-    std::env::var_os(MIGRATIONS_ENV).map_or_else(
-        || PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/hanko-migrations"),
-        PathBuf::from,
-    )
+/// The fixtures, written from what Hanko's migrations produce up to their last version, and up to the one before
+/// [`IDENTITIES_RENAMED`].
+const CURRENT_FIXTURE: (&str, &str) = ("fixtures/hanko/current.sql", include_str!("../fixtures/hanko/current.sql"));
+const BEFORE_RENAME_FIXTURE: (&str, &str) =
+    ("fixtures/hanko/before_identities_rename.sql", include_str!("../fixtures/hanko/before_identities_rename.sql"));
+
+/// The folder of Hanko's migrations, if there is one.
+fn migrations_dir() -> Option<PathBuf> {
+    let shared = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/hanko-migrations");
+    std::env::var_os(MIGRATIONS_ENV).map(PathBuf::from).into_iter().chain([shared]).find(|dir| dir.is_dir())
 }
 
-/// Hanko's up migrations older than `before` (all of them for `None`), oldest first, as `(version, text)`.
-fn migrations(before: Option<&str>) -> Vec<(String, String)> {
-    let dir = migrations_dir();
-    let entries = std::fs::read_dir(&dir).unwrap_or_else(|error| {
-        panic!("Hanko's migrations are needed in {} (or set {MIGRATIONS_ENV}): {error}", dir.display())
-    });
+/// Hanko's up migrations in `dir` older than `before` (all of them for `None`), oldest first, as `(version, text)`.
+fn migrations(dir: &std::path::Path, before: Option<&str>) -> Vec<(String, String)> {
+    let entries = std::fs::read_dir(dir).unwrap_or_else(|error| panic!("{}: {error}", dir.display()));
     let mut found: Vec<(String, String)> = entries
         .map(|entry| entry.expect("a migration file").path())
         .filter_map(|path| {
@@ -46,11 +52,12 @@ fn migrations(before: Option<&str>) -> Vec<(String, String)> {
         .map(|(version, path)| (version, std::fs::read_to_string(path).expect("a readable migration")))
         .collect();
     found.sort();
+    // A folder that is there but holds no migrations is a broken setup, not a reason to fall back on the fixture.
     assert!(!found.is_empty(), "no *.up.fizz migrations in {}", dir.display());
     found
 }
 
-/// A fresh PostgreSQL database migrated as Hanko migrates it; dropped when this is.
+/// A fresh PostgreSQL database with Hanko's tables; dropped when this is.
 #[derive(Debug)]
 pub struct HankoDb {
     db: TestDb,
@@ -59,28 +66,49 @@ pub struct HankoDb {
 impl HankoDb {
     /// Hanko's schema today: every migration.
     pub async fn new() -> Self {
-        Self::migrated(None).await
+        Self::built(None, CURRENT_FIXTURE).await
     }
 
-    /// Hanko's schema as it was before migration `version`.
-    pub async fn before(version: &str) -> Self {
-        Self::migrated(Some(version)).await
+    /// Hanko's schema as it was before the identities' columns were renamed.
+    pub async fn before_identities_rename() -> Self {
+        Self::built(Some(IDENTITIES_RENAMED), BEFORE_RENAME_FIXTURE).await
     }
 
-    async fn migrated(before: Option<&str>) -> Self {
+    /// From Hanko's migrations older than `before` when they are at hand, else from `fixture` (its path and text).
+    /// One line says which, so that a run shows what its import was tested against.
+    async fn built(before: Option<&str>, (fixture, schema): (&str, &str)) -> Self {
         let hanko = Self { db: TestDb::new(Backend::Postgres).await };
         let mut connection = hanko.connect().await;
-        for (version, text) in migrations(before) {
-            let statements = fizz_to_postgres(&text).unwrap_or_else(|error| panic!("migration {version}: {error}"));
-            let mut tx = connection.begin().await.expect("begin");
-            for statement in statements {
-                (&mut *tx)
-                    .execute(sqlx::AssertSqlSafe(statement.clone()))
-                    .await
-                    .unwrap_or_else(|error| panic!("migration {version}: {statement}: {error}"));
+        match migrations_dir() {
+            Some(dir) => {
+                let older = before.map(|version| format!(" older than {version}")).unwrap_or_default();
+                println!("Hanko database from Hanko's migrations{older} in {}", dir.display());
+                for (version, text) in migrations(&dir, before) {
+                    let statements =
+                        fizz_to_postgres(&text).unwrap_or_else(|error| panic!("migration {version}: {error}"));
+                    let mut tx = connection.begin().await.expect("begin");
+                    for statement in statements {
+                        (&mut *tx)
+                            .execute(sqlx::AssertSqlSafe(statement.clone()))
+                            .await
+                            .unwrap_or_else(|error| panic!("migration {version}: {statement}: {error}"));
+                    }
+                    tx.commit().await.expect("commit a migration");
+                }
             }
-            tx.commit().await.expect("commit a migration");
+            None => {
+                println!(
+                    "Hanko database from Gatehouse's schema fixture {fixture} (no Hanko migrations: set \
+                     {MIGRATIONS_ENV} or add shared/hanko-migrations to test on them)"
+                );
+                // Several statements in one string: PostgreSQL runs them in one implicit transaction.
+                connection
+                    .execute(sqlx::AssertSqlSafe(schema))
+                    .await
+                    .unwrap_or_else(|error| panic!("{fixture}: {error}"));
+            }
         }
+        connection.close().await.expect("close");
         hanko
     }
 

@@ -1,12 +1,13 @@
-//! `gatehouse import hanko`: users of a Hanko database built by Hanko's own migrations move into Gatehouse and
-//! sign in with Microsoft to the account they had, with the same user id.
+//! `gatehouse import hanko`: users of a Hanko database (built by Hanko's own migrations when they are at hand, else
+//! from Gatehouse's fixture of Hanko's tables: gatehouse-testkit's `hanko`) move into Gatehouse and sign in with
+//! Microsoft to the account they had, with the same user id.
 
 use std::path::Path;
 
 use gatehouse_testkit::{
     Backend, TestDb,
     fake_entra::{FakeEntra, FakeUser},
-    hanko::{HankoDb, IDENTITIES_RENAMED},
+    hanko::HankoDb,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -140,7 +141,7 @@ fn hanko_users_sign_in_to_the_same_account(backend: Backend) {
 #[test]
 fn an_older_hanko_schema_is_imported_too() {
     let runtime = tokio::runtime::Runtime::new().unwrap();
-    let hanko = runtime.block_on(HankoDb::before(IDENTITIES_RENAMED));
+    let hanko = runtime.block_on(HankoDb::before_identities_rename());
     runtime.block_on(async {
         hanko.insert_user(MEGAN).await;
         hanko.insert_email(MEGAN_EMAIL, Some(MEGAN), "megan@contoso.com", true, true).await;
