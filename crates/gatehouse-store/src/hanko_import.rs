@@ -214,43 +214,44 @@ impl Store {
     /// one transaction. `Ok(false)`: a user with this id is already here (an earlier import), and nothing is
     /// written. An address or identity another user holds is [`StoreError::Conflict`], and nothing is written.
     pub async fn import_user(&self, imported: &ImportedUser, provider_id: &str, audit: &AuditLogEntry) -> Result<bool> {
-        let (user, mut writer) = (&imported.user, self.write().await?);
-        let mut tx = writer.begin().await?;
-        let id = user.id.to_string();
-        if sqlx::query("SELECT id FROM users WHERE id = $1").bind(&id).fetch_optional(&mut *tx).await?.is_some() {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO users (id, name, given_name, family_name, picture, created_at, updated_at)
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(&id)
-        .bind(&user.name)
-        .bind(&user.given_name)
-        .bind(&user.family_name)
-        .bind(&user.picture)
-        .bind(user.created_at.as_millis())
-        .bind(user.updated_at.as_millis())
-        .execute(&mut *tx)
-        .await
-        .map_err(conflict("user"))?;
-        for email in &imported.emails {
+        let user = &imported.user;
+        writing!(self, |connection| {
+            let mut tx = Connection::begin(connection).await?;
+            let id = user.id.to_string();
+            if sqlx::query("SELECT id FROM users WHERE id = $1").bind(&id).fetch_optional(&mut *tx).await?.is_some() {
+                return Ok(false);
+            }
             sqlx::query(
-                "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+                "INSERT INTO users (id, name, given_name, family_name, picture, created_at, updated_at)
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
             )
-            .bind(email.id.to_string())
             .bind(&id)
-            .bind(email.address.as_str())
-            .bind(email.proof.map(EmailProof::as_str))
-            .bind(email.created_at.as_millis())
-            .bind(email.updated_at.as_millis())
+            .bind(&user.name)
+            .bind(&user.given_name)
+            .bind(&user.family_name)
+            .bind(&user.picture)
+            .bind(user.created_at.as_millis())
+            .bind(user.updated_at.as_millis())
             .execute(&mut *tx)
             .await
-            .map_err(conflict("an email address belongs to another user"))?;
-        }
-        if let Some(primary) = imported.emails.iter().find(|email| email.is_primary) {
-            sqlx::query(
+            .map_err(conflict("user"))?;
+            for email in &imported.emails {
+                sqlx::query(
+                    "INSERT INTO emails (id, user_id, address, evidence, created_at, updated_at)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(email.id.to_string())
+                .bind(&id)
+                .bind(email.address.as_str())
+                .bind(email.proof.map(EmailProof::as_str))
+                .bind(email.created_at.as_millis())
+                .bind(email.updated_at.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict("an email address belongs to another user"))?;
+            }
+            if let Some(primary) = imported.emails.iter().find(|email| email.is_primary) {
+                sqlx::query(
                 "INSERT INTO primary_emails (id, email_id, user_id, created_at, updated_at) VALUES ($1, $2, $3, $4, $5)",
             )
             .bind(uuid::Uuid::now_v7().to_string())
@@ -260,27 +261,28 @@ impl Store {
             .bind(primary.updated_at.as_millis())
             .execute(&mut *tx)
             .await?;
-        }
-        for identity in &imported.identities {
-            sqlx::query(
-                "INSERT INTO identities (id, provider_id, provider_user_id, data, email_id, user_id, created_at,
+            }
+            for identity in &imported.identities {
+                sqlx::query(
+                    "INSERT INTO identities (id, provider_id, provider_user_id, data, email_id, user_id, created_at,
                                          updated_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-            )
-            .bind(identity.id.to_string())
-            .bind(provider_id)
-            .bind(&identity.subject)
-            .bind(&identity.data)
-            .bind(identity.email_id.map(|email_id| email_id.to_string()))
-            .bind(&id)
-            .bind(identity.created_at.as_millis())
-            .bind(identity.updated_at.as_millis())
-            .execute(&mut *tx)
-            .await
-            .map_err(conflict("the Microsoft identity belongs to another user"))?;
-        }
-        insert_audit_log(&mut *tx, audit).await?;
-        tx.commit().await?;
-        Ok(true)
+                )
+                .bind(identity.id.to_string())
+                .bind(provider_id)
+                .bind(&identity.subject)
+                .bind(&identity.data)
+                .bind(identity.email_id.map(|email_id| email_id.to_string()))
+                .bind(&id)
+                .bind(identity.created_at.as_millis())
+                .bind(identity.updated_at.as_millis())
+                .execute(&mut *tx)
+                .await
+                .map_err(conflict("the Microsoft identity belongs to another user"))?;
+            }
+            insert_audit_log(&mut *tx, audit).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 }
