@@ -773,6 +773,7 @@ mod tests {
             ("empty alternative", "https://example.com/p{,s}", "https://example.com/p", true),
             ("range", "https://app[0-9].example.com", "https://app7.example.com", true),
             ("range, other", "https://app[0-9].example.com", "https://appx.example.com", false),
+            ("range of one character", "https://app[7-7].example.com", "https://app7.example.com", true),
             ("negated range", "https://app[!0-9].example.com", "https://app7.example.com", false),
             ("negated range, other", "https://app[!0-9].example.com", "https://appx.example.com", true),
             (
