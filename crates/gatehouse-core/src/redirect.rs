@@ -719,6 +719,8 @@ mod tests {
         for (label, pattern, error) in rows {
             assert_eq!(RedirectPattern::parse(&pattern).err(), Some(error), "{label}: {pattern:?}");
         }
+        let longest = format!("https://a.com/{}", "a".repeat(MAX_PATTERN_LEN - "https://a.com/".len()));
+        assert!(RedirectPattern::parse(&longest).is_ok(), "a pattern of exactly the longest length");
     }
 
     #[test]
