@@ -649,6 +649,13 @@ mod tests {
         for (label, target) in malformed {
             assert!(matches!(list.check(target), Err(RedirectError::Malformed(_))), "{label}: {target:?}");
         }
+        for target in ["https://app.example.com%2eevil.com/", "https://app.example.com\u{3002}evil.com/"] {
+            let refused = list.check(target);
+            assert_eq!(refused, Err(RedirectError::Malformed("its host is not plain ASCII")), "{target:?}");
+        }
+        let longest =
+            format!("https://app.example.com/{}", "a".repeat(MAX_TARGET_LEN - "https://app.example.com/".len()));
+        assert!(list.check(&longest).is_ok(), "a target of exactly the longest length");
         let not_allowed = [
             ("other host", "https://evil.com/"),
             ("other scheme", "http://app.example.com/"),
