@@ -304,6 +304,26 @@ mod tests {
     }
 
     #[test]
+    fn a_key_set_finds_its_keys_by_kid_and_lists_them_newest_first() {
+        let set = KeySet::new(vec![key(SigningAlgorithm::ES256, "new"), key(SigningAlgorithm::EdDSA, "old")]);
+        assert!(set.contains("new") && set.contains("old") && !set.contains("other") && !set.contains(""));
+        let listed: Vec<(&str, SigningAlgorithm)> = set.keys().map(|key| (key.kid(), key.algorithm())).collect();
+        assert_eq!(listed, [("new", SigningAlgorithm::ES256), ("old", SigningAlgorithm::EdDSA)]);
+        assert_eq!(set.signing_key().map(SigningKey::kid), Some("new"));
+    }
+
+    /// Keys end up in logs through `Debug`: they show which key, never the key itself.
+    #[test]
+    fn a_signing_key_shows_its_kid_and_algorithm_and_never_its_private_part() {
+        let der = generate_private_key(SigningAlgorithm::ES256).unwrap();
+        let key = SigningKey::from_pkcs8("kid-1", SigningAlgorithm::ES256, &der).unwrap();
+        let shown = format!("{key:?}");
+        assert!(shown.contains("kid-1") && shown.contains("ES256"), "{shown}");
+        let pem_body: String = private_key_pem(&der).lines().filter(|line| !line.starts_with("-----")).collect();
+        assert!(!shown.contains(&pem_body[..16]) && !shown.contains("private"), "{shown}");
+    }
+
+    #[test]
     fn every_algorithm_round_trips() {
         for alg in [SigningAlgorithm::RS256, SigningAlgorithm::ES256, SigningAlgorithm::EdDSA] {
             let set = KeySet::new(vec![key(alg, "k1")]);
