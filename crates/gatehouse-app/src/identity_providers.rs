@@ -338,7 +338,7 @@ impl<'a> IdentityProviders<'a> {
             let Some(details) = change(&mut current.settings)? else {
                 return Ok(current);
             };
-            let issues: Vec<FieldIssue> = current.settings.validate(&self.app.config().third_party);
+            let issues: Vec<FieldIssue> = current.settings.validate(self.app.config());
             if !issues.is_empty() {
                 return Err(SettingsChangeError::Invalid(issues));
             }

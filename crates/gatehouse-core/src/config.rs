@@ -258,6 +258,21 @@ impl Default for PublicServerConfig {
     }
 }
 
+impl PublicServerConfig {
+    /// The callback URL of a Gatehouse reached directly on this listener, as in development mode: a wildcard
+    /// address is reached on loopback. `None` when no port is known yet (port 0).
+    pub fn direct_redirect_url(&self) -> Option<String> {
+        let mut address = self.address.parse::<SocketAddr>().ok().filter(|address| address.port() != 0)?;
+        if address.ip().is_unspecified() {
+            address.set_ip(match address {
+                SocketAddr::V4(_) => std::net::Ipv4Addr::LOCALHOST.into(),
+                SocketAddr::V6(_) => std::net::Ipv6Addr::LOCALHOST.into(),
+            });
+        }
+        Some(format!("http://{address}/thirdparty/callback"))
+    }
+}
+
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct CorsConfig {
@@ -1006,7 +1021,7 @@ fn check_log_level(filter: &str) -> Result<(), String> {
 }
 
 /// The provider base URL must be https; plain http is only for a fake provider on this machine.
-fn check_cloud_instance(value: &str) -> Result<(), String> {
+pub(crate) fn check_cloud_instance(value: &str) -> Result<(), String> {
     check_absolute_url(value)?;
     let url = url::Url::parse(value).map_err(|error| error.to_string())?;
     let loopback = match url.host() {
@@ -1074,6 +1089,16 @@ mod tests {
         let mut config = valid();
         config.third_party.error_redirect_url = Some("https://app.example.com/".into());
         assert_eq!(keys(&config), vec!["third_party.error_redirect_url"]);
+    }
+
+    #[test]
+    fn direct_redirect_url_is_the_listeners_callback() {
+        let on = |address: &str| PublicServerConfig { address: address.into(), ..Default::default() }.direct_redirect_url();
+        assert_eq!(on("127.0.0.1:8000").as_deref(), Some("http://127.0.0.1:8000/thirdparty/callback"));
+        assert_eq!(on("0.0.0.0:8080").as_deref(), Some("http://127.0.0.1:8080/thirdparty/callback"));
+        assert_eq!(on("[::]:8000").as_deref(), Some("http://[::1]:8000/thirdparty/callback"));
+        assert_eq!(on("127.0.0.1:0"), None, "no port yet");
+        assert_eq!(on("localhost:8000"), None, "not an address");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 
 use crate::{
     clock::Timestamp,
-    config::{CertificateConfig, ClientSecretConfig, ConfigIssue, Secret, ThirdPartyConfig},
+    config::{CertificateConfig, ClientSecretConfig, Config, ConfigIssue, Secret, ThirdPartyConfig},
     microsoft::claims::TenantMode,
     redirect::RedirectPattern,
 };
@@ -22,6 +22,8 @@ pub const PROMPTS: [&str; 4] = ["login", "none", "consent", "select_account"];
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SettingsValues {
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub redirect_url: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub error_redirect_url: Option<Option<String>>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -44,6 +46,8 @@ pub struct MicrosoftValues {
     pub allow_linking: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
     pub prompt: Option<Option<String>>,
+    #[serde(skip_serializing_if = "Option::is_none", deserialize_with = "present")]
+    pub cloud_instance: Option<Option<String>>,
 }
 
 /// Tells a JSON `null` (`Some(None)`: clear the value) from an absent key (`None`: keep it).
@@ -121,6 +125,7 @@ impl SettingsValues {
                 value => take(slot, value, name, changed),
             }
         }
+        take_or_drop(&mut self.redirect_url, change.redirect_url, "redirect_url", &mut changed);
         take_or_drop(&mut self.error_redirect_url, change.error_redirect_url, "error_redirect_url", &mut changed);
         take(&mut self.allowed_redirect_urls, change.allowed_redirect_urls, "allowed_redirect_urls", &mut changed);
         let (ours, theirs) = (&mut self.microsoft, change.microsoft);
@@ -130,16 +135,19 @@ impl SettingsValues {
         take(&mut ours.allowed_tenants, theirs.allowed_tenants, "providers.microsoft.allowed_tenants", &mut changed);
         take(&mut ours.allow_linking, theirs.allow_linking, "providers.microsoft.allow_linking", &mut changed);
         take_or_drop(&mut ours.prompt, theirs.prompt, "providers.microsoft.prompt", &mut changed);
+        take_or_drop(&mut ours.cloud_instance, theirs.cloud_instance, "providers.microsoft.cloud_instance", &mut changed);
         changed
     }
 
     /// Checks each value on its own, naming fields as the admin API does.
     pub fn validate(&self) -> Vec<FieldIssue> {
         let mut issues = Vec::new();
-        if let Some(Some(url)) = &self.error_redirect_url
-            && let Err(message) = crate::config::check_absolute_url(url)
-        {
-            issues.push(FieldIssue::new("error_redirect_url", message));
+        for (field, url) in [("redirect_url", &self.redirect_url), ("error_redirect_url", &self.error_redirect_url)] {
+            if let Some(Some(url)) = url
+                && let Err(message) = crate::config::check_absolute_url(url)
+            {
+                issues.push(FieldIssue::new(field, message));
+            }
         }
         for (index, pattern) in self.allowed_redirect_urls.iter().flatten().enumerate() {
             if let Err(error) = RedirectPattern::parse(pattern) {
@@ -171,6 +179,11 @@ impl SettingsValues {
             issues
                 .push(FieldIssue::new("providers.microsoft.prompt", format!("must be one of {}", PROMPTS.join(", "))));
         }
+        if let Some(Some(cloud_instance)) = &microsoft.cloud_instance
+            && let Err(message) = crate::config::check_cloud_instance(cloud_instance)
+        {
+            issues.push(FieldIssue::new("providers.microsoft.cloud_instance", message));
+        }
         issues
     }
 }
@@ -180,6 +193,9 @@ impl ProviderSettings {
     pub fn apply(&self, file: &ThirdPartyConfig) -> ThirdPartyConfig {
         let mut effective = file.clone();
         let values = &self.values;
+        if let Some(Some(url)) = &values.redirect_url {
+            effective.redirect_url = Some(url.clone());
+        }
         if let Some(Some(url)) = &values.error_redirect_url {
             effective.error_redirect_url = Some(url.clone());
         }
@@ -205,6 +221,9 @@ impl ProviderSettings {
         }
         if let Some(Some(prompt)) = &overlay.prompt {
             microsoft.prompt = Some(prompt.clone());
+        }
+        if let Some(Some(cloud_instance)) = &overlay.cloud_instance {
+            microsoft.cloud_instance = cloud_instance.clone();
         }
         let file_secrets = microsoft.secret.take().map(|value| ClientSecretConfig { value, expires_at: None });
         microsoft.secrets = self
@@ -232,14 +251,16 @@ impl ProviderSettings {
         effective
     }
 
-    /// Every problem with these settings over `file`: each value on its own, then the effective configuration by
-    /// the file's rules (an enabled provider needs a client ID, a credential, redirect URLs…).
-    pub fn validate(&self, file: &ThirdPartyConfig) -> Vec<FieldIssue> {
+    /// Every problem with these settings over the configuration `file`: each value on its own, then the effective
+    /// configuration by the file's rules (an enabled provider needs a client ID, a credential, redirect URLs; a
+    /// plain-http provider needs a loopback listener…). Only `third_party` changes, so only its rules can fail.
+    pub fn validate(&self, file: &Config) -> Vec<FieldIssue> {
         let issues = self.values.validate();
         if !issues.is_empty() {
             return issues;
         }
-        self.apply(file).validate().into_iter().map(field_issue).collect()
+        let effective = Config { third_party: self.apply(&file.third_party), ..file.clone() };
+        effective.validate().into_iter().filter(|issue| issue.key.starts_with("third_party.")).map(field_issue).collect()
     }
 }
 
@@ -253,11 +274,7 @@ fn field_issue(issue: ConfigIssue) -> FieldIssue {
         key => key.strip_prefix("third_party.").unwrap_or(key),
     };
     let message = match issue.key {
-        "third_party.redirect_url"
-        | "third_party.default_redirect_url"
-        | "third_party.providers.microsoft.cloud_instance" => {
-            format!("{} (set {} in the configuration file)", issue.message, issue.key)
-        }
+        "third_party.default_redirect_url" => format!("{} (set {} in the configuration file)", issue.message, issue.key),
         "third_party.providers.microsoft.secret" => {
             "Microsoft is enabled, so it needs a client secret or a certificate".to_owned()
         }
@@ -287,6 +304,10 @@ mod tests {
         }
     }
 
+    fn config(third_party: ThirdPartyConfig) -> Config {
+        Config { third_party, ..Config::default() }
+    }
+
     fn secret(id: &str, value: &str) -> StoredSecret {
         StoredSecret { id: id.into(), value: Secret::new(value), created_at: Timestamp::UNIX_EPOCH, expires_at: None }
     }
@@ -311,7 +332,7 @@ mod tests {
         assert!(effective.providers.microsoft.enabled);
         assert_eq!(effective.providers.microsoft.client_id.as_deref(), Some("file-client"));
         assert_eq!(effective.providers.microsoft.prompt.as_deref(), Some("login"));
-        assert_eq!(settings.validate(&file()), vec![]);
+        assert_eq!(settings.validate(&config(file())), vec![]);
     }
 
     #[test]
@@ -361,6 +382,7 @@ mod tests {
     #[test]
     fn each_bad_value_is_named_by_its_field() {
         let values = SettingsValues {
+            redirect_url: Some(Some("/thirdparty/callback".into())),
             error_redirect_url: Some(Some("not a url".into())),
             allowed_redirect_urls: Some(vec!["https://ok.example.com".into(), "not a url".into()]),
             microsoft: MicrosoftValues {
@@ -368,6 +390,7 @@ mod tests {
                 tenant: Some("not a tenant!".into()),
                 allowed_tenants: Some(vec!["common".into()]),
                 prompt: Some(Some("always".into())),
+                cloud_instance: Some(Some("http://login.example.com".into())),
                 ..Default::default()
             },
         };
@@ -375,18 +398,20 @@ mod tests {
         assert_eq!(
             fields,
             [
+                "redirect_url",
                 "error_redirect_url",
                 "allowed_redirect_urls[1]",
                 "providers.microsoft.client_id",
                 "providers.microsoft.tenant",
                 "providers.microsoft.allowed_tenants[0]",
                 "providers.microsoft.prompt",
+                "providers.microsoft.cloud_instance",
             ]
         );
     }
 
     #[test]
-    fn enabling_needs_a_credential_and_the_files_redirect_url() {
+    fn enabling_needs_a_credential_and_a_redirect_url_from_the_file_or_the_console() {
         let mut file = file();
         file.providers.microsoft.secret = None;
         file.redirect_url = None;
@@ -397,11 +422,37 @@ mod tests {
             },
             ..Default::default()
         };
+        let file = config(file);
         let issues = settings.validate(&file);
         let fields: Vec<&str> = issues.iter().map(|issue| issue.field.as_str()).collect();
         assert_eq!(fields, ["redirect_url", "providers.microsoft.secrets"]);
-        assert!(issues[0].message.contains("configuration file"), "{issues:?}");
-        let with_secret = ProviderSettings { microsoft_secrets: vec![secret("a", "s")], ..settings };
+        let mut with_secret = ProviderSettings { microsoft_secrets: vec![secret("a", "s")], ..settings };
         assert_eq!(with_secret.validate(&file).len(), 1, "only the redirect URL is left");
+        with_secret.values.redirect_url = Some(Some("https://auth.example.com/thirdparty/callback".into()));
+        assert_eq!(with_secret.validate(&file), vec![]);
+        assert_eq!(
+            with_secret.apply(&file.third_party).redirect_url.as_deref(),
+            Some("https://auth.example.com/thirdparty/callback")
+        );
+    }
+
+    #[test]
+    fn a_plain_http_cloud_instance_needs_a_loopback_listener_as_in_the_file() {
+        let settings = ProviderSettings {
+            values: SettingsValues {
+                microsoft: MicrosoftValues {
+                    cloud_instance: Some(Some("http://127.0.0.1:9999".into())),
+                    ..Default::default()
+                },
+                ..Default::default()
+            },
+            ..Default::default()
+        };
+        let mut file = config(file());
+        assert_eq!(settings.validate(&file), vec![], "the default listener is on loopback");
+        assert_eq!(settings.apply(&file.third_party).providers.microsoft.cloud_instance, "http://127.0.0.1:9999");
+        file.server.public.address = "0.0.0.0:8000".into();
+        let fields: Vec<String> = settings.validate(&file).into_iter().map(|issue| issue.field).collect();
+        assert_eq!(fields, ["providers.microsoft.cloud_instance"]);
     }
 }

@@ -235,6 +235,12 @@ pub fn write_private(file: &Path, contents: &str) -> std::io::Result<()> {
 pub fn load(path: Option<&Path>, dir: &Path, development: Development<'_>) -> Result<(Config, DevSecret), LoadError> {
     let mut config = read(path)?;
     let dev = apply_dev_secret(&mut config, path, dir, development)?;
+    // Development mode has no file to name its public URL in; the browser reaches it on its own listener, so that
+    // listener's callback is the one to register, and enabling Microsoft in the console needs no file. Anywhere
+    // else the public URL (behind a proxy, TLS) cannot be guessed.
+    if dev != DevSecret::NotNeeded && config.third_party.redirect_url.is_none() {
+        config.third_party.redirect_url = config.server.public.direct_redirect_url();
+    }
     let issues = config.validate();
     if issues.is_empty() {
         Ok((config, dev))
@@ -361,6 +367,24 @@ mod tests {
             assert_eq!(first.secret_keys, second.secret_keys);
             assert_eq!(first.database.url.expose(), "sqlite://gatehouse.db");
             assert_eq!(first.server.public.address, "127.0.0.1:8000");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn only_development_mode_derives_the_redirect_url_from_the_listener() {
+        Jail::expect_with(|jail| {
+            let (config, _) = load(None, jail.directory(), Development::Allowed).unwrap();
+            let derived = config.third_party.redirect_url.as_deref();
+            assert_eq!(derived, Some("http://127.0.0.1:8000/thirdparty/callback"));
+            jail.set_env("GATEHOUSE_THIRD_PARTY__REDIRECT_URL", "http://localhost:8000/thirdparty/callback");
+            let (config, _) = load(None, jail.directory(), Development::Allowed).unwrap();
+            let configured = config.third_party.redirect_url.as_deref();
+            assert_eq!(configured, Some("http://localhost:8000/thirdparty/callback"), "a configured one wins");
+            jail.clear_env();
+            jail.create_file("c.yaml", "secret_keys: [\"0123456789abcdef\"]\n")?;
+            let (config, _) = load(Some(Path::new("c.yaml")), jail.directory(), Development::Allowed).unwrap();
+            assert_eq!(config.third_party.redirect_url, None, "with a configuration file nothing is guessed");
             Ok(())
         });
     }

@@ -25,8 +25,12 @@ use crate::{
 pub struct IdentityProvidersView {
     /// Grows with every save; send it back in `PUT` to refuse overwriting someone else's change.
     version: i64,
-    /// Read-only: `<api base>/thirdparty/callback`, to register in the app registration.
+    /// `<api base>/thirdparty/callback`, to register in the app registration and sent to Microsoft as
+    /// `redirect_uri`.
     redirect_url: Option<String>,
+    /// The configuration file's `third_party.redirect_url` (in development mode, when the file sets none, the
+    /// public listener's callback): what applies when the console's value is removed.
+    config_redirect_url: Option<String>,
     error_redirect_url: Option<String>,
     allowed_redirect_urls: Vec<String>,
     providers: ProvidersView,
@@ -49,6 +53,10 @@ struct MicrosoftView {
     allowed_tenants: Vec<String>,
     allow_linking: bool,
     prompt: Option<String>,
+    /// Where Microsoft's endpoints are: `https://login.microsoftonline.com`, or a national cloud's.
+    cloud_instance: String,
+    /// The configuration file's `cloud_instance`: what applies when the console's value is removed.
+    config_cloud_instance: String,
     secrets: Vec<SecretView>,
     certificates: Vec<CertificateView>,
 }
@@ -89,7 +97,8 @@ fn source_name(source: Source) -> &'static str {
 }
 
 fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
-    let effective = saved.settings.apply(&state.config().third_party);
+    let file = &state.config().third_party;
+    let effective = saved.settings.apply(file);
     let microsoft = &effective.providers.microsoft;
     let now = state.clock().now();
     let credentials = state.identity_providers().credentials(&saved.settings);
@@ -138,6 +147,7 @@ fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
     IdentityProvidersView {
         version: saved.version,
         redirect_url: effective.redirect_url.clone(),
+        config_redirect_url: file.redirect_url.clone(),
         error_redirect_url: effective.error_redirect_url.clone(),
         allowed_redirect_urls: effective.allowed_redirect_urls.clone(),
         providers: ProvidersView {
@@ -150,6 +160,8 @@ fn view(state: &AppState, saved: &VersionedSettings) -> IdentityProvidersView {
                 allowed_tenants: microsoft.allowed_tenants.clone(),
                 allow_linking: microsoft.allow_linking,
                 prompt: microsoft.prompt.clone(),
+                cloud_instance: microsoft.cloud_instance.clone(),
+                config_cloud_instance: file.providers.microsoft.cloud_instance.clone(),
                 secrets,
                 certificates,
             },
@@ -171,6 +183,11 @@ pub async fn get(State(state): State<AppState>) -> Result<Json<IdentityProviders
 pub struct UpdateIdentityProviders {
     /// The version read; if someone saved since, the update is refused with 409.
     version: Option<i64>,
+    /// `<api base>/thirdparty/callback`, as registered in the app registration; `null` goes back to the
+    /// configuration file's value.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    redirect_url: Option<Option<String>>,
     /// `null` drops the console's value: the configuration file's applies again.
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
@@ -203,6 +220,11 @@ struct UpdateMicrosoft {
     #[serde(default, deserialize_with = "present")]
     #[schema(value_type = Option<String>)]
     prompt: Option<Option<String>>,
+    /// `https://login.microsoftonline.com` (global), `https://login.microsoftonline.us` (US Government),
+    /// `https://login.partner.microsoftonline.cn` (China); `null` goes back to the configuration file's value.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(value_type = Option<String>)]
+    cloud_instance: Option<Option<String>>,
 }
 
 /// Save settings. They apply on this instance at once and on every other within `server.settings_poll_interval`.
@@ -217,6 +239,7 @@ pub async fn update(
 ) -> Result<Json<IdentityProvidersView>, ApiError> {
     let microsoft = body.providers.microsoft;
     let change = SettingsValues {
+        redirect_url: body.redirect_url,
         error_redirect_url: body.error_redirect_url,
         allowed_redirect_urls: body.allowed_redirect_urls,
         microsoft: MicrosoftValues {
@@ -226,6 +249,7 @@ pub async fn update(
             allowed_tenants: microsoft.allowed_tenants,
             allow_linking: microsoft.allow_linking,
             prompt: microsoft.prompt,
+            cloud_instance: microsoft.cloud_instance,
         },
     };
     let saved = state.identity_providers().update(&actor, &meta, body.version, change).await?;
