@@ -1093,7 +1093,8 @@ mod tests {
 
     #[test]
     fn direct_redirect_url_is_the_listeners_callback() {
-        let on = |address: &str| PublicServerConfig { address: address.into(), ..Default::default() }.direct_redirect_url();
+        let on =
+            |address: &str| PublicServerConfig { address: address.into(), ..Default::default() }.direct_redirect_url();
         assert_eq!(on("127.0.0.1:8000").as_deref(), Some("http://127.0.0.1:8000/thirdparty/callback"));
         assert_eq!(on("0.0.0.0:8080").as_deref(), Some("http://127.0.0.1:8080/thirdparty/callback"));
         assert_eq!(on("[::]:8000").as_deref(), Some("http://[::1]:8000/thirdparty/callback"));

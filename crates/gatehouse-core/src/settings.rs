@@ -135,7 +135,12 @@ impl SettingsValues {
         take(&mut ours.allowed_tenants, theirs.allowed_tenants, "providers.microsoft.allowed_tenants", &mut changed);
         take(&mut ours.allow_linking, theirs.allow_linking, "providers.microsoft.allow_linking", &mut changed);
         take_or_drop(&mut ours.prompt, theirs.prompt, "providers.microsoft.prompt", &mut changed);
-        take_or_drop(&mut ours.cloud_instance, theirs.cloud_instance, "providers.microsoft.cloud_instance", &mut changed);
+        take_or_drop(
+            &mut ours.cloud_instance,
+            theirs.cloud_instance,
+            "providers.microsoft.cloud_instance",
+            &mut changed,
+        );
         changed
     }
 
@@ -260,7 +265,12 @@ impl ProviderSettings {
             return issues;
         }
         let effective = Config { third_party: self.apply(&file.third_party), ..file.clone() };
-        effective.validate().into_iter().filter(|issue| issue.key.starts_with("third_party.")).map(field_issue).collect()
+        effective
+            .validate()
+            .into_iter()
+            .filter(|issue| issue.key.starts_with("third_party."))
+            .map(field_issue)
+            .collect()
     }
 }
 
@@ -274,7 +284,9 @@ fn field_issue(issue: ConfigIssue) -> FieldIssue {
         key => key.strip_prefix("third_party.").unwrap_or(key),
     };
     let message = match issue.key {
-        "third_party.default_redirect_url" => format!("{} (set {} in the configuration file)", issue.message, issue.key),
+        "third_party.default_redirect_url" => {
+            format!("{} (set {} in the configuration file)", issue.message, issue.key)
+        }
         "third_party.providers.microsoft.secret" => {
             "Microsoft is enabled, so it needs a client secret or a certificate".to_owned()
         }

@@ -4,12 +4,13 @@
 use std::time::Duration;
 
 use gatehouse_app::admin_keys;
+use gatehouse_core::config::MICROSOFT_CLOUD;
 use gatehouse_store::AuditLogFilter;
 use gatehouse_testkit::{Backend, TEST_ADMIN_KEY, TestServer, both_backends, fake_entra::FakeCertificate};
 use reqwest::Method;
 use serde_json::{Value, json};
 
-use crate::thirdparty::{APP, CLIENT_SECRET, Setup, query};
+use crate::thirdparty::{APP, CALLBACK, CLIENT_SECRET, Setup, query};
 
 pub async fn admin_json(server: &TestServer, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
     let mut request = server.admin(method, path);
@@ -238,6 +239,82 @@ async fn settings_saved_in_the_console_apply_without_restart(backend: Backend) {
     let (_, back) =
         admin_json(server, Method::PUT, "/identity-providers", Some(json!({ "error_redirect_url": null }))).await;
     assert_eq!(back["error_redirect_url"], format!("{APP}/error"), "null goes back to the file's value");
+}
+
+/// The redirect URL and the cloud are set in the console alone: sent to Microsoft from the next sign-in on, and
+/// removed again with `null`.
+async fn redirect_url_and_cloud_instance_are_set_in_the_console(backend: Backend) {
+    let setup = Setup::start(backend, |config| {
+        config.third_party.redirect_url = None;
+        let microsoft = &mut config.third_party.providers.microsoft;
+        microsoft.enabled = false;
+        microsoft.cloud_instance = MICROSOFT_CLOUD.into();
+    })
+    .await;
+    let server = &setup.server;
+    let before = settings(server).await;
+    assert_eq!((&before["redirect_url"], &before["config_redirect_url"]), (&Value::Null, &Value::Null));
+    let microsoft = &before["providers"]["microsoft"];
+    assert_eq!(
+        (&microsoft["cloud_instance"], &microsoft["config_cloud_instance"]),
+        (&json!(MICROSOFT_CLOUD), &json!(MICROSOFT_CLOUD))
+    );
+
+    let put = |body: Value| admin_json(server, Method::PUT, "/identity-providers", Some(body));
+    let (status, refused) = put(json!({ "providers": { "microsoft": { "enabled": true } } })).await;
+    assert_eq!((status, &refused["errors"][0]["field"]), (422, &json!("redirect_url")), "{refused}");
+    let (status, invalid) = put(json!({
+        "redirect_url": "/thirdparty/callback",
+        "providers": { "microsoft": { "cloud_instance": "http://login.example.com" } },
+    }))
+    .await;
+    assert_eq!(status, 422);
+    let fields: Vec<&str> =
+        invalid["errors"].as_array().unwrap().iter().map(|e| e["field"].as_str().unwrap()).collect();
+    assert_eq!(fields, ["redirect_url", "providers.microsoft.cloud_instance"], "{invalid}");
+
+    let fake = setup.entra.base_url();
+    let (status, saved) = put(json!({
+        "redirect_url": "https://wrong.gatehouse.test/thirdparty/callback",
+        "providers": { "microsoft": { "enabled": true, "cloud_instance": fake } },
+    }))
+    .await;
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["providers"]["microsoft"]["configured"], true);
+    let mut browser = setup.browser();
+    let authorize = browser.start(&format!("{APP}/home")).await;
+    assert!(authorize.as_str().starts_with(&fake), "the console's cloud is used: {authorize}");
+    let refused = server.client.get(authorize).send().await.unwrap();
+    assert_ne!(refused.status(), 302, "the fake refuses a redirect_uri the app registration does not list");
+
+    let (status, _) = put(json!({ "redirect_url": CALLBACK })).await;
+    assert_eq!(status, 200);
+    let landing = setup.browser().sign_in(&format!("{APP}/home")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "{landing}");
+    assert_eq!(setup.entra.last_authorize_query().unwrap()["redirect_uri"], CALLBACK);
+
+    let (status, back) = put(
+        json!({ "redirect_url": null, "providers": { "microsoft": { "enabled": false, "cloud_instance": null } } }),
+    )
+    .await;
+    assert_eq!(status, 200, "{back}");
+    assert_eq!(back["redirect_url"], Value::Null, "null goes back to the file's (none)");
+    assert_eq!(back["providers"]["microsoft"]["cloud_instance"], MICROSOFT_CLOUD);
+    let audit = server.store.list_audit_logs(&AuditLogFilter { limit: 50, ..Default::default() }).await.unwrap();
+    let changes: Vec<Value> = audit
+        .iter()
+        .filter(|entry| entry.kind == "admin_settings_updated")
+        .map(|entry| serde_json::from_str::<Value>(entry.details.as_deref().unwrap()).unwrap()["changed"].clone())
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            json!(["redirect_url", "providers.microsoft.enabled", "providers.microsoft.cloud_instance"]),
+            json!(["redirect_url"]),
+            json!(["redirect_url", "providers.microsoft.enabled", "providers.microsoft.cloud_instance"]),
+        ],
+        "newest first"
+    );
 }
 
 async fn settings_reach_every_instance_within_seconds(backend: Backend) {
@@ -553,6 +630,7 @@ both_backends!(
     every_admin_request_needs_a_key,
     no_admin_key_no_admin_listener,
     settings_saved_in_the_console_apply_without_restart,
+    redirect_url_and_cloud_instance_are_set_in_the_console,
     settings_reach_every_instance_within_seconds,
     secrets_rotate_through_the_api,
     certificates_are_added_pasted_or_generated,

@@ -16,7 +16,7 @@ use url::Url;
 
 pub const CLIENT_ID: &str = "11111111-2222-3333-4444-555555555555";
 pub const CLIENT_SECRET: &str = "fake-client-secret-value~42";
-const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
+pub const CALLBACK: &str = "https://auth.gatehouse.test/thirdparty/callback";
 pub const APP: &str = "https://app.example.com";
 const CONSUMERS: &str = "9188040d-6c67-4c5b-b112-36a304b66dad";
 
