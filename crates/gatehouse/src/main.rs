@@ -268,7 +268,7 @@ async fn create_development_admin_key(config: &Config, store: &Store) -> anyhow:
     let (key, record) = admin_keys::generate("development", SystemClock.now());
     store.insert_admin_key(&record).await?;
     eprintln!("DEVELOPMENT MODE: admin key for the console at http://{} (shown only now): {key}", admin.address);
-    eprintln!("  (lost it? in this folder, `gatehouse admin-key new --dev --name console` makes another)");
+    eprintln!("  (lost it? in this folder, `gatehouse --dev admin-key new --name console` makes another)");
     Ok(())
 }
 

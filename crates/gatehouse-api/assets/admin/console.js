@@ -436,6 +436,7 @@ const TENANT_MODES = ["common", "organizations", "consumers"];
 function settingsFromData(data) {
   const ms = data?.providers?.microsoft ?? {};
   return {
+    redirect_url: data?.redirect_url || null,
     error_redirect_url: data?.error_redirect_url || null,
     allowed_redirect_urls: [...(data?.allowed_redirect_urls ?? [])],
     enabled: Boolean(ms.enabled),
@@ -444,12 +445,14 @@ function settingsFromData(data) {
     allowed_tenants: [...(ms.allowed_tenants ?? [])],
     allow_linking: Boolean(ms.allow_linking),
     prompt: ms.prompt || null,
+    cloud_instance: ms.cloud_instance || null,
   };
 }
 
 function readSettings() {
   const mode = $("ms-tenant-mode").value;
   return {
+    redirect_url: $("redirect-url").value.trim() || null,
     error_redirect_url: $("error-redirect-url").value.trim() || null,
     allowed_redirect_urls: patterns.entries().map((entry) => entry.value),
     enabled: $("ms-enabled").checked,
@@ -458,10 +461,13 @@ function readSettings() {
     allowed_tenants: tenants.entries().map((entry) => entry.value),
     allow_linking: $("ms-allow-linking").checked,
     prompt: $("ms-prompt").value || null,
+    cloud_instance: $("ms-cloud-instance").value.trim() || null,
   };
 }
 
 function fillSettings(settings) {
+  $("redirect-url").value = settings.redirect_url ?? "";
+  $("ms-cloud-instance").value = settings.cloud_instance ?? "";
   $("error-redirect-url").value = settings.error_redirect_url ?? "";
   patterns.set(settings.allowed_redirect_urls);
   $("ms-enabled").checked = settings.enabled;
@@ -510,12 +516,14 @@ function renderProviders(data, { form = true } = {}) {
     clearErrors($("settings-form"));
     updateDirty();
   }
-  const redirect = data.redirect_url;
-  $("redirect-url").value = redirect ?? "";
-  $("redirect-url-present").hidden = !redirect;
-  $("redirect-url-hint").hidden = !redirect;
-  $("redirect-url-missing").hidden = Boolean(redirect);
+  // An emptied field is saved as null: the configuration file's value applies again, so it is what the hint names.
+  const fileRedirect = data.config_redirect_url;
+  $("redirect-url").placeholder = fileRedirect ?? "https://auth.example.com/thirdparty/callback";
+  $("redirect-url-default").textContent = fileRedirect ? `the configuration's ${fileRedirect}` : "none";
+  $("redirect-url-missing").hidden = Boolean(data.redirect_url);
   const ms = data.providers?.microsoft ?? {};
+  $("ms-cloud-instance").placeholder = ms.config_cloud_instance ?? "";
+  $("ms-cloud-instance-default").textContent = `the configuration's ${ms.config_cloud_instance ?? ""}`;
   renderStatus(ms);
   renderSecrets(ms.secrets ?? []);
   renderCertificates(ms.certificates ?? []);
@@ -607,11 +615,12 @@ function settingsErrorTarget(field, sent) {
     "providers.microsoft.tenant": [tenantInput, $("ms-tenant-error")],
     "providers.microsoft.allowed_tenants": [null, $("tenants-error")],
     "providers.microsoft.prompt": [$("ms-prompt"), $("ms-prompt-error")],
+    "providers.microsoft.cloud_instance": [$("ms-cloud-instance"), $("ms-cloud-instance-error")],
     // Rules about the whole provider (enabled needs a credential, a client ID…) are shown under its switch.
     "providers.microsoft.enabled": [$("ms-enabled"), $("ms-enabled-error")],
     "providers.microsoft.secrets": [null, $("ms-enabled-error")],
     "providers.microsoft.certificates": [null, $("ms-enabled-error")],
-    redirect_url: [null, $("redirect-url-error")],
+    redirect_url: [$("redirect-url"), $("redirect-url-error")],
   };
   const target = targets[field];
   return target ? { input: target[0], error: target[1] } : null;
@@ -670,10 +679,11 @@ onFormSubmit($("settings-form"), $("save-feedback"), async (form, feedback) => {
   const loaded = providers.baseline ? JSON.parse(providers.baseline) : {};
   const changed = (name) => JSON.stringify(settings[name]) !== JSON.stringify(loaded[name]);
   const body = { version: providers.version };
+  if (changed("redirect_url")) body.redirect_url = settings.redirect_url;
   if (changed("error_redirect_url")) body.error_redirect_url = settings.error_redirect_url;
   if (changed("allowed_redirect_urls")) body.allowed_redirect_urls = settings.allowed_redirect_urls;
   const microsoft = {};
-  for (const name of ["enabled", "tenant", "allowed_tenants", "allow_linking", "prompt"]) {
+  for (const name of ["enabled", "tenant", "allowed_tenants", "allow_linking", "prompt", "cloud_instance"]) {
     if (changed(name)) microsoft[name] = settings[name];
   }
   // A client ID cannot be removed, only replaced: an emptied field is sent as "" for the server to refuse.
