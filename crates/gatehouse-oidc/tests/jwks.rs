@@ -78,6 +78,30 @@ async fn keys_are_fetched_once_and_refreshed_daily() {
     clock.advance(Duration::from_millis(1));
     cache.key(&kid).await.unwrap();
     assert_eq!(server.requests(), 2, "refreshed once a day has passed");
+    assert_eq!(cache.fetch_count(), server.requests(), "the cache counts its fetches, as the benchmarks read them");
+}
+
+/// Only RSA signature keys are used: an encryption key, or a key of another type, is not one Microsoft signs
+/// ID tokens with, whatever its `kid`.
+#[tokio::test]
+async fn only_rsa_signature_keys_are_kept() {
+    let entra = FakeEntra::start(FakeEntraOptions::default()).await;
+    let mut document = entra.jwks_document();
+    let signing = document["keys"][0].clone();
+    let mut encryption = signing.clone();
+    encryption["kid"] = "encryption-key".into();
+    encryption["use"] = "enc".into();
+    let mut other_type = signing.clone();
+    other_type["kid"] = "other-type-key".into();
+    other_type["kty"] = "EC".into();
+    document["keys"] = serde_json::json!([encryption, other_type, signing]);
+    let server = KeyServer::start(document.to_string()).await;
+    let clock = Arc::new(ManualClock::new(Timestamp::from_millis(1_800_000_000_000)));
+    let cache = JwksCache::new(reqwest::Client::new(), server.url.clone(), clock);
+    assert_eq!(cache.key(&entra.current_kid()).await.unwrap().kid, entra.current_kid());
+    for refused in ["encryption-key", "other-type-key"] {
+        assert!(matches!(cache.key(refused).await, Err(JwksError::UnknownKey(_))), "{refused}");
+    }
 }
 
 #[tokio::test]
