@@ -538,7 +538,10 @@ await scenario("8a. the console asks for an admin key and refuses a wrong one", 
   await keyInput.fill(ADMIN_KEY);
   await page.getByRole("button", { name: "Continue" }).click();
   await page.getByRole("tab", { name: "Identity providers", selected: true }).waitFor();
-  await page.getByText("Add this URL as a Web redirect URI in your Microsoft Entra app registration").waitFor();
+  await page.getByText("Add it as a Web redirect URI in your Microsoft Entra app registration").waitFor();
+  const redirectUrl = page.getByLabel("Redirect URL", { exact: true });
+  const shown = (await redirectUrl.inputValue()) || (await redirectUrl.getAttribute("placeholder"));
+  expect(shown.endsWith("/thirdparty/callback"), `the redirect URL to register is shown: ${shown}`);
   const stored = await page.evaluate(() => ({ session: JSON.stringify(sessionStorage), local: JSON.stringify(localStorage) }));
   expect(stored.session.includes(ADMIN_KEY) && !stored.local.includes(ADMIN_KEY), `the key is in sessionStorage only: ${JSON.stringify(stored)}`);
   await shot(page, "s8a-2-signed-in");
