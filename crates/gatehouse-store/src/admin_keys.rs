@@ -1,11 +1,11 @@
 use gatehouse_core::{clock::Timestamp, ids::AdminKeyId};
 use sqlx::{Row, any::AnyRow};
 
-use crate::{AdminKeyRecord, Result, Store, conflict, optional_time, parse_uuid, time};
+use crate::{AdminKeyRecord, Result, Store, conflict, id_column, optional_time, time};
 
 fn admin_key_from_row(row: &AnyRow) -> Result<AdminKeyRecord> {
     Ok(AdminKeyRecord {
-        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+        id: id_column(row, "id")?,
         name: row.try_get("name")?,
         key_hash: row.try_get("key_hash")?,
         created_at: time(row, "created_at")?,

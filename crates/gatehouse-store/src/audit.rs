@@ -2,7 +2,7 @@ use sqlx::{Any, Executor, Row};
 
 use gatehouse_core::clock::Timestamp;
 
-use crate::{AuditLogEntry, AuditLogFilter, Result, Store, parse_uuid, time};
+use crate::{AuditLogEntry, AuditLogFilter, Result, Store, id_column, optional_id_column, time};
 
 const AUDIT_FILTER: &str = "($1 IS NULL OR type = $1) AND ($2 IS NULL OR actor_user_id = $2)
                             AND ($3 IS NULL OR created_at >= $3) AND ($4 IS NULL OR created_at < $4)";
@@ -36,17 +36,13 @@ impl Store {
         .into_iter()
         .map(|row| {
             Ok(AuditLogEntry {
-                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                id: id_column(&row, "id")?,
                 kind: row.try_get("type")?,
                 error: row.try_get("error")?,
                 http_request_id: row.try_get("meta_http_request_id")?,
                 source_ip: row.try_get("meta_source_ip")?,
                 user_agent: row.try_get("meta_user_agent")?,
-                actor_user_id: row
-                    .try_get::<Option<String>, _>("actor_user_id")?
-                    .as_deref()
-                    .map(parse_uuid)
-                    .transpose()?,
+                actor_user_id: optional_id_column(&row, "actor_user_id")?,
                 actor_email: row.try_get("actor_email")?,
                 details: row.try_get("details")?,
                 created_at: time(&row, "created_at")?,

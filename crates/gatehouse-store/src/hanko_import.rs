@@ -7,10 +7,11 @@ use gatehouse_core::{
     email::EmailProof,
     hanko_import::{HankoData, HankoEmail, HankoIdentity, HankoUser, ImportedUser},
 };
-use sqlx::{Any, AnyConnection, Connection, Executor, Row, Transaction, any::AnyRow};
+use sqlx::{Any, AnyConnection, Connection, Executor, Row, Transaction};
 
 use crate::{
-    AuditLogEntry, Backend, Result, Store, StoreError, audit::insert_audit_log, conflict, flag, parse_uuid, time,
+    AuditLogEntry, Backend, Result, Store, StoreError, audit::insert_audit_log, conflict, flag, id_column,
+    optional_id_column, time,
 };
 
 /// A Hanko database, opened read-only.
@@ -36,15 +37,6 @@ impl Schema {
 /// A Hanko timestamp (UTC, without a zone) as unix milliseconds.
 fn millis(column: &str) -> String {
     format!("(EXTRACT(EPOCH FROM {column}) * 1000)::BIGINT")
-}
-
-/// A nullable Hanko UUID column (read as text) as the typed id it holds.
-fn uuid_column<Id: From<uuid::Uuid>>(row: &AnyRow, column: &str) -> Result<Option<Id>> {
-    row.try_get::<Option<String>, _>(column)?.as_deref().map(parse_uuid).transpose()
-}
-
-fn required_uuid<Id: From<uuid::Uuid>>(row: &AnyRow, column: &str) -> Result<Id> {
-    parse_uuid(&row.try_get::<String, _>(column)?)
 }
 
 impl HankoDatabase {
@@ -133,7 +125,7 @@ async fn read_users(tx: &mut Transaction<'_, Any>, schema: &Schema) -> Result<Ve
         .iter()
         .map(|row| {
             Ok(HankoUser {
-                id: required_uuid(row, "id")?,
+                id: id_column(row, "id")?,
                 name: row.try_get("name")?,
                 given_name: row.try_get("given_name")?,
                 family_name: row.try_get("family_name")?,
@@ -160,8 +152,8 @@ async fn read_emails(tx: &mut Transaction<'_, Any>) -> Result<Vec<HankoEmail>> {
         .iter()
         .map(|row| {
             Ok(HankoEmail {
-                id: required_uuid(row, "id")?,
-                user_id: uuid_column(row, "user_id")?,
+                id: id_column(row, "id")?,
+                user_id: optional_id_column(row, "user_id")?,
                 address: row.try_get("address")?,
                 verified: flag(row, "verified")?,
                 is_primary: flag(row, "is_primary")?,
@@ -196,11 +188,11 @@ async fn read_identities(tx: &mut Transaction<'_, Any>, schema: &Schema) -> Resu
         .iter()
         .map(|row| {
             Ok(HankoIdentity {
-                id: required_uuid(row, "id")?,
+                id: id_column(row, "id")?,
                 provider: row.try_get("provider")?,
                 subject: row.try_get("subject")?,
-                user_id: uuid_column(row, "user_id")?,
-                email_id: uuid_column(row, "email_id")?,
+                user_id: optional_id_column(row, "user_id")?,
+                email_id: optional_id_column(row, "email_id")?,
                 data: row.try_get("data")?,
                 created_at: time(row, "created_at")?,
                 updated_at: time(row, "updated_at")?,

@@ -472,9 +472,21 @@ fn proof(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<gatehouse_core:
         .transpose()
 }
 
-/// An id column (UUID text) as the typed id it holds.
+/// UUID text as the typed id it holds.
 fn parse_uuid<Id: From<uuid::Uuid>>(text: &str) -> Result<Id> {
     uuid::Uuid::parse_str(text).map(Id::from).map_err(|_| StoreError::Corrupt(format!("{text:?} is not a UUID")))
+}
+
+/// An id column (UUID text) as the typed id it holds.
+fn id_column<Id: From<uuid::Uuid>>(row: &sqlx::any::AnyRow, column: &str) -> Result<Id> {
+    use sqlx::Row;
+    parse_uuid(&row.try_get::<String, _>(column)?)
+}
+
+/// An id column that may be NULL.
+fn optional_id_column<Id: From<uuid::Uuid>>(row: &sqlx::any::AnyRow, column: &str) -> Result<Option<Id>> {
+    use sqlx::Row;
+    row.try_get::<Option<String>, _>(column)?.as_deref().map(parse_uuid).transpose()
 }
 
 /// A time column: unix milliseconds.

@@ -6,7 +6,8 @@ use gatehouse_core::{
 use sqlx::{Row, any::AnyRow};
 
 use crate::{
-    AuditLogEntry, NewSession, Result, SessionRecord, Store, audit::insert_audit_log, conflict, parse_uuid, time,
+    AuditLogEntry, NewSession, Result, SessionRecord, Store, audit::insert_audit_log, conflict, id_column, parse_uuid,
+    time,
 };
 
 const FIND_LIVE_SESSION: &str = "SELECT id, user_id, user_agent, ip_address, created_at, expires_at, last_used
@@ -60,12 +61,7 @@ impl Store {
                 .fetch_all(&mut *tx)
                 .await?
                 .iter()
-                .map(|row| {
-                    Ok(LiveSession {
-                        id: parse_uuid(&row.try_get::<String, _>("id")?)?,
-                        created_at: time(row, "created_at")?,
-                    })
-                })
+                .map(|row| Ok(LiveSession { id: id_column(row, "id")?, created_at: time(row, "created_at")? }))
                 .collect::<Result<Vec<_>>>()?;
             let evicted = sessions_to_evict(&live, limit);
             for id in &evicted {

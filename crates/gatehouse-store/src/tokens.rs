@@ -2,7 +2,7 @@ use sqlx::{Any, Executor, Row};
 
 use gatehouse_core::{clock::Timestamp, ids::StateId};
 
-use crate::{NewToken, Result, Store, TokenRecord, conflict, parse_uuid, time};
+use crate::{NewToken, Result, Store, TokenRecord, conflict, id_column, time};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
@@ -25,7 +25,7 @@ impl Store {
         })?;
         row.map(|row| {
             Ok(TokenRecord {
-                user_id: parse_uuid(&row.try_get::<String, _>("user_id")?)?,
+                user_id: id_column(&row, "user_id")?,
                 code_verifier_hash: row.try_get("code_verifier_hash")?,
                 expires_at: time(&row, "expires_at")?,
                 provider_id: row.try_get("provider_id")?,

@@ -4,7 +4,7 @@ use sqlx::Row;
 
 use crate::{
     EmailRecord, IdentityRecord, NewUser, Result, Store, StoreError, UserRecord, UserSummary, conflict, flag,
-    parse_uuid, proof, time,
+    id_column, optional_id_column, proof, time,
 };
 
 impl Store {
@@ -77,7 +77,7 @@ impl Store {
         .into_iter()
         .map(|row| {
             Ok(EmailRecord {
-                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                id: id_column(&row, "id")?,
                 address: row.try_get("address")?,
                 proof: proof(&row, "evidence")?,
                 is_primary: flag(&row, "is_primary")?,
@@ -95,10 +95,10 @@ impl Store {
         .into_iter()
         .map(|row| {
             Ok(IdentityRecord {
-                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                id: id_column(&row, "id")?,
                 provider_id: row.try_get("provider_id")?,
                 provider_user_id: row.try_get("provider_user_id")?,
-                email_id: row.try_get::<Option<String>, _>("email_id")?.as_deref().map(parse_uuid).transpose()?,
+                email_id: optional_id_column(&row, "email_id")?,
                 data: row.try_get("data")?,
                 created_at: time(&row, "created_at")?,
             })
@@ -159,7 +159,7 @@ impl Store {
         .into_iter()
         .map(|row| {
             Ok(UserSummary {
-                id: parse_uuid(&row.try_get::<String, _>("id")?)?,
+                id: id_column(&row, "id")?,
                 primary_email: row.try_get("address")?,
                 created_at: time(&row, "created_at")?,
                 updated_at: time(&row, "updated_at")?,
