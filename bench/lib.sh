@@ -14,7 +14,8 @@ API_PORT=$(free_port); ENTRA_PORT=$(free_port); ENTRA_CONTROL_PORT=$(free_port)
 GH="http://127.0.0.1:$API_PORT"
 ENTRA_CONTROL="http://127.0.0.1:$ENTRA_CONTROL_PORT"
 
-# write_config DATABASE_URL: Gatehouse's benchmark configuration, in $WORK/gatehouse.yaml.
+# write_config DATABASE_URL: Gatehouse's benchmark configuration, in $WORK/gatehouse.yaml; $MICROSOFT_EXTRA, when
+# set, adds keys to the Microsoft provider's settings (YAML flow style, e.g. `groups: { from_graph: true }`).
 write_config() {
   cat > "$WORK/gatehouse.yaml" <<YAML
 server: { public: { address: "127.0.0.1:$API_PORT" }, admin: { enabled: false } }
@@ -28,7 +29,7 @@ third_party:
   redirect_url: $GH/thirdparty/callback
   error_redirect_url: $GH
   allowed_redirect_urls: ["$GH**"]
-  providers: { microsoft: { enabled: true, client_id: gatehouse-dev-client, secret: gatehouse-dev-secret, cloud_instance: "http://127.0.0.1:$ENTRA_PORT" } }
+  providers: { microsoft: { enabled: true, client_id: gatehouse-dev-client, secret: gatehouse-dev-secret, cloud_instance: "http://127.0.0.1:$ENTRA_PORT"${MICROSOFT_EXTRA:+, $MICROSOFT_EXTRA} } }
 YAML
 }
 

@@ -841,6 +841,22 @@ await scenario("10. a cross-site text/plain form cannot sign the visitor in as t
 await browser.close();
 pages.close();
 cleanup();
+await scenario("11. app code beside hanko-profile shows the roles and tenant of the session JWT", async () => {
+  await control("/next-user", { email: "adele@contoso.com", upn: "adele@contoso.com", roles: ["Reader", "Approver"] });
+  const { context, page } = await newPage();
+  await openAuth(page);
+  await signInWithMicrosoft(page, "s11");
+  await page.goto(`${PAGE}/profile.html`);
+  await page.waitForFunction(() => window.__ready === true);
+  await page.getByText("adele@contoso.com").first().waitFor();
+  const roles = await page.locator("#roles").textContent();
+  expect(roles === "Approver, Reader", `the app shows the Entra app roles: ${roles}`);
+  const tenant = await page.locator("#tenant").textContent();
+  expect(tenant === "72f988bf-86f1-41af-91ab-2d7cd011db47", `the app shows the tenant of the sign-in: ${tenant}`);
+  await shot(page, "s11-roles");
+  await context.close();
+});
+
 const passed = results.filter(Boolean).length;
 const failed = results.length - passed;
 console.log(`${passed} passed, ${failed} failed`);

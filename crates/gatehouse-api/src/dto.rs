@@ -1,7 +1,7 @@
 //! JSON shapes Hanko's frontends read. One type per shape, shared by every endpoint that sends it; the same types
 //! describe the public OpenAPI document, so the document cannot drift from what is sent.
 
-use gatehouse_core::{clock::Timestamp, session::SessionClaims};
+use gatehouse_core::{clock::Timestamp, microsoft::directory::Tenant, session::SessionClaims};
 use gatehouse_store::{IdentityRecord, UserRecord};
 use serde::Serialize;
 use utoipa::ToSchema;
@@ -24,6 +24,22 @@ pub struct ClaimsView {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schema(required = false)]
     amr: Vec<String>,
+    /// The Entra tenant of the sign-in: `id` (its `tid`) and, when read, `name`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
+    tenant: Option<Tenant>,
+    /// App roles assigned in Entra, as of the sign-in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    roles: Vec<String>,
+    /// The user's kept groups, as of the sign-in.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[schema(required = false)]
+    groups: Vec<String>,
+    /// The operator's custom claims, at the top level as Hanko puts them.
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    custom: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The session's `email` claim: the user's primary address.
@@ -49,6 +65,10 @@ impl From<&SessionClaims> for ClaimsView {
                 is_verified: email.is_verified,
             }),
             amr: claims.amr.clone(),
+            tenant: claims.tenant.clone(),
+            roles: claims.roles.clone(),
+            groups: claims.groups.clone(),
+            custom: claims.custom.clone(),
         }
     }
 }

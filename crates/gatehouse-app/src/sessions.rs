@@ -5,6 +5,7 @@ use gatehouse_core::{
     clock::Timestamp,
     config::SessionConfig,
     ids::{SessionId, UserId},
+    microsoft::directory::DirectoryFacts,
     session::{EmailClaim, SessionClaims, SessionGrant, SessionPolicy},
 };
 use gatehouse_crypto::signing::KeyError;
@@ -70,13 +71,14 @@ fn policy(config: &SessionConfig) -> SessionPolicy {
     }
 }
 
-fn grant_for(user: &UserRecord, amr: Vec<String>) -> SessionGrant {
+fn grant_for(user: &UserRecord, amr: Vec<String>, directory: Option<DirectoryFacts>) -> SessionGrant {
     let email = user.primary_email().map(|email| EmailClaim {
         address: email.address.clone(),
         is_primary: true,
         is_verified: email.is_verified(),
     });
-    SessionGrant { user_id: user.id, email, amr }
+    let custom = directory.iter().flat_map(|facts| facts.custom.clone()).collect();
+    SessionGrant { user_id: user.id, email, amr, directory, custom }
 }
 
 impl<'a> Sessions<'a> {
@@ -84,19 +86,21 @@ impl<'a> Sessions<'a> {
         Self { app }
     }
 
-    /// A session for the user with `user_id`, with their primary email as the `email` claim: how every sign-in
-    /// ends. `audit_kind` names the event that opens it; its audit row is written with the session, in one
-    /// transaction. Returns the user as read, for answers that show them.
+    /// A session for the user with `user_id`, with their primary email as the `email` claim and what the sign-in
+    /// learnt from the provider (`directory`): how every sign-in ends. `audit_kind` names the event that opens it;
+    /// its audit row is written with the session, in one transaction. Returns the user as read, for answers that
+    /// show them.
     pub async fn issue_for_user(
         &self,
         user_id: UserId,
         amr: Vec<String>,
+        directory: Option<DirectoryFacts>,
         meta: &RequestMeta,
         audit_kind: Option<&str>,
     ) -> Result<(UserRecord, IssuedSession), SessionError> {
         let store = self.app.store();
         let user = store.find_user(user_id).await?.ok_or(SessionError::UnknownUser)?;
-        let grant = grant_for(&user, amr);
+        let grant = grant_for(&user, amr, directory);
         let config = &self.app.config().session;
         let now = self.app.clock().now();
         let claims = policy(config).claims(&grant, SessionId::generate(), now);

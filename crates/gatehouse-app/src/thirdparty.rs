@@ -11,11 +11,17 @@ use gatehouse_core::{
     first_seen::FirstSeen,
     ids::{FlowId, StateId, TokenId, UserId},
     linking::{LinkingInput, LinkingPolicy, decide},
-    microsoft::claims::ProviderUser,
+    microsoft::{
+        claims::{CONSUMERS_TENANT_ID, ProviderUser},
+        directory::{
+            DirectoryFacts, GROUP_MEMBERSHIP_PERMISSION, GroupFilter, GroupsClaim, PROFILE_PERMISSION, Tenant,
+        },
+    },
     redirect::{RedirectAllowList, RedirectPattern},
 };
 use gatehouse_crypto::{random, sealing::Sealer};
 use gatehouse_oidc::{
+    graph::{AccessToken, GraphError},
     microsoft::{MicrosoftClient, MicrosoftError, MicrosoftSettings, UnusableCertificate},
     pkce,
     state::{StateError, ThirdPartyState},
@@ -64,6 +70,8 @@ pub enum ThirdPartyError {
     Client(#[from] MicrosoftError),
     #[error("{pattern:?}: {error}")]
     RedirectPattern { pattern: String, error: gatehouse_core::redirect::PatternError },
+    #[error("third_party.providers.microsoft.groups.keep: {0}")]
+    GroupPattern(#[from] gatehouse_core::microsoft::directory::InvalidGroupPattern),
 }
 
 /// A failure with Hanko's code and a description fit for the browser.
@@ -80,6 +88,12 @@ impl ThirdPartyFailure {
             _ => description.into(),
         };
         Self { code: FailureCode::Hanko(code), description }
+    }
+
+    /// A failure that the configuration or Microsoft's side causes and the user cannot fix: `server_error`, with a
+    /// description that says what is wrong (it holds nothing internal).
+    fn unavailable(description: impl Into<String>) -> Self {
+        Self { code: FailureCode::Hanko(ThirdPartyErrorCode::ServerError), description: description.into() }
     }
 
     /// A provider's own `error`, passed through but reduced to harmless characters and length.
@@ -162,6 +176,8 @@ pub struct ThirdParty {
     error_redirect: Option<Url>,
     default_redirect: Option<String>,
     policy: LinkingPolicy,
+    /// Which groups sessions keep.
+    group_filter: GroupFilter,
     sealer: Arc<Sealer>,
     clock: Arc<dyn Clock>,
     /// Refused targets already logged. Built anew with the allow-list, so a changed list warns afresh.
@@ -196,6 +212,7 @@ impl ThirdParty {
                 require_verification: config.email.require_verification,
                 email_limit: config.email.limit,
             },
+            group_filter: GroupFilter::parse(&third_party.providers.microsoft.groups.keep)?,
             sealer,
             clock,
             refused_targets: FirstSeen::default(),
@@ -398,11 +415,11 @@ impl ThirdParty {
             .code
             .filter(|code| !code.is_empty() && code.len() <= 4096)
             .ok_or_else(|| invalid("auth code missing from request"))?;
-        let id_token = client.redeem(&code, &state.code_verifier).await.map_err(|error| {
+        let tokens = client.redeem(&code, &state.code_verifier).await.map_err(|error| {
             tracing::warn!(%error, "code redemption failed");
             ThirdPartyFailure::new(error.code(), "could not exchange authorization code for access token")
         })?;
-        let user = client.verify_id_token(&id_token, &state.nonce, now).await.map_err(|error| {
+        let user = client.verify_id_token(&tokens.id_token, &state.nonce, now).await.map_err(|error| {
             tracing::warn!(%error, "ID token refused");
             // Hanko's text, then the rule that refused the token (the rules' texts hold nothing from the token).
             let description = match &error {
@@ -411,7 +428,8 @@ impl ThirdParty {
             };
             ThirdPartyFailure::new(error.code(), description)
         })?;
-        let profile = profile(&user);
+        let facts = self.directory_facts(client, &user, tokens.access_token.as_ref(), now).await?;
+        let profile = profile(&user, &facts);
         let token = random::token();
         let result = store
             .sign_in_with_provider(
@@ -429,7 +447,7 @@ impl ThirdParty {
                     })
                 },
                 |account| SignInRecords {
-                    token: one_time_token(&token, state, account, now),
+                    token: one_time_token(&token, state, account, &facts, now),
                     audit: audit_entries(account, &profile, meta, now),
                 },
             )
@@ -445,6 +463,70 @@ impl ThirdParty {
             AuditLog::announce(EMAIL_TAKEN_BY_PROVEN_OWNER, Some(holder), None);
         }
         Ok((account, token))
+    }
+
+    /// What Microsoft knows about the user besides the ID token's identity claims: the tenant, app roles and kept
+    /// groups, completed by the Graph reads the configuration asks for. A read that fails fails the sign-in: a
+    /// session must never silently lack groups (or a claim) that the app relies on.
+    async fn directory_facts(
+        &self,
+        client: &MicrosoftClient,
+        user: &ProviderUser,
+        access_token: Option<&AccessToken>,
+        now: Timestamp,
+    ) -> Result<DirectoryFacts, ThirdPartyFailure> {
+        let settings = client.settings();
+        let token = || access_token.ok_or(GraphError::NoAccessToken);
+        let (groups, groups_from_graph) = match &user.groups {
+            GroupsClaim::Absent => (Vec::new(), false),
+            GroupsClaim::Listed(groups) => (groups.clone(), false),
+            GroupsClaim::Overage if settings.read_groups => {
+                let groups = async { client.graph_groups(token()?).await }
+                    .await
+                    .map_err(|error| graph_failure(&error, "the user's groups", GROUP_MEMBERSHIP_PERMISSION))?;
+                (groups, true)
+            }
+            GroupsClaim::Overage => {
+                tracing::warn!(
+                    "refused a sign-in: the user is in more groups than fit in Microsoft's token; set \
+                     third_party.providers.microsoft.groups.from_graph: true (and grant GroupMember.Read.All) to \
+                     read them from Microsoft Graph"
+                );
+                return Err(ThirdPartyFailure::unavailable(
+                    "you are a member of more groups than Microsoft can put in a sign-in; an administrator must let \
+                     this app read group memberships from Microsoft Graph",
+                ));
+            }
+        };
+        // Personal accounts belong to no organisation.
+        let name = if settings.read_tenant_name && user.tenant_id != CONSUMERS_TENANT_ID {
+            async { client.graph_tenant_name(token()?).await }
+                .await
+                .map_err(|error| graph_failure(&error, "the organisation's name", PROFILE_PERMISSION))?
+        } else {
+            None
+        };
+        Ok(DirectoryFacts {
+            tenant: Tenant { id: user.tenant_id.clone(), name },
+            roles: user.roles.clone(),
+            groups: self.group_filter.apply(groups),
+            groups_from_graph,
+            custom: Default::default(),
+            read_at: now,
+        })
+    }
+}
+
+/// A failed Graph read as the browser sees it: a missing permission is named, for the administrator.
+fn graph_failure(error: &GraphError, what: &str, permission: &str) -> ThirdPartyFailure {
+    tracing::warn!(%error, "reading {what} from Microsoft Graph failed");
+    if error.is_permission() {
+        ThirdPartyFailure::unavailable(format!(
+            "Microsoft Graph refused to give {what}: the app needs the delegated permission {permission}, \
+             with an administrator's consent where the organisation requires it"
+        ))
+    } else {
+        ThirdPartyFailure::unavailable(format!("could not read {what} from Microsoft Graph; please try again"))
     }
 }
 
@@ -484,7 +566,13 @@ fn audit_kind(outcome: AccountOutcome) -> &'static str {
 }
 
 /// The stored form of the one-time token `value`, made at `now`, that hands `account` to the app.
-fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccount, now: Timestamp) -> NewToken {
+fn one_time_token(
+    value: &str,
+    state: &ThirdPartyState,
+    account: &ProviderAccount,
+    facts: &DirectoryFacts,
+    now: Timestamp,
+) -> NewToken {
     NewToken {
         id: TokenId::generate(),
         user_id: account.user_id,
@@ -495,6 +583,7 @@ fn one_time_token(value: &str, state: &ThirdPartyState, account: &ProviderAccoun
         user_created: account.outcome == AccountOutcome::SignedUp,
         created_at: now,
         expires_at: now + TOKEN_LIFETIME,
+        directory: Some(facts.clone()),
     }
 }
 
@@ -503,7 +592,7 @@ pub fn hash(value: &str) -> String {
     gatehouse_crypto::digest::sha256_base64url(value.as_bytes())
 }
 
-fn profile(user: &ProviderUser) -> ProviderProfile {
+fn profile(user: &ProviderUser, facts: &DirectoryFacts) -> ProviderProfile {
     let claims = serde_json::json!({
         "sub": user.subject,
         "tid": user.tenant_id,
@@ -514,6 +603,7 @@ fn profile(user: &ProviderUser) -> ProviderProfile {
         "given_name": user.given_name,
         "family_name": user.family_name,
         "preferred_username": user.preferred_username,
+        "directory": facts,
     });
     ProviderProfile {
         provider_id: MICROSOFT.to_owned(),

@@ -85,7 +85,7 @@ impl<'a> TokenExchange<'a> {
         let (user, issued) = self
             .app
             .sessions()
-            .issue_for_user(token.user_id, amr, meta, Some(EXCHANGE_SUCCEEDED))
+            .issue_for_user(token.user_id, amr, token.directory, meta, Some(EXCHANGE_SUCCEEDED))
             .await
             .map_err(ExchangeError::from)?;
         Ok(Exchanged { user, issued, provider })

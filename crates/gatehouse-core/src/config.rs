@@ -496,6 +496,25 @@ pub struct MicrosoftProviderConfig {
     pub cloud_instance: String,
     /// How Gatehouse authenticates to Microsoft's token endpoint with the secret.
     pub client_auth_method: ClientAuthMethod,
+    /// Which groups sessions carry, and what happens when a user has more than fit in a token.
+    pub groups: GroupsConfig,
+    /// Read the tenant's display name from Microsoft Graph at each sign-in (`/organization`, permission
+    /// `User.Read`), for the session's `tenant.name`.
+    pub read_tenant_name: bool,
+    /// Microsoft Graph's base URL. Unset: the Graph of the cloud `cloud_instance` belongs to.
+    pub graph_url: Option<String>,
+}
+
+/// `third_party.providers.microsoft.groups`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GroupsConfig {
+    /// When the token has too many groups (overage), read the membership from Microsoft Graph (delegated
+    /// permission `GroupMember.Read.All`, which needs an administrator's consent). Off: such a sign-in is refused,
+    /// never given a session without its groups.
+    pub from_graph: bool,
+    /// Keep only these groups in sessions: group values, or prefixes ending in `*`. Empty keeps every group.
+    pub keep: Vec<String>,
 }
 
 /// One client secret with its expiry, as Azure shows it (`2027-05-31`, or an RFC 3339 time).
@@ -619,6 +638,9 @@ impl Default for MicrosoftProviderConfig {
             allowed_tenants: Vec::new(),
             cloud_instance: MICROSOFT_CLOUD.into(),
             client_auth_method: ClientAuthMethod::default(),
+            groups: GroupsConfig::default(),
+            read_tenant_name: false,
+            graph_url: None,
         }
     }
 }
@@ -972,6 +994,12 @@ impl ThirdPartyConfig {
         }
         if let Err(message) = check_cloud_instance(&microsoft.cloud_instance) {
             issue("third_party.providers.microsoft.cloud_instance", message);
+        }
+        if let Err(error) = crate::microsoft::directory::GroupFilter::parse(&microsoft.groups.keep) {
+            issue("third_party.providers.microsoft.groups.keep", error.to_string());
+        }
+        if let Some(Err(message)) = microsoft.graph_url.as_deref().map(check_cloud_instance) {
+            issue("third_party.providers.microsoft.graph_url", message);
         }
         issues
     }

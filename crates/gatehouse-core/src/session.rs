@@ -5,6 +5,7 @@ use serde::{Deserialize, Serialize};
 use crate::{
     clock::Timestamp,
     ids::{SessionId, UserId},
+    microsoft::directory::{DirectoryFacts, Tenant},
 };
 
 /// The `email` claim: the user's primary email, as Hanko puts it in the JWT.
@@ -31,6 +32,18 @@ pub struct SessionClaims {
     pub email: Option<EmailClaim>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub amr: Vec<String>,
+    /// The Entra tenant of the sign-in that made this session (`id` is its `tid`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tenant: Option<Tenant>,
+    /// App roles assigned to the user in Entra, as of that sign-in.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub roles: Vec<String>,
+    /// The user's groups as of that sign-in (only those `groups.keep` keeps).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub groups: Vec<String>,
+    /// The operator's custom claims (declared ones and the JWT template's).
+    #[serde(flatten)]
+    pub custom: serde_json::Map<String, serde_json::Value>,
 }
 
 /// What the issuer needs to mint a session.
@@ -40,6 +53,10 @@ pub struct SessionGrant {
     pub email: Option<EmailClaim>,
     /// Authentication methods (`ext:microsoft`, …), empty when not known.
     pub amr: Vec<String>,
+    /// What Microsoft said about the user at the sign-in, when the session comes from one.
+    pub directory: Option<DirectoryFacts>,
+    /// The operator's custom claims, already rendered.
+    pub custom: serde_json::Map<String, serde_json::Value>,
 }
 
 /// The policy knobs for sessions, from configuration.
@@ -63,6 +80,10 @@ impl SessionPolicy {
             iss: self.issuer.clone(),
             email: grant.email.clone(),
             amr: grant.amr.clone(),
+            tenant: grant.directory.as_ref().map(|facts| facts.tenant.clone()),
+            roles: grant.directory.as_ref().map(|facts| facts.roles.clone()).unwrap_or_default(),
+            groups: grant.directory.as_ref().map(|facts| facts.groups.clone()).unwrap_or_default(),
+            custom: grant.custom.clone(),
         }
     }
 }
@@ -122,12 +143,44 @@ mod tests {
             user_id: UserId::from_uuid(Uuid::from_u128(7)),
             email: None,
             amr: vec!["ext:microsoft".into()],
+            directory: None,
+            custom: Default::default(),
         };
         let claims = policy.claims(&grant, session_id(9), Timestamp::from_millis(1_000_999));
         assert_eq!((claims.iat, claims.exp, claims.aud.clone()), (1_000, 4_600, vec!["app".to_string()]));
         let json = serde_json::to_value(&claims).unwrap();
-        assert!(json.get("iss").is_none() && json.get("email").is_none());
+        for absent in ["iss", "email", "tenant", "roles", "groups"] {
+            assert!(json.get(absent).is_none(), "{absent}");
+        }
         assert_eq!(json["amr"], serde_json::json!(["ext:microsoft"]));
+    }
+
+    #[test]
+    fn a_sign_in_s_directory_facts_and_custom_claims_are_carried() {
+        let policy = SessionPolicy { lifespan_secs: 60, limit: 5, audience: vec!["app".into()], issuer: None };
+        let grant = SessionGrant {
+            user_id: UserId::from_uuid(Uuid::from_u128(7)),
+            email: None,
+            amr: vec![],
+            directory: Some(DirectoryFacts {
+                tenant: Tenant { id: "tid-1".into(), name: Some("Contoso".into()) },
+                roles: vec!["Admin".into()],
+                groups: vec!["g-1".into()],
+                groups_from_graph: false,
+                custom: Default::default(),
+                read_at: Timestamp::from_secs(1),
+            }),
+            custom: serde_json::json!({ "department": "Sales" }).as_object().unwrap().clone(),
+        };
+        let claims = policy.claims(&grant, session_id(9), Timestamp::from_secs(2));
+        let json = serde_json::to_value(&claims).unwrap();
+        assert_eq!(json["tenant"], serde_json::json!({ "id": "tid-1", "name": "Contoso" }));
+        assert_eq!(
+            (json["roles"].clone(), json["groups"].clone()),
+            (serde_json::json!(["Admin"]), serde_json::json!(["g-1"]))
+        );
+        assert_eq!(json["department"], "Sales");
+        assert_eq!(serde_json::from_value::<SessionClaims>(json).unwrap(), claims);
     }
 
     proptest! {

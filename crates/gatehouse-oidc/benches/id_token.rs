@@ -44,6 +44,10 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
                 prompt: None,
                 connect_timeout: Duration::from_secs(5),
                 request_timeout: Duration::from_secs(10),
+                graph_base: fake.base_url(),
+                read_groups: false,
+                read_tenant_name: false,
+                profile_attributes: Vec::new(),
             },
             std::sync::Arc::new(SystemClock),
         )
@@ -54,7 +58,7 @@ fn setup(runtime: &tokio::runtime::Runtime) -> (MicrosoftClient, String) {
         let redirect = http.get(authorize).send().await.expect("authorize");
         let location = url::Url::parse(redirect.headers()["location"].to_str().expect("location")).expect("url");
         let code = location.query_pairs().find(|(k, _)| k == "code").expect("code").1.into_owned();
-        let id_token = client.redeem(&code, &verifier).await.expect("redeem");
+        let id_token = client.redeem(&code, &verifier).await.expect("redeem").id_token;
         client
             .verify_id_token(&id_token, "bench-nonce", now())
             .await

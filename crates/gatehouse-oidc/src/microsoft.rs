@@ -7,8 +7,11 @@ use gatehouse_core::{
     clock::{Clock, Timestamp},
     config::{ClientAuthMethod, ClientSecret, MicrosoftProviderConfig, ThirdPartyConfig, usable_secrets},
     error::ThirdPartyErrorCode,
-    microsoft::claims::{
-        ClaimsError, MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims,
+    microsoft::{
+        claims::{
+            ClaimsError, MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims,
+        },
+        directory::{graph_base, graph_scopes},
     },
 };
 use jsonwebtoken::{Algorithm, Validation};
@@ -17,7 +20,10 @@ use url::Url;
 
 use gatehouse_crypto::certificate::ClientAssertionKey;
 
-use crate::jwks::{JwksCache, JwksError, ProviderKey};
+use crate::{
+    graph::AccessToken,
+    jwks::{JwksCache, JwksError, ProviderKey},
+};
 
 /// Allowed clock difference between Microsoft and us when checking `exp`, `nbf` and `iat`.
 pub const CLOCK_SKEW_SECS: i64 = 120;
@@ -38,6 +44,13 @@ pub struct MicrosoftSettings {
     pub prompt: Option<String>,
     pub connect_timeout: Duration,
     pub request_timeout: Duration,
+    /// Microsoft Graph of this cloud, for the reads below.
+    pub graph_base: String,
+    /// On a group overage, read the membership from Graph (else the sign-in is refused).
+    pub read_groups: bool,
+    pub read_tenant_name: bool,
+    /// Profile attributes the operator's custom claims read from Graph (`$select`); empty: none.
+    pub profile_attributes: Vec<String>,
 }
 
 impl MicrosoftSettings {
@@ -81,7 +94,29 @@ impl MicrosoftSettings {
             prompt: microsoft.prompt.clone(),
             connect_timeout: third_party.connect_timeout.as_duration(),
             request_timeout: third_party.request_timeout.as_duration(),
+            graph_base: match &microsoft.graph_url {
+                Some(url) => url.trim_end_matches('/').to_owned(),
+                None => graph_base(&microsoft.cloud_instance),
+            },
+            read_groups: microsoft.groups.from_graph,
+            read_tenant_name: microsoft.read_tenant_name,
+            profile_attributes: Vec::new(),
         })
+    }
+
+    /// Also reads these profile attributes from Graph at each sign-in (for custom claims).
+    pub fn reading_profile(mut self, attributes: Vec<String>) -> Self {
+        self.profile_attributes = attributes;
+        self
+    }
+
+    /// What a sign-in asks for: OpenID Connect's scopes, and the Graph permissions the configured reads need.
+    pub fn scope(&self) -> String {
+        let read_profile = self.read_tenant_name || !self.profile_attributes.is_empty();
+        std::iter::once("openid profile email".to_owned())
+            .chain(graph_scopes(&self.graph_base, self.read_groups, read_profile))
+            .collect::<Vec<_>>()
+            .join(" ")
     }
 
     /// The tenant segment of Microsoft's URLs (`common`, `organizations`, a GUID, …), from the tenant mode.
@@ -172,6 +207,14 @@ impl Credential<'_> {
 #[derive(Deserialize)]
 struct TokenResponse {
     id_token: Option<String>,
+    access_token: Option<String>,
+}
+
+/// What a redeemed code gives: the ID token, and the access token for the Graph reads (when Microsoft sent one).
+#[derive(Debug)]
+pub struct Tokens {
+    pub id_token: String,
+    pub access_token: Option<AccessToken>,
 }
 
 #[derive(Deserialize)]
@@ -207,6 +250,10 @@ impl MicrosoftClient {
         &self.settings
     }
 
+    pub(crate) fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
     pub fn jwks(&self) -> &JwksCache {
         &self.jwks
     }
@@ -225,7 +272,7 @@ impl MicrosoftClient {
                 .append_pair("client_id", &self.settings.client_id)
                 .append_pair("redirect_uri", &self.settings.redirect_url)
                 .append_pair("response_type", "code")
-                .append_pair("scope", "openid profile email")
+                .append_pair("scope", &self.settings.scope())
                 .append_pair("state", state)
                 .append_pair("nonce", nonce)
                 .append_pair("code_challenge", code_challenge)
@@ -237,11 +284,12 @@ impl MicrosoftClient {
         url
     }
 
-    /// Redeems an authorization code and returns the raw ID token. No response body ever reaches the browser.
+    /// Redeems an authorization code for the raw ID token and the access token. No response body ever reaches the
+    /// browser.
     /// With the newest usable credential (certificates first, then secrets; expired ones are skipped); if
     /// Microsoft answers `invalid_client` (expired, revoked, or not uploaded yet), the next one is tried once, so
     /// credentials can be rotated without downtime.
-    pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<String, MicrosoftError> {
+    pub async fn redeem(&self, code: &str, code_verifier: &str) -> Result<Tokens, MicrosoftError> {
         let now = self.clock.now();
         let certificates = self.settings.certificates.iter().filter(|key| key.not_after() > now);
         let credentials: Vec<Credential<'_>> = certificates
@@ -274,9 +322,10 @@ impl MicrosoftClient {
         code_verifier: &str,
         credential: Credential<'_>,
         now: Timestamp,
-    ) -> Result<String, MicrosoftError> {
+    ) -> Result<Tokens, MicrosoftError> {
         let settings = &self.settings;
         let token_endpoint = settings.endpoint("oauth2/v2.0/token");
+        let scope = settings.scope();
         let assertion: String;
         let mut form = vec![
             ("grant_type", "authorization_code"),
@@ -284,7 +333,7 @@ impl MicrosoftClient {
             ("redirect_uri", settings.redirect_url.as_str()),
             ("client_id", settings.client_id.as_str()),
             ("code_verifier", code_verifier),
-            ("scope", "openid profile email"),
+            ("scope", scope.as_str()),
         ];
         let mut request = self.http.post(&token_endpoint);
         match (credential, settings.client_auth) {
@@ -318,7 +367,10 @@ impl MicrosoftClient {
         }
         let body: TokenResponse =
             response.json().await.map_err(|e| MicrosoftError::Unreachable(crate::call_failure(e)))?;
-        body.id_token.ok_or(MicrosoftError::NoIdToken)
+        Ok(Tokens {
+            id_token: body.id_token.ok_or(MicrosoftError::NoIdToken)?,
+            access_token: body.access_token.filter(|token| !token.is_empty()).map(AccessToken::new),
+        })
     }
 
     /// Verifies the ID token and maps its claims to a provider user.

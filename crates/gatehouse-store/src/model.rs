@@ -1,10 +1,10 @@
 //! The records the store reads and writes, with typed ids and [`Timestamp`]s.
 
-use gatehouse_core::email::EmailProof;
 use gatehouse_core::{
     clock::Timestamp,
     ids::{AdminKeyId, AuditEntryId, EmailId, FlowId, IdentityId, SessionId, TokenId, UserId},
 };
+use gatehouse_core::{email::EmailProof, microsoft::directory::DirectoryFacts};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct NewUser {
@@ -141,6 +141,8 @@ pub struct NewToken {
     pub user_created: bool,
     pub created_at: Timestamp,
     pub expires_at: Timestamp,
+    /// What the sign-in learnt from the provider, for the session the token is traded for.
+    pub directory: Option<DirectoryFacts>,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -150,6 +152,7 @@ pub struct TokenRecord {
     pub expires_at: Timestamp,
     /// The provider of the identity the token was made for (`None` if that identity is gone).
     pub provider_id: Option<String>,
+    pub directory: Option<DirectoryFacts>,
 }
 
 /// A user as an identity provider describes them, to sign in, link or sign up.

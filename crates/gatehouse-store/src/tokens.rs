@@ -2,7 +2,7 @@ use sqlx::{Any, Executor, Row};
 
 use gatehouse_core::{clock::Timestamp, ids::StateId};
 
-use crate::{NewToken, Result, Store, TokenRecord, conflict, id_column, time};
+use crate::{NewToken, Result, Store, StoreError, TokenRecord, conflict, id_column, time};
 
 impl Store {
     pub async fn insert_token(&self, token: &NewToken) -> Result<()> {
@@ -16,7 +16,7 @@ impl Store {
         let row = writing!(self, |connection| {
             Ok(sqlx::query(
                 "DELETE FROM tokens WHERE value_hash = $1
-             RETURNING user_id, code_verifier_hash, expires_at,
+             RETURNING user_id, code_verifier_hash, expires_at, directory,
                        (SELECT provider_id FROM identities WHERE identities.id = tokens.identity_id) AS provider_id",
             )
             .bind(value_hash)
@@ -29,6 +29,11 @@ impl Store {
                 code_verifier_hash: row.try_get("code_verifier_hash")?,
                 expires_at: time(&row, "expires_at")?,
                 provider_id: row.try_get("provider_id")?,
+                directory: row
+                    .try_get::<Option<String>, _>("directory")?
+                    .map(|json| serde_json::from_str(&json))
+                    .transpose()
+                    .map_err(|error| StoreError::Corrupt(format!("tokens.directory: {error}")))?,
             })
         })
         .transpose()
@@ -62,8 +67,8 @@ impl Store {
 pub(crate) async fn insert_token<'e>(executor: impl Executor<'e, Database = Any>, token: &NewToken) -> Result<()> {
     sqlx::query(
         "INSERT INTO tokens (id, user_id, value_hash, identity_id, code_verifier_hash, is_flow, user_created,
-                             expires_at, created_at)
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                             expires_at, created_at, directory)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
     )
     .bind(token.id.to_string())
     .bind(token.user_id.to_string())
@@ -74,6 +79,7 @@ pub(crate) async fn insert_token<'e>(executor: impl Executor<'e, Database = Any>
     .bind(token.user_created)
     .bind(token.expires_at.as_millis())
     .bind(token.created_at.as_millis())
+    .bind(token.directory.as_ref().map(|facts| serde_json::json!(facts).to_string()))
     .execute(executor)
     .await
     .map_err(conflict("token"))?;

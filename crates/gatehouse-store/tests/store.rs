@@ -4,6 +4,7 @@ use gatehouse_core::{
     clock::Timestamp,
     email::{Email, EmailProof},
     ids::{AdminKeyId, AuditEntryId, EmailId, FlowId, IdentityId, SessionId, StateId, TokenId, UserId},
+    microsoft::directory::{DirectoryFacts, Tenant},
 };
 use gatehouse_store::{
     AuditLogEntry, AuditLogFilter, NewEmail, NewSession, NewUser, Store, StoreError, StoredSigningKey,
@@ -334,6 +335,7 @@ async fn expired_rows_are_swept(backend: Backend) {
         user_created: false,
         created_at: Timestamp::UNIX_EPOCH,
         expires_at: at(expires_at),
+        directory: None,
     };
     store.insert_token(&token("old", 2_000)).await.unwrap();
     store.insert_token(&token("new", 20_000_000)).await.unwrap();
@@ -359,6 +361,19 @@ async fn expired_rows_are_swept(backend: Backend) {
     assert_eq!(store.delete_expired_flows(now).await.unwrap(), 1);
     assert!(store.find_live_session(live.id, now).await.unwrap().is_some());
     assert!(store.take_token("new").await.unwrap().is_some() && store.take_token("old").await.unwrap().is_none());
+    let facts = DirectoryFacts {
+        tenant: Tenant { id: "72f988bf-86f1-41af-91ab-2d7cd011db47".into(), name: Some("Contoso".into()) },
+        roles: vec!["Admin".into()],
+        groups: vec!["g-1".into()],
+        groups_from_graph: true,
+        custom: [("department".to_owned(), serde_json::json!("Sales"))].into(),
+        read_at: now,
+    };
+    store
+        .insert_token(&gatehouse_store::NewToken { directory: Some(facts.clone()), ..token("facts", 20_000_000) })
+        .await
+        .unwrap();
+    assert_eq!(store.take_token("facts").await.unwrap().unwrap().directory, Some(facts), "a sign-in's facts are kept");
     assert!(
         store.find_flow(live_flow.id).await.unwrap().is_some() && store.find_flow(old_flow.id).await.unwrap().is_none()
     );

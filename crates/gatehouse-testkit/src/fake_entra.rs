@@ -127,6 +127,13 @@ pub struct FakeUser {
     /// `xms_edov` ("email domain owner verified"), any JSON value because Microsoft sends `true` or `"1"`;
     /// omitted when `None`.
     pub xms_edov: Option<Value>,
+    /// App roles assigned to the user: the `roles` claim, omitted when empty.
+    pub roles: Vec<String>,
+    /// Group object ids: the `groups` claim when there are at most [`GROUP_CLAIM_LIMIT`], else the overage markers
+    /// (`_claim_names`, `_claim_sources`) with the groups served by the Graph endpoint only.
+    pub groups: Vec<String>,
+    /// Profile attributes Graph's `/me` serves besides the ones derived from the claims above.
+    pub graph_attributes: Map<String, Value>,
     /// Merged into the ID token last, so they override anything above.
     pub extra_claims: Map<String, Value>,
 }
@@ -155,6 +162,9 @@ impl FakeUser {
             email: Some(email),
             upn: None,
             xms_edov: Some(Value::Bool(true)),
+            roles: Vec::new(),
+            groups: Vec::new(),
+            graph_attributes: Map::new(),
             extra_claims: Map::new(),
         }
     }
@@ -201,7 +211,30 @@ impl FakeUser {
         self.extra_claims.insert(name.into(), value.into());
         self
     }
+
+    pub fn with_roles<S: Into<String>>(mut self, roles: impl IntoIterator<Item = S>) -> Self {
+        self.roles = roles.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Member of these groups; more than [`GROUP_CLAIM_LIMIT`] makes every token an overage.
+    pub fn with_groups<S: Into<String>>(mut self, groups: impl IntoIterator<Item = S>) -> Self {
+        self.groups = groups.into_iter().map(Into::into).collect();
+        self
+    }
+
+    pub fn with_graph_attribute(mut self, name: impl Into<String>, value: impl Into<Value>) -> Self {
+        self.graph_attributes.insert(name.into(), value.into());
+        self
+    }
 }
+
+/// Most groups Microsoft puts in a JWT's `groups` claim; beyond it the token says "overage" instead.
+pub const GROUP_CLAIM_LIMIT: usize = 200;
+/// Groups per page of Graph's membership list when the request has no `$top` (Graph's own default).
+pub const GRAPH_DEFAULT_PAGE_SIZE: usize = 100;
+/// The largest `$top` Graph honours for directory objects.
+pub const GRAPH_MAX_PAGE_SIZE: usize = 999;
 
 /// A defect to build into the next ID token, for negative tests. Several may be queued for the same token; the
 /// claim changes apply in order, and of the header/signature changes the last one wins.
@@ -329,6 +362,9 @@ impl FakeEntra {
             used_assertion_ids: HashSet::new(),
             last_token_request: None,
             last_authorize_query: None,
+            access_tokens: HashMap::new(),
+            tenant_names: HashMap::from([(FAKE_ORG_TENANT.to_owned(), "Contoso".to_owned())]),
+            next_graph_failure: None,
         };
         let inner = Arc::new(Inner {
             base_url,
@@ -338,12 +374,16 @@ impl FakeEntra {
             token_requests: AtomicU64::new(0),
             jwks_requests: AtomicU64::new(0),
             discovery_requests: AtomicU64::new(0),
+            graph_requests: AtomicU64::new(0),
         });
         let router = Router::new()
             .route("/{tenant}/oauth2/v2.0/authorize", get(authorize))
             .route("/{tenant}/oauth2/v2.0/token", post(token))
             .route("/{tenant}/discovery/v2.0/keys", get(jwks))
             .route("/{tenant}/v2.0/.well-known/openid-configuration", get(discovery))
+            .route("/v1.0/me", get(graph_me))
+            .route("/v1.0/me/transitiveMemberOf/microsoft.graph.group", get(graph_groups))
+            .route("/v1.0/organization", get(graph_organization))
             .with_state(inner.clone());
         let task = tokio::spawn(async move {
             // Ends only when aborted; a failing accept loop would show up as refused connections in the test.
@@ -504,6 +544,22 @@ impl FakeEntra {
         self.inner.lock().last_token_request.clone()
     }
 
+    /// Names the organisation of tenant `tid` in Graph's `/organization`.
+    pub fn set_tenant_name(&self, tid: &str, name: &str) {
+        self.inner.lock().tenant_names.insert(tid.to_owned(), name.to_owned());
+    }
+
+    /// The next Graph request fails with this status and body (Graph's `{"error": {"code", "message"}}` shape).
+    pub fn fail_next_graph(&self, status: u16, code: &str) {
+        let body = json!({ "error": { "code": code, "message": "injected by the test" } });
+        self.inner.lock().next_graph_failure = Some((status, body));
+    }
+
+    /// How many Graph requests arrived, refused ones included.
+    pub fn graph_requests(&self) -> u64 {
+        self.inner.graph_requests.load(Ordering::Relaxed)
+    }
+
     /// The query parameters of the last authorize request, e.g. to check that the client sent `prompt`.
     pub fn last_authorize_query(&self) -> Option<HashMap<String, String>> {
         self.inner.lock().last_authorize_query.clone()
@@ -520,6 +576,14 @@ struct Inner {
     token_requests: AtomicU64,
     jwks_requests: AtomicU64,
     discovery_requests: AtomicU64,
+    graph_requests: AtomicU64,
+}
+
+/// What an access token the fake issued lets its bearer read from Graph.
+#[derive(Clone)]
+struct GraphGrant {
+    user: FakeUser,
+    scope: String,
 }
 
 struct FakeState {
@@ -542,6 +606,11 @@ struct FakeState {
     used_assertion_ids: HashSet<String>,
     last_token_request: Option<TokenRequestRecord>,
     last_authorize_query: Option<HashMap<String, String>>,
+    /// Access tokens issued, for the Graph endpoints.
+    access_tokens: HashMap<String, GraphGrant>,
+    /// Organisation names by tenant id, for Graph's `/organization`.
+    tenant_names: HashMap<String, String>,
+    next_graph_failure: Option<(u16, Value)>,
 }
 
 type UserFactory = Box<dyn Fn() -> FakeUser + Send>;
@@ -683,12 +752,18 @@ impl Inner {
 
         // Released from the map borrow: signing needs the rest of the state.
         let issued = issued.clone();
+        let access_token = random::token();
+        if state.access_tokens.len() >= MAX_KEPT_CODES {
+            state.access_tokens.clear();
+        }
+        let grant = GraphGrant { user: issued.user.clone(), scope: issued.scope.clone() };
+        state.access_tokens.insert(access_token.clone(), grant);
         let mut body = json!({
             "token_type": "Bearer",
             "scope": issued.scope,
             "expires_in": 3599,
             "ext_expires_in": 3599,
-            "access_token": random::token(),
+            "access_token": access_token,
         });
         // Like Microsoft, an ID token only for an OpenID Connect request.
         if issued.scope.split(' ').any(|scope| scope == "openid") {
@@ -826,6 +901,18 @@ impl Inner {
         }
         if let Some(edov) = &user.xms_edov {
             set("xms_edov", edov.clone());
+        }
+        if !user.roles.is_empty() {
+            set("roles", json!(user.roles));
+        }
+        if user.groups.len() > GROUP_CLAIM_LIMIT {
+            // Microsoft's overage markers: the claim source names the (retired) Azure AD Graph; clients use
+            // Microsoft Graph instead.
+            set("_claim_names", json!({ "groups": "src1" }));
+            let endpoint = format!("https://graph.windows.net/{}/users/{}/getMemberObjects", user.tid, user.oid);
+            set("_claim_sources", json!({ "src1": { "endpoint": endpoint } }));
+        } else if !user.groups.is_empty() {
+            set("groups", json!(user.groups));
         }
         // Opaque claims every Microsoft token carries; a validator must ignore them.
         set("aio", json!(random::token()));
@@ -1369,6 +1456,105 @@ async fn token(
         Ok(body) => json_response(StatusCode::OK, &body),
         Err(error) => error.into_response(&inner.base_url),
     }
+}
+
+fn query_pairs(query: Option<String>) -> HashMap<String, String> {
+    form_urlencoded::parse(query.unwrap_or_default().as_bytes()).into_owned().collect()
+}
+
+/// Graph's answer to a request without a token it knows, or without the permission the resource needs.
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
+    json_response(status, &json!({ "error": { "code": code, "message": message } }))
+}
+
+/// The grant behind a Graph request's bearer token, if it holds `permission`; otherwise Graph's refusal.
+fn graph_grant(inner: &Inner, headers: &HeaderMap, permission: &str) -> Result<GraphGrant, Response> {
+    inner.graph_requests.fetch_add(1, Ordering::Relaxed);
+    let mut state = inner.lock();
+    if let Some((status, body)) = state.next_graph_failure.take() {
+        return Err(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body));
+    }
+    let bearer = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    let Some(grant) = bearer.and_then(|token| state.access_tokens.get(token)).cloned() else {
+        return Err(graph_error(
+            StatusCode::UNAUTHORIZED,
+            "InvalidAuthenticationToken",
+            "Access token is empty or invalid.",
+        ));
+    };
+    // Scopes arrive as `{graph}/Permission`; the permission is the last segment.
+    if !grant.scope.split(' ').any(|scope| scope.rsplit('/').next() == Some(permission)) {
+        return Err(graph_error(
+            StatusCode::FORBIDDEN,
+            "Authorization_RequestDenied",
+            "Insufficient privileges to complete the operation.",
+        ));
+    }
+    Ok(grant)
+}
+
+/// `GET /v1.0/me/transitiveMemberOf/microsoft.graph.group`: the user's groups, `$top` per page (as Graph: at most
+/// [`GRAPH_MAX_PAGE_SIZE`], [`GRAPH_DEFAULT_PAGE_SIZE`] without), the next page linked by `$skiptoken`.
+async fn graph_groups(State(inner): State<Arc<Inner>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query_pairs(query);
+    let grant = match graph_grant(&inner, &headers, "GroupMember.Read.All") {
+        Ok(grant) => grant,
+        Err(refusal) => return refusal,
+    };
+    let start: usize = query.get("$skiptoken").and_then(|token| token.parse().ok()).unwrap_or(0);
+    let page_size = query
+        .get("$top")
+        .and_then(|top| top.parse::<usize>().ok())
+        .unwrap_or(GRAPH_DEFAULT_PAGE_SIZE)
+        .clamp(1, GRAPH_MAX_PAGE_SIZE);
+    let end = (start + page_size).min(grant.user.groups.len());
+    let page: Vec<Value> =
+        grant.user.groups.get(start..end).unwrap_or_default().iter().map(|id| json!({ "id": id })).collect();
+    let mut body = json!({ "@odata.context": format!("{}/v1.0/$metadata#groups(id)", inner.base_url), "value": page });
+    if end < grant.user.groups.len() {
+        body["@odata.nextLink"] = json!(format!(
+            "{}/v1.0/me/transitiveMemberOf/microsoft.graph.group?$select=id&$top={page_size}&$skiptoken={end}",
+            inner.base_url
+        ));
+    }
+    json_response(StatusCode::OK, &body)
+}
+
+/// `GET /v1.0/organization`: the signed-in user's organisation.
+async fn graph_organization(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
+    let grant = match graph_grant(&inner, &headers, "User.Read") {
+        Ok(grant) => grant,
+        Err(refusal) => return refusal,
+    };
+    let name = inner.lock().tenant_names.get(&grant.user.tid).cloned();
+    json_response(StatusCode::OK, &json!({ "value": [{ "id": grant.user.tid, "displayName": name }] }))
+}
+
+/// `GET /v1.0/me?$select=…`: the signed-in user's profile, only the selected attributes (and `id`).
+async fn graph_me(State(inner): State<Arc<Inner>>, headers: HeaderMap, RawQuery(query): RawQuery) -> Response {
+    let query = query_pairs(query);
+    let grant = match graph_grant(&inner, &headers, "User.Read") {
+        Ok(grant) => grant,
+        Err(refusal) => return refusal,
+    };
+    let user = grant.user;
+    let mut profile = Map::new();
+    profile.insert("id".into(), json!(user.oid));
+    profile.insert("displayName".into(), json!(user.name));
+    profile.insert("mail".into(), json!(user.email));
+    profile.insert("userPrincipalName".into(), json!(user.upn));
+    profile.extend(user.graph_attributes);
+    let selected: Map<String, Value> = match query.get("$select") {
+        Some(select) => {
+            let names: HashSet<&str> = select.split(',').chain(["id"]).collect();
+            profile.into_iter().filter(|(name, _)| names.contains(name.as_str())).collect()
+        }
+        None => profile,
+    };
+    json_response(StatusCode::OK, &Value::Object(selected))
 }
 
 /// `GET /{tenant}/discovery/v2.0/keys`.

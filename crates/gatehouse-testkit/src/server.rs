@@ -183,7 +183,7 @@ impl TestServer {
     pub async fn issue_session(&self, user_id: UserId) -> String {
         let sessions = self.state.sessions();
         let (_, issued) = sessions
-            .issue_for_user(user_id, vec!["ext:microsoft".into()], &RequestMeta::default(), None)
+            .issue_for_user(user_id, vec!["ext:microsoft".into()], None, &RequestMeta::default(), None)
             .await
             .expect("issue session");
         issued.token

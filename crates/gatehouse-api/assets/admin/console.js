@@ -1038,8 +1038,11 @@ function renderUser(user) {
     unlink.addEventListener("click", () => unlinkIdentity(identity, unlink));
     return h("tr", {},
       h("td", {}, h("span", { class: "provider" }, identity.provider === "microsoft" ? msLogo() : null, providerName(identity.provider))),
-      h("td", {}, identity.tenant_id ? h("code", { class: "id" }, identity.tenant_id) : dash()),
+      h("td", {}, identity.tenant_id
+        ? h("span", {}, identity.tenant_name ? [identity.tenant_name, " "] : null, h("code", { class: "id" }, identity.tenant_id))
+        : dash()),
       h("td", {}, identity.email ?? dash()),
+      h("td", { class: "directory" }, directoryFacts(identity)),
       h("td", {}, when(identity.linked_at)),
       h("td", { class: "actions" }, unlink),
     );
@@ -1064,6 +1067,18 @@ function renderUser(user) {
 
 function msLogo() {
   return h("span", { class: "logo", "aria-hidden": "true" }, h("span"), h("span"), h("span"), h("span"));
+}
+
+/** An identity's app roles and groups as Microsoft last told them, with when. */
+function directoryFacts(identity) {
+  const roles = identity.roles ?? [];
+  const groups = identity.groups ?? [];
+  if (!identity.directory_read_at) return dash();
+  return h("span", { class: "badge-row" },
+    ...roles.map((role) => badge(role, "blue")),
+    groups.length ? h("span", { title: groups.join("\n") }, `${groups.length} group${groups.length === 1 ? "" : "s"}`) : null,
+    !roles.length && !groups.length ? h("span", {}, "none") : null,
+    h("span", { class: "muted" }, "read ", when(identity.directory_read_at)));
 }
 
 function providerName(provider) {

@@ -16,7 +16,7 @@ const VICTIM: &str = "victim@contoso.com";
 const ATTACKER_TENANT: &str = "0badc0de-0000-4000-8000-00000000a77a";
 
 /// Signs in as `person` in a new browser; the user id and session JWT, or the error on the landing URL.
-async fn sign_in(setup: &Setup, person: FakeUser) -> Result<(String, String), (String, String)> {
+pub async fn sign_in(setup: &Setup, person: FakeUser) -> Result<(String, String), (String, String)> {
     setup.entra.queue_user(person);
     let mut browser = setup.browser();
     let landing = browser.sign_in(&format!("{APP}/")).await;

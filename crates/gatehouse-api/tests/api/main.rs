@@ -3,6 +3,7 @@
 mod admin;
 mod bounded_writes;
 mod csrf;
+mod directory;
 mod email_proof;
 mod errors;
 mod faults;

@@ -9,7 +9,7 @@ use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-async fn validate(server: &TestServer, token: &str) -> Value {
+pub async fn validate(server: &TestServer, token: &str) -> Value {
     let response = server.client.get(server.url("/sessions/validate")).bearer_auth(token).send().await.unwrap();
     assert_eq!(response.status(), 200, "validate always answers 200");
     response.json().await.unwrap()

@@ -733,6 +733,7 @@ async fn one_time_tokens_are_single_use(backend: Backend) {
         user_created: false,
         created_at: now - Duration::from_secs(120),
         expires_at: now - Duration::from_secs(60),
+        directory: None,
     };
     server.store.insert_token(&expired).await.unwrap();
     let late = server.client.post(server.url("/token")).json(&json!({"value": "expired-token"})).send().await.unwrap();

@@ -65,6 +65,7 @@ fn token(account: &ProviderAccount, value: &str, verifier: Option<&str>, expires
         is_flow: false,
         user_created: true,
         created_at: expires_at - LIFETIME,
+        directory: None,
         expires_at,
     }
 }

@@ -339,6 +339,9 @@ struct EntraStats {
     token_requests: u64,
     jwks_requests: u64,
     discovery_requests: u64,
+    /// Microsoft Graph reads (a group overage, the tenant's name, custom claims).
+    #[serde(default)]
+    graph_requests: u64,
 }
 
 impl EntraStats {
@@ -359,11 +362,12 @@ impl EntraStats {
             token_requests: self.token_requests - before.token_requests,
             jwks_requests: self.jwks_requests - before.jwks_requests,
             discovery_requests: self.discovery_requests - before.discovery_requests,
+            graph_requests: self.graph_requests - before.graph_requests,
         }
     }
 
     fn total(&self) -> u64 {
-        self.token_requests + self.jwks_requests + self.discovery_requests
+        self.token_requests + self.jwks_requests + self.discovery_requests + self.graph_requests
     }
 }
 
@@ -410,8 +414,12 @@ impl Report {
         if let Some(microsoft) = &self.microsoft {
             let calls = &microsoft.calls;
             println!(
-                "calls to Microsoft: {:.3} per sign-in (token {}, JWKS {}, discovery {})",
-                microsoft.per_signin, calls.token_requests, calls.jwks_requests, calls.discovery_requests
+                "calls to Microsoft: {:.3} per sign-in (token {}, JWKS {}, discovery {}, Graph {})",
+                microsoft.per_signin,
+                calls.token_requests,
+                calls.jwks_requests,
+                calls.discovery_requests,
+                calls.graph_requests
             );
         }
         println!("{}", serde_json::to_string(self).unwrap_or_default());

@@ -6,6 +6,7 @@ use serde::Deserialize;
 use crate::{
     clock::Timestamp,
     email::{Email, EmailProof},
+    microsoft::directory::{GroupsClaim, roles_from_claim},
 };
 
 /// The tenant of personal Microsoft accounts.
@@ -36,6 +37,9 @@ pub struct MicrosoftClaims {
     pub family_name: Option<String>,
     /// "Email domain owner verified": a boolean, or `"1"`/`"true"` and friends, depending on the token.
     pub xms_edov: Option<serde_json::Value>,
+    /// Every other claim: `roles`, `groups`, the overage markers, and whatever the operator's custom claims read.
+    #[serde(flatten)]
+    pub other: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `aud` may be one string or a list.
@@ -285,6 +289,11 @@ pub struct ProviderUser {
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub preferred_username: Option<String>,
+    /// App roles assigned to the user (`roles`).
+    pub roles: Vec<String>,
+    pub groups: GroupsClaim,
+    /// The token's claims by name, for the operator's custom claims (the validation claims are left out).
+    pub id_token_claims: serde_json::Map<String, serde_json::Value>,
 }
 
 /// `xms_edov`: `Some(true)` for verified, `Some(false)` for unverified or unrecognised, `None` when absent.
@@ -327,7 +336,30 @@ pub fn provider_user(claims: &MicrosoftClaims) -> Result<ProviderUser, ClaimsErr
     if email.is_none() {
         return Err(ClaimsError::NoEmail);
     }
+    let mut id_token_claims = claims.other.clone();
+    let named = [
+        ("tid", Some(&claims.tid)),
+        ("oid", claims.oid.as_ref()),
+        ("upn", claims.upn.as_ref()),
+        ("email", claims.email.as_ref()),
+        ("name", claims.name.as_ref()),
+        ("given_name", claims.given_name.as_ref()),
+        ("family_name", claims.family_name.as_ref()),
+        ("preferred_username", claims.preferred_username.as_ref()),
+    ];
+    for (name, value) in named {
+        if let Some(value) = value {
+            id_token_claims.insert(name.to_owned(), value.clone().into());
+        }
+    }
     Ok(ProviderUser {
+        roles: roles_from_claim(claims.other.get("roles")),
+        groups: GroupsClaim::from_claims(
+            claims.other.get("groups"),
+            claims.other.get("_claim_names"),
+            claims.other.get("hasgroups"),
+        ),
+        id_token_claims,
         subject: claims.sub.clone(),
         tenant_id: claims.tid.to_ascii_lowercase(),
         object_id: claims.oid.clone(),
@@ -568,7 +600,15 @@ mod tests {
         c.given_name = Some("Megan".into());
         c.family_name = Some("Bowen".into());
         c.preferred_username = Some("megan@contoso.com".into());
+        c.other.insert("roles".into(), json!(["Writer", "Admin"]));
+        c.other.insert("groups".into(), json!(["g-1"]));
+        c.other.insert("department".into(), json!("Sales"));
         let described = provider_user(&c).unwrap();
+        let id_token_claims = json!({
+            "roles": ["Writer", "Admin"], "groups": ["g-1"], "department": "Sales", "tid": ORG.to_uppercase(),
+            "oid": "oid-1", "upn": "Megan@Contoso.com", "email": "Megan@Contoso.com", "name": "Megan Bowen",
+            "given_name": "Megan", "family_name": "Bowen", "preferred_username": "megan@contoso.com",
+        });
         assert_eq!(
             described,
             ProviderUser {
@@ -583,6 +623,9 @@ mod tests {
                 given_name: Some("Megan".into()),
                 family_name: Some("Bowen".into()),
                 preferred_username: Some("megan@contoso.com".into()),
+                roles: vec!["Admin".into(), "Writer".into()],
+                groups: GroupsClaim::Listed(vec!["g-1".into()]),
+                id_token_claims: id_token_claims.as_object().unwrap().clone(),
             }
         );
         assert_eq!(user(|c| c.sub = String::new()), Err(ClaimsError::Subject));

@@ -8,11 +8,12 @@
 //! (`--xms-edov` is `true` unless given: the user's tenant verified the address's domain.)
 //!
 //! `--distinct-users` makes every sign-in a new person instead (new `sub` and `oid`, and a new address made from
-//! `--email`: `megan+<random>@contoso.com`), as a load test of sign-ups needs.
+//! `--email`: `megan+<random>@contoso.com`), as a load test of sign-ups needs. `--groups N` makes every person a
+//! member of N groups: more than 200 is a group overage, served by the fake's Microsoft Graph.
 //!
 //! With `--control-port`, a second loopback listener lets a test script steer the next sign-in (the browser
-//! suite does): `POST /next-user {"email", "xms_edov"? (default `true`, `null` leaves it out), "upn"?}`, `POST /fail-next-authorize {"error",
-//! "error_description"}`, `GET /stats` (requests per endpoint so far).
+//! suite does): `POST /next-user {"email", "xms_edov"? (default `true`, `null` leaves it out), "upn"?, "roles"?}`,
+//! `POST /fail-next-authorize {"error", "error_description"}`, `GET /stats` (requests per endpoint so far).
 
 use std::{
     net::{Ipv4Addr, SocketAddr},
@@ -25,7 +26,7 @@ use uuid::Uuid;
 
 const USAGE: &str = "usage: fake-entra [--port 9999] [--client-id ID] [--client-secret SECRET] \
                      [--email megan@contoso.com] [--xms-edov true|false|absent] [--distinct-users] \
-                     [--control-port PORT]";
+                     [--groups N] [--control-port PORT]";
 
 #[derive(Debug)]
 struct Args {
@@ -35,6 +36,7 @@ struct Args {
     email: String,
     xms_edov: Option<bool>,
     distinct_users: bool,
+    groups: usize,
     control_port: Option<u16>,
 }
 
@@ -47,6 +49,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
         email: "megan@contoso.com".into(),
         xms_edov: Some(true),
         distinct_users: false,
+        groups: 0,
         control_port: None,
     };
     while let Some(flag) = args.next() {
@@ -68,6 +71,10 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Args, String> {
             "--client-secret" => parsed.client_secret = value()?,
             "--email" => parsed.email = value()?,
             "--distinct-users" => parsed.distinct_users = true,
+            "--groups" => {
+                let value = value()?;
+                parsed.groups = value.parse().map_err(|_| format!("--groups: {value:?} is not a number"))?;
+            }
             "--xms-edov" => {
                 parsed.xms_edov = match value()?.as_str() {
                     "true" => Some(true),
@@ -114,7 +121,9 @@ async fn main() -> ExitCode {
         }
     };
     let xms_edov = args.xms_edov.map(Value::Bool);
-    let make_user = move |user: FakeUser| FakeUser { xms_edov: xms_edov.clone(), ..user };
+    let groups: Vec<String> =
+        (0..args.groups).map(|n| Uuid::from_u128(0x6000_0000_0000_4000_8000_0000_0000_0000 + n as u128).to_string()).collect();
+    let make_user = move |user: FakeUser| FakeUser { xms_edov: xms_edov.clone(), groups: groups.clone(), ..user };
     let edov = args.xms_edov.map_or("absent".to_owned(), |edov| edov.to_string());
     println!("# DEMO ONLY: a fake Microsoft Entra ID on {} (loopback only; Ctrl-C stops it).", fake.base_url());
     if args.distinct_users {
@@ -170,6 +179,8 @@ struct NextUser {
     #[serde(default = "verified_domain")]
     xms_edov: Value,
     upn: Option<String>,
+    #[serde(default)]
+    roles: Vec<String>,
 }
 
 fn verified_domain() -> Value {
@@ -196,7 +207,7 @@ fn control(fake: FakeEntra) -> axum::Router {
                 let mut user = FakeUser::new(next.email.as_str());
                 user.xms_edov = (!next.xms_edov.is_null()).then_some(next.xms_edov);
                 user.upn = next.upn;
-                fake.queue_user(user);
+                fake.queue_user(user.with_roles(next.roles));
                 Json(serde_json::json!({ "queued": true }))
             }),
         )
@@ -215,6 +226,7 @@ fn control(fake: FakeEntra) -> axum::Router {
                     "token_requests": fake.token_requests(),
                     "jwks_requests": fake.jwks_requests(),
                     "discovery_requests": fake.discovery_requests(),
+                    "graph_requests": fake.graph_requests(),
                 }))
             }),
         )
@@ -242,5 +254,7 @@ mod tests {
         assert!(!parse(&[]).expect("defaults").distinct_users);
         let args = parse(&["--distinct-users", "--port", "1"]).expect("a flag without a value");
         assert_eq!((args.distinct_users, args.port), (true, 1));
+        assert_eq!(parse(&["--groups", "250"]).expect("groups").groups, 250);
+        assert!(parse(&["--groups", "many"]).is_err());
     }
 }

@@ -10,6 +10,7 @@ use axum::{
 use gatehouse_core::{
     clock::Timestamp,
     ids::{IdentityId, SessionId, UserId},
+    microsoft::directory::DirectoryFacts,
 };
 use gatehouse_store::AuditLogFilter;
 use serde::{Deserialize, Serialize};
@@ -126,6 +127,14 @@ struct IdentityView {
     provider_user_id: String,
     /// The Entra tenant (`tid`) the user signed in from.
     tenant_id: Option<String>,
+    /// The tenant's display name, when it was read (`read_tenant_name`).
+    tenant_name: Option<String>,
+    /// App roles assigned to the user, as of the last sign-in with this identity.
+    roles: Vec<String>,
+    /// Groups kept for sessions, as of the last sign-in with this identity.
+    groups: Vec<String>,
+    /// When Microsoft last told the roles and groups (the last sign-in); unknown for identities from before.
+    directory_read_at: Option<String>,
     email: Option<String>,
     linked_at: String,
 }
@@ -153,11 +162,17 @@ pub async fn show(State(state): State<AppState>, AppPath(id): AppPath<UserId>) -
             let data: serde_json::Value =
                 identity.data.as_deref().and_then(|data| serde_json::from_str(data).ok()).unwrap_or_default();
             let text = |key: &str| data.get(key).and_then(|value| value.as_str()).map(str::to_owned);
+            let directory: Option<DirectoryFacts> =
+                data.get("directory").and_then(|facts| serde_json::from_value(facts.clone()).ok());
             IdentityView {
                 id: identity.id.into(),
                 provider: identity.provider_id.clone(),
                 provider_user_id: identity.provider_user_id.clone(),
                 tenant_id: text("tid"),
+                tenant_name: directory.as_ref().and_then(|facts| facts.tenant.name.clone()),
+                roles: directory.as_ref().map(|facts| facts.roles.clone()).unwrap_or_default(),
+                groups: directory.as_ref().map(|facts| facts.groups.clone()).unwrap_or_default(),
+                directory_read_at: directory.as_ref().map(|facts| facts.read_at.rfc3339()),
                 email: text("email"),
                 linked_at: identity.created_at.rfc3339(),
             }
