@@ -1,3 +1,4 @@
 //! Microsoft Entra ID rules.
 
 pub mod claims;
+pub mod consent;
