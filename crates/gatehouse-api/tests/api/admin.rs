@@ -612,8 +612,8 @@ async fn admin_listener_answers_only_its_own_host_names(backend: Backend) {
 async fn the_admin_consent_url_is_made_for_any_tenant(backend: Backend) {
     let setup = disabled_in_the_file(backend).await;
     let server = &setup.server;
-    let consent = |query: &'static str| {
-        admin_json(server, Method::GET, &format!("/identity-providers/microsoft/admin-consent{query}"), None)
+    let consent = |query: &'static str| async move {
+        admin_json(server, Method::GET, &format!("/identity-providers/microsoft/admin-consent{query}"), None).await
     };
     let cloud = setup.entra.base_url();
     let (status, body) = consent("").await;

@@ -1,4 +1,6 @@
 //! `/identity-providers`: the settings the Hanko console guide has its users fill in, and the credentials.
+// The code utoipa generates for `params(...)` spells out paths that are already in scope.
+#![allow(unused_qualifications)]
 
 use axum::{Extension, Json, extract::State, http::StatusCode};
 use gatehouse_core::{
