@@ -113,6 +113,16 @@ impl From<gatehouse_app::identity_providers::SettingsChangeError> for ApiError {
     }
 }
 
+impl From<gatehouse_app::thirdparty::AdminConsentError> for ApiError {
+    fn from(error: gatehouse_app::thirdparty::AdminConsentError) -> Self {
+        use gatehouse_app::thirdparty::AdminConsentError;
+        match error {
+            AdminConsentError::NotConfigured => Self::new(StatusCode::CONFLICT, error.to_string()),
+            AdminConsentError::Tenant(problem) => Self::invalid_field("tenant", problem.to_string()),
+        }
+    }
+}
+
 /// Hanko's error body.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ErrorBody {

@@ -12,7 +12,8 @@ use gatehouse_core::{
     ids::{FlowId, StateId, TokenId, UserId},
     linking::{LinkingInput, LinkingPolicy, decide},
     microsoft::{
-        claims::{CONSUMERS_TENANT_ID, ProviderUser},
+        claims::{CONSUMERS_TENANT_ID, ProviderUser, TenantMode},
+        consent::{AppRegistration, ConsentTenant, ConsentTenantError, needs_admin_consent},
         directory::{
             DirectoryFacts, GROUP_MEMBERSHIP_PERMISSION, GroupFilter, GroupsClaim, PROFILE_PERMISSION, Tenant,
         },
@@ -114,6 +115,25 @@ impl ThirdPartyFailure {
     }
 }
 
+/// The admin-consent URL for one tenant, and whose administrator must open it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct AdminConsent {
+    pub tenant: ConsentTenant,
+    pub url: Url,
+}
+
+/// Why no admin-consent URL can be made.
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum AdminConsentError {
+    #[error(
+        "Microsoft is not configured: the admin-consent URL needs third_party.providers.microsoft.client_id and \
+         third_party.redirect_url (in the configuration file or the console)"
+    )]
+    NotConfigured,
+    #[error("tenant: {0}")]
+    Tenant(#[from] ConsentTenantError),
+}
+
 /// Why a sign-in could not start; these are answered with a JSON 400, never with a redirect.
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum StartError {
@@ -182,6 +202,13 @@ pub struct ThirdParty {
     clock: Arc<dyn Clock>,
     /// Refused targets already logged. Built anew with the allow-list, so a changed list warns afresh.
     refused_targets: FirstSeen,
+    /// What admin-consent URLs are made of, whether or not the provider is enabled (consent may come first);
+    /// `None` without a client ID or redirect URL.
+    registration: Option<AppRegistration>,
+    /// The tenant setting, when it parses.
+    tenant_mode: Option<TenantMode>,
+    /// Admin-consent URLs already logged for the operator.
+    consent_warnings: FirstSeen,
 }
 
 impl ThirdParty {
@@ -216,7 +243,44 @@ impl ThirdParty {
             sealer,
             clock,
             refused_targets: FirstSeen::default(),
+            registration: registration(third_party),
+            tenant_mode: TenantMode::parse(&third_party.providers.microsoft.tenant).ok(),
+            consent_warnings: FirstSeen::default(),
         })
+    }
+
+    /// The admin-consent URL for `tenant` (a GUID, a verified domain, or `organizations`/`common` for the
+    /// administrator's own), by default for the configured tenant.
+    pub fn admin_consent(&self, tenant: Option<&str>) -> Result<AdminConsent, AdminConsentError> {
+        let registration = self.registration.as_ref().ok_or(AdminConsentError::NotConfigured)?;
+        let tenant = match tenant {
+            Some(tenant) => ConsentTenant::parse(tenant)?,
+            None => self.tenant_mode.as_ref().and_then(ConsentTenant::for_mode).ok_or(ConsentTenantError::Consumers)?,
+        };
+        Ok(AdminConsent { url: registration.admin_consent_url(&tenant), tenant })
+    }
+
+    /// `failure` told in words a refused user can act on, when Microsoft refused because their tenant has not
+    /// approved the app: the code stays (Hanko's frontends know it), the description carries the admin-consent
+    /// URL. The user's tenant is unknown here (no token was issued), so the URL is the configured tenant's, or
+    /// the administrator's own. Its parts are configuration and a parsed tenant, so the text is bounded and free of
+    /// control characters. The operator is told once per URL.
+    fn explain_admin_consent(&self, failure: ThirdPartyFailure) -> ThirdPartyFailure {
+        let Ok(consent) = self.admin_consent(None) else { return failure };
+        if self.consent_warnings.is_new(consent.url.as_str()) {
+            tracing::warn!(
+                url = %consent.url,
+                "a Microsoft sign-in was refused because the user's tenant has not approved the app; {} must open \
+                 the admin-consent URL (also printed by `gatehouse consent-url --tenant <tenant>`)",
+                consent.tenant.who_approves()
+            );
+        }
+        let description = format!(
+            "This app needs an administrator of your organisation to approve it before you can sign in. Send your \
+             administrator this link: {}",
+            consent.url
+        );
+        ThirdPartyFailure { code: failure.code, description }
     }
 
     /// The enabled providers, for the flow API and `/.well-known/config`.
@@ -401,7 +465,13 @@ impl ThirdParty {
             Err(error) => return Err(server_error(&error)),
         }
         if let Some(error) = params.error.as_deref() {
-            return Err(ThirdPartyFailure::from_provider(error, params.error_description.as_deref()));
+            let description = params.error_description.as_deref();
+            let failure = ThirdPartyFailure::from_provider(error, description);
+            return Err(if needs_admin_consent(&[], description) {
+                self.explain_admin_consent(failure)
+            } else {
+                failure
+            });
         }
         let client = self
             .microsoft
@@ -417,7 +487,12 @@ impl ThirdParty {
             .ok_or_else(|| invalid("auth code missing from request"))?;
         let tokens = client.redeem(&code, &state.code_verifier).await.map_err(|error| {
             tracing::warn!(%error, "code redemption failed");
-            ThirdPartyFailure::new(error.code(), "could not exchange authorization code for access token")
+            let failure =
+                ThirdPartyFailure::new(error.code(), "could not exchange authorization code for access token");
+            match error {
+                MicrosoftError::Refused { needs_admin_consent: true, .. } => self.explain_admin_consent(failure),
+                _ => failure,
+            }
         })?;
         let user = client.verify_id_token(&tokens.id_token, &state.nonce, now).await.map_err(|error| {
             tracing::warn!(%error, "ID token refused");
@@ -528,6 +603,13 @@ fn graph_failure(error: &GraphError, what: &str, permission: &str) -> ThirdParty
     } else {
         ThirdPartyFailure::unavailable(format!("could not read {what} from Microsoft Graph; please try again"))
     }
+}
+
+/// What admin-consent URLs for `third_party` are made of, when it names a client and a redirect URL.
+fn registration(third_party: &gatehouse_core::config::ThirdPartyConfig) -> Option<AppRegistration> {
+    let microsoft = &third_party.providers.microsoft;
+    let (client_id, redirect_url) = (microsoft.client_id.as_deref()?, third_party.redirect_url.as_deref()?);
+    AppRegistration::new(&microsoft.cloud_instance, client_id, redirect_url).ok()
 }
 
 /// The audit event of an address taken from the user who held it with a weaker proof (or none), by a sign-in that

@@ -11,6 +11,7 @@ use gatehouse_core::{
         claims::{
             ClaimsError, MicrosoftClaims, ProviderUser, TenantMode, TokenExpectations, provider_user, validate_claims,
         },
+        consent,
         directory::{graph_base, graph_scopes},
     },
 };
@@ -140,7 +141,12 @@ pub enum MicrosoftError {
     #[error("calling Microsoft failed: {0}")]
     Unreachable(String),
     #[error("Microsoft refused the code redemption: {error} (HTTP {status})")]
-    Refused { status: u16, error: String },
+    Refused {
+        status: u16,
+        error: String,
+        /// The refusal says the tenant has not approved the app and an administrator must (`AADSTS65001`, …).
+        needs_admin_consent: bool,
+    },
     #[error("every configured client secret and certificate has expired")]
     NoUsableCredential,
     #[error("Microsoft's token response has no id_token")]
@@ -179,7 +185,7 @@ impl MicrosoftError {
             Self::Unreachable(_) | Self::NoUsableCredential | Self::Keys(JwksError::Fetch(_)) => {
                 ThirdPartyErrorCode::ServerError
             }
-            Self::Refused { status, error } if *status >= 500 || error == "invalid_client" => {
+            Self::Refused { status, error, .. } if *status >= 500 || error == "invalid_client" => {
                 ThirdPartyErrorCode::ServerError
             }
             _ => ThirdPartyErrorCode::InvalidRequest,
@@ -220,6 +226,9 @@ pub struct Tokens {
 #[derive(Deserialize)]
 struct TokenErrorResponse {
     error: Option<String>,
+    error_description: Option<String>,
+    #[serde(default)]
+    error_codes: Vec<u32>,
 }
 
 /// A client for one Microsoft app registration.
@@ -357,13 +366,12 @@ impl MicrosoftClient {
             request.form(&form).send().await.map_err(|e| MicrosoftError::Unreachable(crate::call_failure(e)))?;
         let status = response.status();
         if !status.is_success() {
-            let error = response
-                .json::<TokenErrorResponse>()
-                .await
-                .ok()
-                .and_then(|body| body.error)
-                .unwrap_or_else(|| "unknown".into());
-            return Err(MicrosoftError::Refused { status: status.as_u16(), error });
+            let body = response.json::<TokenErrorResponse>().await.ok();
+            let needs_admin_consent = body
+                .as_ref()
+                .is_some_and(|body| consent::needs_admin_consent(&body.error_codes, body.error_description.as_deref()));
+            let error = body.and_then(|body| body.error).unwrap_or_else(|| "unknown".into());
+            return Err(MicrosoftError::Refused { status: status.as_u16(), error, needs_admin_consent });
         }
         let body: TokenResponse =
             response.json().await.map_err(|e| MicrosoftError::Unreachable(crate::call_failure(e)))?;

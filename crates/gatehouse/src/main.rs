@@ -62,6 +62,14 @@ enum Command {
     /// Bring users over from another server.
     #[command(subcommand)]
     Import(ImportCommand),
+    /// Print the URL where a tenant's administrator approves the Microsoft app for their whole organisation
+    /// (admin consent), with the settings in force (the file's, and the console's saved over them).
+    ConsentUrl {
+        /// The tenant: its GUID or a verified domain; `organizations` for whichever organisation the administrator
+        /// signs in to. Default: third_party.providers.microsoft.tenant.
+        #[arg(long)]
+        tenant: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -144,6 +152,7 @@ fn main() -> ExitCode {
             }
             Command::AdminKey(command) => admin_key(&options, command).await,
             Command::Import(ImportCommand::Hanko { from }) => import_hanko(&options, &from).await,
+            Command::ConsentUrl { tenant } => consent_url(&options, tenant.as_deref()).await,
         }
     });
     match result {
@@ -420,6 +429,20 @@ async fn new_certificate(options: &Options, provider: &str, days: u32) -> anyhow
     println!("registration now (Certificates & secrets > Certificates > Upload certificate):\n");
     print!("{pem}");
     println!("\nSHA-256 thumbprint (x5t#S256): {}", gatehouse_crypto::certificate::thumbprint_sha256(pem)?);
+    Ok(())
+}
+
+async fn consent_url(options: &Options, tenant: Option<&str>) -> anyhow::Result<()> {
+    let (config, _) = load(options, "consent-url")?;
+    telemetry::init(&config.log);
+    let (store, _) = open_store(&config).await?;
+    let app = App::new(Arc::new(config), store, Arc::new(SystemClock)).await?;
+    let consent = app.third_party().admin_consent(tenant)?;
+    println!("{}", consent.url);
+    println!(
+        "# to be opened by {}, who approves the app's permissions for everyone there",
+        consent.tenant.who_approves()
+    );
     Ok(())
 }
 

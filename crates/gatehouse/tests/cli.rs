@@ -240,6 +240,48 @@ fn new_certificate_stores_the_key_and_prints_the_certificate() {
 }
 
 #[test]
+fn consent_url_prints_the_admin_consent_url_and_who_opens_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let output = gatehouse(dir.path(), args).stdin(Stdio::null()).output().unwrap();
+        let text = |bytes: &[u8]| String::from_utf8_lossy(bytes).into_owned();
+        (output.status.success(), text(&output.stdout), text(&output.stderr))
+    };
+    let (ok, _, stderr) = run(&["consent-url", "--tenant", "contoso.com"]);
+    assert!(!ok && stderr.contains("--config FILE"), "no configuration, no development database: {stderr}");
+    assert!(!dir.path().join("gatehouse.db").exists());
+
+    let config = write_config(dir.path(), "");
+    let (ok, _, stderr) = run(&["consent-url", "--config", &config, "--tenant", "contoso.com"]);
+    assert!(!ok && stderr.contains("Microsoft is not configured"), "{stderr}");
+
+    let microsoft = "third_party:\n  redirect_url: https://auth.example.com/thirdparty/callback\n  providers:\n    \
+                     microsoft:\n      client_id: 11111111-2222-3333-4444-555555555555\n      tenant: contoso.com\n";
+    let config = write_config(dir.path(), microsoft);
+    let (ok, stdout, stderr) = run(&["consent-url", "--config", &config, "--tenant", "Fabrikam.com"]);
+    assert!(ok, "{stderr}");
+    let mut lines = stdout.lines();
+    let url = url::Url::parse(lines.next().unwrap()).unwrap();
+    assert_eq!(
+        url.as_str().split('?').next(),
+        Some("https://login.microsoftonline.com/fabrikam.com/v2.0/adminconsent")
+    );
+    let query: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into(), v.into())).collect();
+    assert!(query.contains(&("client_id".into(), "11111111-2222-3333-4444-555555555555".into())), "{url}");
+    assert!(query.contains(&("redirect_uri".into(), "https://auth.example.com/thirdparty/callback".into())));
+    assert!(query.contains(&("scope".into(), "https://graph.microsoft.com/.default".into())));
+    assert!(lines.next().unwrap().contains("an administrator of the tenant fabrikam.com"), "{stdout}");
+    assert_eq!(lines.next(), None);
+
+    let (ok, stdout, _) = run(&["consent-url", "--config", &config]);
+    assert!(ok && stdout.starts_with("https://login.microsoftonline.com/contoso.com/v2.0/adminconsent?"), "{stdout}");
+    let (ok, stdout, _) = run(&["consent-url", "--config", &config, "--tenant", "common"]);
+    assert!(ok && stdout.starts_with("https://login.microsoftonline.com/organizations/v2.0/"), "{stdout}");
+    let (ok, _, stderr) = run(&["consent-url", "--config", &config, "--tenant", "consumers"]);
+    assert!(!ok && stderr.contains("personal Microsoft accounts"), "{stderr}");
+}
+
+#[test]
 fn admin_keys_are_created_listed_hashed_and_revoked() {
     let dir = tempfile::tempdir().unwrap();
     let config = write_config(dir.path(), "");

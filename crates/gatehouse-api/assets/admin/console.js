@@ -281,7 +281,9 @@ function resetApp() {
   users.email = "";
   audit.loaded = false;
   audit.filters = {};
-  for (const id of ["users-search", "audit-filters", "secret-form", "cert-form"]) $(id).reset();
+  for (const id of ["users-search", "audit-filters", "secret-form", "cert-form", "consent-form"]) $(id).reset();
+  $("consent-result").hidden = true;
+  $("consent-url").value = "";
   $("cert-generate").hidden = false;
   $("cert-upload").hidden = true;
   for (const id of ["providers-error", "users-error", "user-error", "audit-error"]) showBanner($(id), "");
@@ -297,6 +299,7 @@ function resetApp() {
   setFeedback($("save-feedback"), "");
   setFeedback($("secret-feedback"), "");
   setFeedback($("cert-feedback"), "");
+  setFeedback($("consent-feedback"), "");
   updateDirty();
 }
 
@@ -525,6 +528,9 @@ function renderProviders(data, { form = true } = {}) {
   $("ms-cloud-instance").placeholder = ms.config_cloud_instance ?? "";
   $("ms-cloud-instance-default").textContent = `the configuration's ${ms.config_cloud_instance ?? ""}`;
   renderStatus(ms);
+  // The configured tenant is the default when it names one organisation; else the administrator's own.
+  const specificTenant = !["common", "organizations", "consumers"].includes(ms.tenant ?? "common");
+  $("consent-tenant").placeholder = specificTenant ? ms.tenant : "organizations";
   renderSecrets(ms.secrets ?? []);
   renderCertificates(ms.certificates ?? []);
 }
@@ -778,6 +784,30 @@ function reportNotAdded(error, form, feedback) {
     report(error, feedback);
   }
 }
+
+onFormSubmit($("consent-form"), $("consent-feedback"), async (form, feedback) => {
+  const button = $("show-consent-url");
+  const tenant = $("consent-tenant").value.trim() || $("consent-tenant").placeholder;
+  busy(button, true, "Making…");
+  try {
+    const { data } = await api("GET", `/identity-providers/microsoft/admin-consent?tenant=${encodeURIComponent(tenant)}`);
+    $("consent-url").value = data.url;
+    $("consent-approver").textContent = `To be opened by ${data.approver}.`;
+    $("consent-result").hidden = false;
+  } catch (error) {
+    $("consent-result").hidden = true;
+    if (error.status === 422 && error.errors.length > 0) {
+      showErrors(error.errors, fieldLocator(form));
+      setFeedback(feedback, "No URL: see the marked field.", "error");
+    } else {
+      report(error, feedback);
+    }
+  } finally {
+    busy(button, false);
+  }
+});
+
+$("copy-consent-url").addEventListener("click", (event) => copyText($("consent-url").value, $("consent-url"), event.currentTarget));
 
 onFormSubmit($("secret-form"), $("secret-feedback"), async (form, feedback) => {
   const button = $("add-secret");

@@ -609,6 +609,50 @@ async fn admin_listener_answers_only_its_own_host_names(backend: Backend) {
 
 /// An admin action names the user and the session (or identity): one of another user is not touched, even with a
 /// real id, at the endpoint.
+async fn the_admin_consent_url_is_made_for_any_tenant(backend: Backend) {
+    let setup = disabled_in_the_file(backend).await;
+    let server = &setup.server;
+    let consent = |query: &'static str| async move {
+        admin_json(server, Method::GET, &format!("/identity-providers/microsoft/admin-consent{query}"), None).await
+    };
+    let cloud = setup.entra.base_url();
+    let (status, body) = consent("").await;
+    assert_eq!(status, 200, "a provider still disabled can be approved first: {body}");
+    assert_eq!(body["tenant"], "organizations", "the configured `common`: the administrator's own tenant");
+    let url = url::Url::parse(body["url"].as_str().unwrap()).unwrap();
+    assert_eq!(url.as_str().split('?').next().unwrap(), format!("{cloud}/organizations/v2.0/adminconsent"));
+    assert_eq!(query(&url, "client_id").as_deref(), Some(crate::thirdparty::CLIENT_ID));
+    assert_eq!(query(&url, "redirect_uri").as_deref(), Some(CALLBACK));
+    assert_eq!(query(&url, "scope"), Some(format!("{cloud}/.default")), "the fake serves its own Graph");
+
+    let (status, body) = consent("?tenant=Contoso.com").await;
+    assert_eq!((status, &body["tenant"]), (200, &json!("contoso.com")), "{body}");
+    assert!(body["url"].as_str().unwrap().starts_with(&format!("{cloud}/contoso.com/v2.0/adminconsent?")));
+    assert!(body["approver"].as_str().unwrap().contains("contoso.com"), "{body}");
+    for refused in ["?tenant=consumers", "?tenant=not%20a%20tenant"] {
+        let (status, body) = consent(refused).await;
+        assert_eq!((status, &body["errors"][0]["field"]), (422, &json!("tenant")), "{refused}: {body}");
+    }
+
+    let tenant = "00000000-0000-0000-0000-0000000000aa";
+    let (status, _) = admin_json(
+        server,
+        Method::PUT,
+        "/identity-providers",
+        Some(json!({ "providers": { "microsoft": { "tenant": tenant } } })),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let (_, body) = consent("").await;
+    assert_eq!(body["tenant"], tenant, "the tenant saved in the console is the default at once");
+
+    let bare = TestServer::start(backend, |_| {}).await;
+    let (status, body) =
+        admin_json(&bare, Method::GET, "/identity-providers/microsoft/admin-consent?tenant=contoso.com", None).await;
+    assert_eq!(status, 409, "{body}");
+    assert!(body["message"].as_str().unwrap().contains("client_id"), "{body}");
+}
+
 async fn admin_actions_never_reach_another_users_rows(backend: Backend) {
     let server = TestServer::start(backend, |_| {}).await;
     let (alice, bob) = (server.create_user("alice@contoso.com").await, server.create_user("bob@contoso.com").await);
@@ -625,6 +669,7 @@ async fn admin_actions_never_reach_another_users_rows(backend: Backend) {
 }
 
 both_backends!(
+    the_admin_consent_url_is_made_for_any_tenant,
     admin_actions_never_reach_another_users_rows,
     admin_listener_answers_only_its_own_host_names,
     every_admin_request_needs_a_key,

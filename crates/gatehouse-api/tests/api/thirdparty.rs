@@ -308,6 +308,73 @@ async fn provider_errors_are_passed_through(backend: Backend) {
     assert!(audit_kinds(&setup.server).await.contains(&"thirdparty_signin_signup_failed".to_owned()));
 }
 
+/// The admin-consent URL in a refusal's description, checked to be Microsoft's endpoint for `tenant` at the fake.
+fn admin_consent_link(setup: &Setup, description: &str, tenant: &str) {
+    const SAYS: &str = "This app needs an administrator of your organisation to approve it before you can sign in. \
+                        Send your administrator this link: ";
+    let link = description.strip_prefix(SAYS).unwrap_or_else(|| panic!("{description}"));
+    let url = Url::parse(link).unwrap();
+    assert_eq!(
+        url.as_str().split('?').next().unwrap(),
+        format!("{}/{tenant}/v2.0/adminconsent", setup.entra.base_url())
+    );
+    let pairs: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+    // The fake serves its own Graph, as a national cloud does.
+    let scope = format!("{}/.default", setup.entra.base_url());
+    let expected = [
+        ("client_id", CLIENT_ID),
+        ("scope", scope.as_str()),
+        ("redirect_uri", CALLBACK),
+        ("state", "gatehouse_admin_consent"),
+    ];
+    assert_eq!(pairs, expected.map(|(k, v)| (k.to_owned(), v.to_owned())), "{url}");
+    assert!(!description.chars().any(char::is_control) && description.len() < 512, "{description}");
+}
+
+async fn a_refusal_for_missing_admin_consent_says_whom_to_ask(backend: Backend) {
+    // At the authorize step, for an app of one tenant: the provider's code stays, the link is that tenant's.
+    let single =
+        Setup::start(backend, |config| config.third_party.providers.microsoft.tenant = FAKE_ORG_TENANT.into()).await;
+    single.entra.fail_next_authorize(
+        "consent_required",
+        "AADSTS65001: The user or administrator has not consented to use the application with ID \
+         '11111111-2222-3333-4444-555555555555' named 'Gatehouse'.\r\nTrace ID: 0000",
+    );
+    let landing = single.browser().sign_in(&format!("{APP}/login")).await;
+    assert!(landing.as_str().starts_with(&format!("{APP}/login?")), "{landing}");
+    let (error, description) = error_of(&landing);
+    assert_eq!(error, "consent_required");
+    admin_consent_link(&single, &description, FAKE_ORG_TENANT);
+
+    // A multi-tenant app cannot know the user's tenant before a token: the administrator's own is asked.
+    let multi = Setup::start(backend, |_| {}).await;
+    multi.entra.fail_next_authorize("access_denied", "AADSTS90094: The grant requires admin permission.");
+    let (error, description) = error_of(&multi.browser().sign_in(&format!("{APP}/")).await);
+    assert_eq!(error, "access_denied");
+    admin_consent_link(&multi, &description, "organizations");
+
+    // At the token endpoint: Hanko's code for a failed redemption, and the same explanation.
+    multi.entra.fail_next_token(
+        400,
+        json!({
+            "error": "invalid_grant",
+            "error_description": "AADSTS65001: The user or administrator has not consented to use the application.",
+            "error_codes": [65001],
+        }),
+    );
+    let (error, description) = error_of(&multi.browser().sign_in(&format!("{APP}/")).await);
+    assert_eq!(error, "invalid_request");
+    admin_consent_link(&multi, &description, "organizations");
+    multi.entra.fail_next_token(400, json!({ "error": "invalid_grant", "error_codes": [90008] }));
+    let (_, description) = error_of(&multi.browser().sign_in(&format!("{APP}/")).await);
+    admin_consent_link(&multi, &description, "organizations");
+
+    // Any other refusal of the code keeps its text.
+    multi.entra.fail_next_token(400, json!({ "error": "invalid_grant", "error_description": "AADSTS70008: expired" }));
+    let refused = error_of(&multi.browser().sign_in(&format!("{APP}/")).await);
+    assert_eq!(refused, ("invalid_request".into(), "could not exchange authorization code for access token".into()));
+}
+
 async fn token_endpoint_failures_never_leak(backend: Backend) {
     let setup = Setup::start(backend, |_| {}).await;
     setup.entra.fail_next_token(500, json!({"error": "temporarily_unavailable", "error_description": "SECRET-BODY"}));
@@ -796,6 +863,7 @@ async fn form_post_callbacks_answer_303(backend: Backend) {
 }
 
 both_backends!(
+    a_refusal_for_missing_admin_consent_says_whom_to_ask,
     sign_up_then_sign_in_is_the_same_user,
     the_authorize_request_is_complete,
     disallowed_targets_are_refused_before_anything_happens,

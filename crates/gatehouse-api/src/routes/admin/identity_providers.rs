@@ -1,4 +1,6 @@
 //! `/identity-providers`: the settings the Hanko console guide has its users fill in, and the credentials.
+// The code utoipa generates for `params(...)` spells out paths that are already in scope.
+#![allow(unused_qualifications)]
 
 use axum::{Extension, Json, extract::State, http::StatusCode};
 use gatehouse_core::{
@@ -7,7 +9,7 @@ use gatehouse_core::{
     settings::{MicrosoftValues, SettingsValues, present},
 };
 use serde::{Deserialize, Serialize};
-use utoipa::ToSchema;
+use utoipa::{IntoParams, ToSchema};
 
 use gatehouse_app::{
     admin_keys::AdminActor,
@@ -17,7 +19,7 @@ use gatehouse_app::{
 
 use crate::{
     ApiError, AppState,
-    extract::{AppJson, AppPath, Meta},
+    extract::{AppJson, AppPath, AppQuery, Meta},
 };
 
 /// The effective identity-provider settings: the configuration file with the console's changes over it.
@@ -353,4 +355,42 @@ pub async fn remove_certificate(
 ) -> Result<StatusCode, ApiError> {
     state.identity_providers().remove_certificate(&actor, &meta, &id).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct AdminConsentQuery {
+    /// A tenant GUID or verified domain; `organizations` (or `common`) for whichever organisation the
+    /// administrator signs in to. Default: the configured tenant.
+    tenant: Option<String>,
+}
+
+/// Where a tenant's administrator approves the app for the whole organisation.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AdminConsentView {
+    /// Microsoft's `{cloud}/{tenant}/v2.0/adminconsent?…` for the app's configured permissions (`/.default`).
+    url: String,
+    /// The tenant in the URL: a GUID, a domain, or `organizations`.
+    tenant: String,
+    /// Who must open it, in words.
+    approver: String,
+}
+
+/// The admin-consent URL for a tenant, with the settings in force on this instance.
+#[utoipa::path(get, path = "/identity-providers/microsoft/admin-consent", tag = "identity providers",
+    params(AdminConsentQuery),
+    responses((status = 200, body = AdminConsentView),
+        (status = 409, description = "no client ID or redirect URL is set"),
+        (status = 422, description = "`tenant` is not a GUID, a domain, `organizations` or `common`")))]
+pub async fn admin_consent(
+    State(state): State<AppState>,
+    AppQuery(query): AppQuery<AdminConsentQuery>,
+) -> Result<Json<AdminConsentView>, ApiError> {
+    let tenant = query.tenant.as_deref().map(str::trim).filter(|tenant| !tenant.is_empty());
+    let consent = state.third_party().admin_consent(tenant)?;
+    Ok(Json(AdminConsentView {
+        tenant: consent.tenant.segment().to_owned(),
+        approver: consent.tenant.who_approves(),
+        url: consent.url.into(),
+    }))
 }

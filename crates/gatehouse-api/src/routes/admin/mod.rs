@@ -37,6 +37,7 @@ const ADMIN_ERROR_ANSWERS: SharedErrorAnswers = SharedErrorAnswers { behind_admi
         identity_providers::remove_secret,
         identity_providers::add_certificate,
         identity_providers::remove_certificate,
+        identity_providers::admin_consent,
         users::list,
         users::show,
         users::delete,
@@ -70,6 +71,7 @@ pub fn admin_app(state: AppState, bound: SocketAddr) -> Router {
         .route("/identity-providers/microsoft/secrets/{id}", delete(identity_providers::remove_secret))
         .route("/identity-providers/microsoft/certificates", axum::routing::post(identity_providers::add_certificate))
         .route("/identity-providers/microsoft/certificates/{id}", delete(identity_providers::remove_certificate))
+        .route("/identity-providers/microsoft/admin-consent", get(identity_providers::admin_consent))
         .route("/users", get(users::list))
         .route("/users/{id}", get(users::show).delete(users::delete))
         .route("/users/{id}/sessions", delete(users::revoke_sessions))
