@@ -4,11 +4,22 @@
 //! defaults are, and which combinations are invalid. Every struct refuses unknown keys, so a typo is an error
 //! instead of a silently ignored setting.
 
-use std::{fmt, net::SocketAddr};
+use std::{
+    collections::{BTreeMap, BTreeSet},
+    fmt,
+    net::SocketAddr,
+    ops::RangeInclusive,
+};
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use serde_json::Value;
 
-use crate::{clock::Timestamp, duration::GoDuration};
+use crate::{
+    clock::Timestamp,
+    custom_claims::{ClaimType, CustomClaim},
+    duration::GoDuration,
+    jwt_template::{ClaimsPlan, JwtTemplate, TEMPLATE_PATH},
+};
 
 pub mod hanko;
 
@@ -341,6 +352,12 @@ pub struct SessionConfig {
     /// Deliver the JWT in `X-Auth-Token` (and no cookie), for frontends on another site.
     pub enable_auth_token_header: bool,
     pub cookie: CookieConfig,
+    /// Claims added to every session JWT (Hanko's key); see [`crate::jwt_template`].
+    pub jwt_template: Option<JwtTemplateConfig>,
+    /// Claims taken at each sign-in and put in the session JWT under their names; see [`crate::custom_claims`].
+    pub custom_claims: BTreeMap<String, CustomClaimConfig>,
+    /// The largest session JWT Gatehouse mints, in bytes; a sign-in whose JWT would be larger is refused.
+    pub max_jwt_bytes: usize,
 }
 
 impl Default for SessionConfig {
@@ -353,6 +370,84 @@ impl Default for SessionConfig {
             algorithm: SigningAlgorithm::default(),
             enable_auth_token_header: false,
             cookie: CookieConfig::default(),
+            jwt_template: None,
+            custom_claims: BTreeMap::new(),
+            max_jwt_bytes: 8192,
+        }
+    }
+}
+
+/// What `session.max_jwt_bytes` may be: a JWT under 1 KiB leaves no room for the built-in claims and a
+/// signature, and no common server or proxy accepts a header over 64 KiB.
+pub const MAX_JWT_BYTES_RANGE: RangeInclusive<usize> = 1024..=65_536;
+
+/// Hanko's `session.jwt_template`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwtTemplateConfig {
+    /// Claim name to value: a scalar, a map, a list, or a string with placeholders such as `{{.User.UserID}}`.
+    pub claims: serde_json::Map<String, Value>,
+}
+
+/// One entry of `session.custom_claims`: the claim's type and exactly one source.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CustomClaimConfig {
+    #[serde(rename = "type")]
+    pub claim_type: ClaimType,
+    /// A claim of the ID token.
+    #[serde(default)]
+    pub id_token: Option<String>,
+    /// A property of the Microsoft Graph user.
+    #[serde(default)]
+    pub graph: Option<String>,
+    /// A constant per tenant: tenant GUID (or `*` for the others) to value.
+    #[serde(default)]
+    pub per_tenant: Option<BTreeMap<String, Value>>,
+}
+
+impl SessionConfig {
+    /// The checked custom claims, template and size cap, built once at start; every problem when they are not
+    /// valid. Issues inside the template or a declaration name their path in the message.
+    pub fn claims_plan(&self) -> Result<ClaimsPlan, Vec<ConfigIssue>> {
+        let mut issues = Vec::new();
+        if !MAX_JWT_BYTES_RANGE.contains(&self.max_jwt_bytes) {
+            issues.push(ConfigIssue {
+                key: "session.max_jwt_bytes",
+                message: format!(
+                    "must be between {} and {} bytes",
+                    MAX_JWT_BYTES_RANGE.start(),
+                    MAX_JWT_BYTES_RANGE.end()
+                ),
+            });
+        }
+        let mut custom_claims = BTreeMap::new();
+        for (name, config) in &self.custom_claims {
+            match CustomClaim::parse(name, config) {
+                Ok(claim) => {
+                    custom_claims.insert(name.clone(), claim);
+                }
+                Err(messages) => issues.extend(messages.into_iter().map(|message| ConfigIssue {
+                    key: "session.custom_claims",
+                    message: format!("{name}: {message}"),
+                })),
+            }
+        }
+        // Every declared name, valid or not, so that a bad declaration is reported once, not again by the template.
+        let declared: BTreeSet<String> = self.custom_claims.keys().cloned().collect();
+        let no_claims = serde_json::Map::new();
+        let claims = self.jwt_template.as_ref().map_or(&no_claims, |template| &template.claims);
+        let template = JwtTemplate::parse(claims, &declared).unwrap_or_else(|found| {
+            issues.extend(found.into_iter().map(|issue| {
+                let path = issue.path.strip_prefix(TEMPLATE_PATH).unwrap_or(&issue.path).trim_start_matches('.');
+                ConfigIssue { key: TEMPLATE_PATH, message: format!("{path}: {}", issue.message) }
+            }));
+            JwtTemplate::default()
+        });
+        if issues.is_empty() {
+            Ok(ClaimsPlan { template, custom_claims, max_jwt_bytes: self.max_jwt_bytes })
+        } else {
+            Err(issues)
         }
     }
 }
@@ -920,6 +1015,9 @@ impl Config {
         if self.audit_log.retention.as_secs() < 3600 {
             issue("audit_log.retention", "must be at least 1h".into());
         }
+        if let Err(found) = self.session.claims_plan() {
+            issues.extend(found);
+        }
         issues.extend(self.third_party.validate());
         issues
     }
@@ -1067,6 +1165,8 @@ pub(crate) fn check_cloud_instance(value: &str) -> Result<(), String> {
 
 #[cfg(test)]
 mod tests {
+    use serde_json::json;
+
     use super::*;
 
     fn valid() -> Config {
@@ -1283,6 +1383,138 @@ mod tests {
             config.log.level = bad.into();
             assert_eq!(keys(&config), vec!["log.level"], "{bad}");
         }
+    }
+
+    fn session_with(claims: Value) -> SessionConfig {
+        serde_json::from_value(claims).unwrap()
+    }
+
+    fn messages(session: &SessionConfig) -> Vec<String> {
+        session.claims_plan().unwrap_err().iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn the_claims_plan_puts_declared_claims_and_the_template_in_the_token() {
+        use crate::{ids::UserId, jwt_template::TemplateInput};
+        let session = session_with(json!({
+            "custom_claims": {
+                "department": {"type": "string", "id_token": "department"},
+                "employee_type": {"type": "string", "graph": "employeeType"},
+                "plan": {"type": "string", "per_tenant": {"72f988bf-86f1-41af-91ab-2d7cd011db47": "gold", "*": "free"}},
+            },
+            "jwt_template": {"claims": {"app": {"dept": "{{.Claims.department}}", "user": "{{.User.UserID}}"}}},
+            "max_jwt_bytes": 4096,
+        }));
+        let plan = session.claims_plan().unwrap();
+        assert_eq!(plan.max_jwt_bytes, 4096);
+        assert_eq!(crate::custom_claims::graph_attributes(&plan.custom_claims), vec!["employeeType"]);
+        let custom = [("department".to_owned(), json!("Sales")), ("undeclared".to_owned(), json!("dropped"))]
+            .into_iter()
+            .collect();
+        let input = TemplateInput {
+            user_id: UserId::from_uuid(uuid::Uuid::from_u128(1)),
+            email: None,
+            tenant_id: None,
+            tenant_name: None,
+            roles: &[],
+            groups: &[],
+            custom: &custom,
+        };
+        assert_eq!(
+            Value::Object(plan.claims(&input)),
+            json!({
+                "department": "Sales",
+                "app": {"dept": "Sales", "user": "00000000-0000-0000-0000-000000000001"},
+            })
+        );
+        assert_eq!(plan.check_size(&"x".repeat(4096)), Ok(()));
+        let refused = plan.check_size(&"x".repeat(4097)).unwrap_err();
+        assert_eq!(refused, crate::jwt_template::JwtTooLarge { size: 4097, max: 4096 });
+        assert!(
+            refused.to_string().starts_with("the session JWT would be 4097 bytes, more than session.max_jwt_bytes")
+        );
+    }
+
+    #[test]
+    fn the_jwt_size_cap_has_bounds() {
+        let mut config = valid();
+        for good in [1024, 8192, 65_536] {
+            config.session.max_jwt_bytes = good;
+            assert_eq!(config.validate(), vec![], "{good}");
+        }
+        for bad in [0, 1023, 65_537] {
+            config.session.max_jwt_bytes = bad;
+            assert_eq!(
+                config.validate().iter().map(ToString::to_string).collect::<Vec<_>>(),
+                vec!["session.max_jwt_bytes: must be between 1024 and 65536 bytes"],
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn claim_issues_name_their_key_and_path() {
+        let session = session_with(json!({
+            "custom_claims": {
+                "plan": {"type": "number", "per_tenant": {"acme": 1}},
+                "sub": {"type": "string", "id_token": "x"},
+            },
+            "jwt_template": {"claims": {"app": {"dept": "{{if .User.Email}}x{{end}}"}, "plan": 1, "tier": "{{.Claims.tier}}"}},
+        }));
+        assert_eq!(
+            messages(&session),
+            vec![
+                "session.custom_claims: plan: per_tenant: \"acme\" is not a tenant GUID or *",
+                "session.custom_claims: sub: is set by Gatehouse and cannot be declared",
+                "session.jwt_template.claims: app.dept: only field placeholders like {{.User.Email.Address}} are \
+                 supported; {{if …}} is not",
+                "session.jwt_template.claims: plan: is a declared custom claim (session.custom_claims), which \
+                 Gatehouse puts in the token under its own name; use {{.Claims.<name>}} under another name to repeat \
+                 it",
+                "session.jwt_template.claims: tier: {{.Claims.tier}}: \"tier\" is not a declared custom claim \
+                 (declare it under session.custom_claims)",
+            ]
+        );
+        let mut config = valid();
+        config.session = session;
+        assert_eq!(
+            keys(&config),
+            vec![
+                "session.custom_claims",
+                "session.custom_claims",
+                "session.jwt_template.claims",
+                "session.jwt_template.claims",
+                "session.jwt_template.claims"
+            ]
+        );
+    }
+
+    #[test]
+    fn hankos_documented_template_is_read_except_its_conditional() {
+        // The example in Hanko's config_session.go.
+        let session = session_with(json!({"jwt_template": {"claims": {
+            "role": "user",
+            "user_email": "{{.User.Email.Address}}",
+            "is_verified": "{{.User.Email.IsVerified}}",
+            "metadata": {"source": "hanko", "greeting": "Hello {{.User.Username}}"},
+            "scopes": ["read", "write", "{{if .User.Email.IsVerified}}admin{{else}}basic{{end}}"],
+        }}}));
+        assert_eq!(
+            messages(&session),
+            vec![
+                "session.jwt_template.claims: scopes[2]: only field placeholders like {{.User.Email.Address}} are \
+                 supported; {{if …}} is not"
+            ]
+        );
+    }
+
+    #[test]
+    fn custom_claim_declarations_refuse_unknown_keys_and_types() {
+        let read = |value| serde_json::from_value::<CustomClaimConfig>(value).map_err(|error| error.to_string());
+        assert!(read(json!({"type": "string", "id_token": "x"})).is_ok());
+        assert!(read(json!({"type": "string", "source": "x"})).unwrap_err().contains("unknown field"));
+        assert!(read(json!({"type": "integer", "id_token": "x"})).unwrap_err().contains("unknown variant"));
+        assert!(read(json!({"id_token": "x"})).unwrap_err().contains("missing field `type`"));
     }
 
     #[test]

@@ -3,12 +3,14 @@
 pub mod client_address;
 pub mod clock;
 pub mod config;
+pub mod custom_claims;
 pub mod duration;
 pub mod email;
 pub mod error;
 pub mod first_seen;
 pub mod hanko_import;
 pub mod ids;
+pub mod jwt_template;
 pub mod linking;
 pub mod microsoft;
 pub mod origin;

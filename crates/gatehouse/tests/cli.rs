@@ -430,6 +430,7 @@ fn a_hanko_config_yaml_starts_as_it_is() {
     assert!(check.status.success(), "{}", String::from_utf8_lossy(&check.stderr));
     assert!(stdout.contains("audience:\n  - example.com"), "the audience follows webauthn.relying_party.id: {stdout}");
     assert!(stdout.contains("https://*.example.com") && stdout.contains("enabled: true"), "{stdout}");
+    assert!(stdout.contains("user_email: '{{.User.Email.Address}}'"), "the JWT template is honoured: {stdout}");
 
     let server = Running::start(gatehouse_on_hanko_config(dir.path(), &["serve"], HANKO_CONFIG));
     assert_eq!(server.get("/health/ready")["ready"], true);
@@ -446,24 +447,27 @@ fn a_hanko_config_with_several_bad_keys_fails_once_naming_each() {
         .replace("    google:\n      enabled: false", "    google:\n      enabled: true")
         .replace("  lifespan: 12h", "  lifespn: 12h")
         .replace("\nlog:\n", "\nlog:\n  level: verbose\n")
-        .replace("        - https://*.example.com", "        - https://app-*.example.com");
+        .replace("        - https://*.example.com", "        - https://app-*.example.com")
+        .replace("      role: user", "      role: \"{{if .User.Email}}admin{{end}}\"");
     let config = dir.path().join("config.yaml");
     std::fs::write(&config, text).unwrap();
     let output = gatehouse_on_hanko_config(dir.path(), &["serve"], config.to_str().unwrap()).output().unwrap();
     assert!(!output.status.success());
     let stderr = String::from_utf8_lossy(&output.stderr);
     let problems: Vec<&str> = stderr.lines().filter(|line| line.starts_with("  - ")).collect();
-    assert_eq!(problems.len(), 5, "one line per problem: {stderr}");
+    assert_eq!(problems.len(), 6, "one line per problem: {stderr}");
     for expected in [
         "  - log.level: \"verbose\" is not a log level",
         "  - password: Gatehouse has no password sign-in",
         "  - server.public.cors.allow_origins: \"https://app-*.example.com\": a wildcard must be the leftmost part",
+        "  - session.jwt_template.claims: role: only field placeholders like {{.User.Email.Address}} are supported; \
+         {{if …}} is not",
         "  - session.lifespn: unknown key (did you mean lifespan?)",
         "  - third_party.providers.google: Gatehouse has no Sign in with Google",
     ] {
         assert!(problems.iter().any(|line| line.starts_with(expected)), "{expected} missing from:\n{stderr}");
     }
-    assert!(stderr.contains("invalid configuration (5 problems)"), "{stderr}");
+    assert!(stderr.contains("invalid configuration (6 problems)"), "{stderr}");
     assert!(!stderr.contains('`') && !stderr.contains("default."), "{stderr}");
     assert!(!dir.path().join("gatehouse.db").exists(), "nothing was started");
 }
@@ -481,6 +485,35 @@ fn the_config_file_is_named_before_or_after_the_command_or_in_the_environment() 
     assert!(!String::from_utf8_lossy(&output.stdout).contains("cli-test-secret"), "secrets stay redacted");
     let help = gatehouse(dir.path(), &["--help"]).output().unwrap();
     assert!(String::from_utf8_lossy(&help.stdout).contains("--config <FILE>"));
+}
+
+#[test]
+fn custom_claims_and_the_jwt_template_are_read_from_yaml_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let claims = "session:\n  custom_claims:\n    department: { type: string, id_token: department }\n    plan: { type: \
+                  string, per_tenant: { \"72f988bf-86f1-41af-91ab-2d7cd011db47\": gold, \"*\": free } }\n  \
+                  jwt_template:\n    claims:\n      app: { dept: \"{{.Claims.department}}\", n: 1 }\n  max_jwt_bytes: 4096\n";
+    let config = write_config(dir.path(), claims);
+    let output = gatehouse(dir.path(), &["config", "check", "--config", &config]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(stdout.contains("72f988bf-86f1-41af-91ab-2d7cd011db47: gold") && stdout.contains("max_jwt_bytes: 4096"));
+
+    let bad = claims.replace("id_token: department", "graph: \"a,b\"").replace("4096", "100");
+    let config = write_config(dir.path(), &bad);
+    let output = gatehouse(dir.path(), &["config", "check", "--config", &config]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!output.status.success());
+    let problems: Vec<&str> = stderr.lines().filter(|line| line.starts_with("  - ")).collect();
+    assert_eq!(
+        problems,
+        vec![
+            "  - session.max_jwt_bytes: must be between 1024 and 65536 bytes",
+            "  - session.custom_claims: department: graph: \"a,b\" is not a Graph user property name (a letter \
+             followed by up to 63 letters, digits or _, such as employeeType)",
+        ],
+        "{stderr}"
+    );
 }
 
 #[test]

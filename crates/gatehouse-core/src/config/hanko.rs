@@ -90,7 +90,6 @@ const HANKO_RULES: &[(&str, Rule)] = &[
     ("session.acquire_user_agent", Rule::Ignored),
     ("session.allow_revocation", Rule::Ignored),
     ("session.idle_timeout", Rule::OffLeaf("idle session timeouts")),
-    ("session.jwt_template", Rule::OffLeaf("custom session token claims")),
     ("session.show_on_profile", Rule::Ignored),
     ("third_party.custom_providers.*", Rule::OffOnly("custom OpenID Connect providers")),
     ("third_party.providers.apple", Rule::OffOnly("Sign in with Apple")),
@@ -327,7 +326,9 @@ fn walk(
                 walk(inner, &Value::Null, &path, &mut Map::new(), problems)
             }
             (None, _) => problems.push(KeyProblem { message: unknown_key_message(&key, known), key: path }),
-            (Some(known @ Value::Object(_)), Value::Object(inner)) => {
+            // A map whose keys the operator names (session.custom_claims) has none by default: it is read below as
+            // a leaf, whole.
+            (Some(known @ Value::Object(known_keys)), Value::Object(inner)) if !known_keys.is_empty() => {
                 let mut kept = Map::new();
                 walk(inner, known, &path, &mut kept, problems);
                 clean.insert(key, Value::Object(kept));
@@ -578,6 +579,17 @@ mod tests {
         assert_eq!(found.len(), 4, "{found:#?}");
         assert!(found[3].starts_with("server.ip.extractor: \"x_forwarded_for\" is not supported (to trust a reverse proxy, set server.public.trusted_proxies)"), "{}", found[3]);
         assert!(problems(json!({"email": {"use_for_authentication": false, "enabled": true}})).is_empty());
+    }
+
+    #[test]
+    fn the_jwt_template_and_custom_claims_are_kept_whole() {
+        let session = json!({"session": {
+            "jwt_template": {"claims": {"role": "user", "mail": "{{.User.Email.Address}}", "meta": {"a": [1]}}},
+            "custom_claims": {"department": {"type": "string", "id_token": "department"}},
+        }});
+        let (clean, found) = translate(session.clone());
+        assert_eq!(found, vec![]);
+        assert_eq!(clean, session);
     }
 
     #[test]
