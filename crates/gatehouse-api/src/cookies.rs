@@ -149,6 +149,10 @@ mod tests {
             iss: None,
             email: None,
             amr: Vec::new(),
+            tenant: None,
+            roles: Vec::new(),
+            groups: Vec::new(),
+            custom: Default::default(),
         };
         IssuedSession { token: "header.payload.signature".into(), claims, evicted: Vec::new() }
     }

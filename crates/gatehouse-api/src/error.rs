@@ -94,6 +94,11 @@ impl From<gatehouse_app::sessions::SessionError> for ApiError {
             SessionError::UnknownUser => Self::unauthorized(),
             SessionError::Store(error) => error.into(),
             SessionError::Signing(error) => Self::internal(error),
+            // The operator's to fix, and nothing secret: say it to the client as well as to the log.
+            SessionError::TooLarge(error) => {
+                tracing::error!(%error, "refused to mint a session");
+                Self::new(StatusCode::INTERNAL_SERVER_ERROR, error.to_string())
+            }
         }
     }
 }

@@ -2,7 +2,9 @@
 
 use std::sync::{Arc, RwLock};
 
-use gatehouse_core::{clock::Clock, config::Config, rate_limit::RateDecision, settings::ProviderSettings};
+use gatehouse_core::{
+    clock::Clock, config::Config, jwt_template::ClaimsPlan, rate_limit::RateDecision, settings::ProviderSettings,
+};
 use gatehouse_crypto::sealing::Sealer;
 use gatehouse_store::{Store, StoreError};
 
@@ -33,6 +35,8 @@ pub enum AppError {
     Settings(#[from] SettingsError),
     #[error("rate_limiter.redis_config: {0}")]
     RateLimiter(String),
+    #[error("{0}")]
+    Claims(String),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -49,6 +53,8 @@ struct Inner {
     sealer: Arc<Sealer>,
     clock: Arc<dyn Clock>,
     keys: KeyRing,
+    /// What sessions carry besides Hanko's claims: the operator's custom claims and template, and the size cap.
+    claims_plan: Arc<ClaimsPlan>,
     /// The third-party machinery of the settings in force, replaced whole when saved settings change.
     live: RwLock<Live>,
     /// Count per client: failed token exchanges, new flows, callbacks carrying a code; `None` when rate limiting
@@ -75,7 +81,10 @@ impl App {
         let keys = KeyRing::new(store.clone(), sealer.clone(), &config.session, clock.clone());
         keys.ensure_signing_key().await?;
         let saved = settings::load(&store, &sealer).await?;
-        let third_party = Arc::new(build_third_party(&config, &saved.settings, &sealer, &clock)?);
+        let claims_plan = Arc::new(config.session.claims_plan().map_err(|issues| {
+            AppError::Claims(issues.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))
+        })?);
+        let third_party = Arc::new(build_third_party(&config, &claims_plan, &saved.settings, &sealer, &clock)?);
         let limits = &config.rate_limiter;
         let limiter = |rule: &gatehouse_core::config::RateLimit| {
             limits
@@ -97,6 +106,7 @@ impl App {
                 sealer,
                 clock,
                 keys,
+                claims_plan,
                 live,
                 token_limiter,
                 flow_limiter,
@@ -133,7 +143,7 @@ impl App {
     /// Builds what `settings` put in force (every client built, certificates read), without doing so yet: an
     /// error here means they cannot be used.
     pub fn prepare_settings(&self, settings: &ProviderSettings) -> Result<PreparedSettings, ThirdPartyError> {
-        build_third_party(self.config(), settings, self.sealer(), self.clock())
+        build_third_party(self.config(), &self.inner.claims_plan, settings, self.sealer(), self.clock())
             .map(|third_party| PreparedSettings(Arc::new(third_party)))
     }
 
@@ -195,6 +205,10 @@ impl App {
         &self.inner.config
     }
 
+    pub(crate) fn claims_plan(&self) -> &ClaimsPlan {
+        &self.inner.claims_plan
+    }
+
     pub fn clock(&self) -> &Arc<dyn Clock> {
         &self.inner.clock
     }
@@ -247,11 +261,12 @@ pub struct PreparedSettings(Arc<ThirdParty>);
 /// The third-party machinery for the file's configuration with `saved` laid over it.
 fn build_third_party(
     config: &Config,
+    claims_plan: &Arc<ClaimsPlan>,
     saved: &ProviderSettings,
     sealer: &Arc<Sealer>,
     clock: &Arc<dyn Clock>,
 ) -> Result<ThirdParty, ThirdPartyError> {
     let mut effective = config.clone();
     effective.third_party = saved.apply(&config.third_party);
-    ThirdParty::new(&effective, sealer.clone(), clock.clone())
+    ThirdParty::new(&effective, claims_plan.clone(), sealer.clone(), clock.clone())
 }

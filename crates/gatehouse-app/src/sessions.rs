@@ -1,10 +1,13 @@
 //! Sessions: a server-side row plus a signed JWT. Issuing, checking, listing and ending them; how they reach the
 //! client (cookie or header) is the HTTP layer's business.
 
+use std::collections::BTreeMap;
+
 use gatehouse_core::{
     clock::Timestamp,
     config::SessionConfig,
     ids::{SessionId, UserId},
+    jwt_template::{ClaimsPlan, JwtTooLarge, TemplateInput},
     microsoft::directory::DirectoryFacts,
     session::{EmailClaim, SessionClaims, SessionGrant, SessionPolicy},
 };
@@ -26,6 +29,9 @@ pub enum SessionError {
     /// The user was deleted between the sign-in and the session.
     #[error("the user no longer exists")]
     UnknownUser,
+    /// The JWT would be over `session.max_jwt_bytes`: nothing is stored, no session is made.
+    #[error(transparent)]
+    TooLarge(#[from] JwtTooLarge),
 }
 
 /// A session that was just created.
@@ -71,13 +77,28 @@ fn policy(config: &SessionConfig) -> SessionPolicy {
     }
 }
 
-fn grant_for(user: &UserRecord, amr: Vec<String>, directory: Option<DirectoryFacts>) -> SessionGrant {
+/// What a session of `user` says: Hanko's claims, the sign-in's facts, and the operator's custom claims.
+fn grant_for(
+    plan: &ClaimsPlan,
+    user: &UserRecord,
+    amr: Vec<String>,
+    directory: Option<DirectoryFacts>,
+) -> SessionGrant {
     let email = user.primary_email().map(|email| EmailClaim {
         address: email.address.clone(),
         is_primary: true,
         is_verified: email.is_verified(),
     });
-    let custom = directory.iter().flat_map(|facts| facts.custom.clone()).collect();
+    let no_values = BTreeMap::new();
+    let custom = plan.claims(&TemplateInput {
+        user_id: user.id,
+        email: email.as_ref(),
+        tenant_id: directory.as_ref().map(|facts| facts.tenant.id.as_str()),
+        tenant_name: directory.as_ref().and_then(|facts| facts.tenant.name.as_deref()),
+        roles: directory.as_ref().map_or(&[][..], |facts| facts.roles.as_slice()),
+        groups: directory.as_ref().map_or(&[][..], |facts| facts.groups.as_slice()),
+        custom: directory.as_ref().map_or(&no_values, |facts| &facts.custom),
+    });
     SessionGrant { user_id: user.id, email, amr, directory, custom }
 }
 
@@ -100,11 +121,13 @@ impl<'a> Sessions<'a> {
     ) -> Result<(UserRecord, IssuedSession), SessionError> {
         let store = self.app.store();
         let user = store.find_user(user_id).await?.ok_or(SessionError::UnknownUser)?;
-        let grant = grant_for(&user, amr, directory);
+        let plan = self.app.claims_plan();
+        let grant = grant_for(plan, &user, amr, directory);
         let config = &self.app.config().session;
         let now = self.app.clock().now();
         let claims = policy(config).claims(&grant, SessionId::generate(), now);
         let token = self.app.keys().sign(&claims).await?;
+        plan.check_size(&token)?;
         let session = NewSession {
             id: claims.session_id,
             user_id,

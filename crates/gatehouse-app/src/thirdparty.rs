@@ -6,10 +6,12 @@ use std::sync::Arc;
 use gatehouse_core::{
     clock::{Clock, Timestamp},
     config::Config,
+    custom_claims::graph_attributes,
     email::EmailProof,
     error::ThirdPartyErrorCode,
     first_seen::FirstSeen,
     ids::{FlowId, StateId, TokenId, UserId},
+    jwt_template::ClaimsPlan,
     linking::{LinkingInput, LinkingPolicy, decide},
     microsoft::{
         claims::{CONSUMERS_TENANT_ID, ProviderUser, TenantMode},
@@ -198,6 +200,8 @@ pub struct ThirdParty {
     policy: LinkingPolicy,
     /// Which groups sessions keep.
     group_filter: GroupFilter,
+    /// The operator's custom claims, whose values each sign-in reads.
+    claims_plan: Arc<ClaimsPlan>,
     sealer: Arc<Sealer>,
     clock: Arc<dyn Clock>,
     /// Refused targets already logged. Built anew with the allow-list, so a changed list warns afresh.
@@ -212,10 +216,18 @@ pub struct ThirdParty {
 }
 
 impl ThirdParty {
-    pub fn new(config: &Config, sealer: Arc<Sealer>, clock: Arc<dyn Clock>) -> Result<Self, ThirdPartyError> {
+    pub fn new(
+        config: &Config,
+        claims_plan: Arc<ClaimsPlan>,
+        sealer: Arc<Sealer>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Self, ThirdPartyError> {
         let third_party = &config.third_party;
         let microsoft = match MicrosoftSettings::from_config(third_party)? {
-            Some(settings) => Some(Arc::new(MicrosoftClient::new(settings, clock.clone())?)),
+            Some(settings) => {
+                let settings = settings.reading_profile(graph_attributes(&claims_plan.custom_claims));
+                Some(Arc::new(MicrosoftClient::new(settings, clock.clone())?))
+            }
             None => None,
         };
         // The error redirect URL is always an allowed target, as in Hanko.
@@ -240,6 +252,7 @@ impl ThirdParty {
                 email_limit: config.email.limit,
             },
             group_filter: GroupFilter::parse(&third_party.providers.microsoft.groups.keep)?,
+            claims_plan,
             sealer,
             clock,
             refused_targets: FirstSeen::default(),
@@ -581,12 +594,33 @@ impl ThirdParty {
         } else {
             None
         };
+        let profile = if settings.profile_attributes.is_empty() {
+            None
+        } else {
+            let profile = async { client.graph_profile(token()?, &settings.profile_attributes).await }
+                .await
+                .map_err(|error| graph_failure(&error, "the user's profile", PROFILE_PERMISSION))?;
+            Some(profile)
+        };
+        let custom = self
+            .claims_plan
+            .custom_claims
+            .iter()
+            .filter_map(|(name, claim)| {
+                let value = claim.value(&user.id_token_claims, profile.as_ref(), &user.tenant_id);
+                if value.is_none() {
+                    // Absent or of another type: the session goes without it, and the operator can see why.
+                    tracing::debug!(claim = %name, "a custom claim has no value of its type for this sign-in");
+                }
+                Some((name.clone(), value?))
+            })
+            .collect();
         Ok(DirectoryFacts {
             tenant: Tenant { id: user.tenant_id.clone(), name },
             roles: user.roles.clone(),
             groups: self.group_filter.apply(groups),
             groups_from_graph,
-            custom: Default::default(),
+            custom,
             read_at: now,
         })
     }

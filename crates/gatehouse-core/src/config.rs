@@ -372,7 +372,7 @@ impl Default for SessionConfig {
             cookie: CookieConfig::default(),
             jwt_template: None,
             custom_claims: BTreeMap::new(),
-            max_jwt_bytes: 8192,
+            max_jwt_bytes: 3800,
         }
     }
 }

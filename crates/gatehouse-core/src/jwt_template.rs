@@ -213,8 +213,9 @@ pub struct ClaimsPlan {
 /// A session JWT over `session.max_jwt_bytes`: the session is not minted.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "the session JWT would be {size} bytes, more than session.max_jwt_bytes ({max}): declare fewer or shorter \
-     custom claims or template claims, or raise the limit"
+    "the session JWT would be {size} bytes, more than session.max_jwt_bytes ({max}): keep fewer groups \
+     (third_party.providers.microsoft.groups.keep), declare fewer or shorter custom claims or template claims, or \
+     raise the limit"
 )]
 pub struct JwtTooLarge {
     pub size: usize,

@@ -26,6 +26,10 @@ fn claims() -> SessionClaims {
         iss: None,
         email: None,
         amr: vec!["ext:microsoft".into()],
+        tenant: None,
+        roles: Vec::new(),
+        groups: Vec::new(),
+        custom: Default::default(),
     }
 }
 

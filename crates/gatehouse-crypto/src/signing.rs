@@ -296,6 +296,10 @@ mod tests {
             iss: None,
             email: None,
             amr: vec![],
+            tenant: None,
+            roles: Vec::new(),
+            groups: Vec::new(),
+            custom: Default::default(),
         }
     }
 

@@ -18,7 +18,7 @@ use gatehouse_app::{
     thirdparty::{CallbackParams, Finished, STATE_COOKIE, StartRequest},
     token_exchange::{ExchangeError, Exchanged},
 };
-use gatehouse_core::rate_limit::RateDecision;
+use gatehouse_core::{microsoft::consent::ADMIN_CONSENT_STATE, rate_limit::RateDecision};
 
 use crate::{
     ApiError, AppState, cookies,
@@ -62,6 +62,8 @@ pub struct CallbackForm {
     state: Option<String>,
     error: Option<String>,
     error_description: Option<String>,
+    /// `True` when an administrator approved the app (the return from an admin-consent URL).
+    admin_consent: Option<String>,
 }
 
 impl From<CallbackForm> for CallbackParams {
@@ -81,7 +83,7 @@ pub async fn callback(
     headers: HeaderMap,
     Query(query): Query<CallbackForm>,
 ) -> Response {
-    finish(&state, &meta, &headers, query.into(), StatusCode::TEMPORARY_REDIRECT).await
+    finish(&state, &meta, &headers, query, StatusCode::TEMPORARY_REDIRECT).await
 }
 
 /// `POST /thirdparty/callback` (`response_mode=form_post`). Answers 303, so the browser does not re-post.
@@ -96,18 +98,21 @@ pub async fn callback_post(
     headers: HeaderMap,
     Form(form): Form<CallbackForm>,
 ) -> Response {
-    finish(&state, &meta, &headers, form.into(), StatusCode::SEE_OTHER).await
+    finish(&state, &meta, &headers, form, StatusCode::SEE_OTHER).await
 }
 
 async fn finish(
     state: &AppState,
     meta: &RequestMeta,
     headers: &HeaderMap,
-    params: CallbackParams,
+    form: CallbackForm,
     status: StatusCode,
 ) -> Response {
+    if form.state.as_deref() == Some(ADMIN_CONSENT_STATE) {
+        return admin_consent_outcome(form.admin_consent.as_deref() == Some("True") && form.error.is_none());
+    }
     let binding = cookies::request_cookie(headers, STATE_COOKIE);
-    let Finished { location, outcome } = state.finish_sign_in(params, binding, meta).await;
+    let Finished { location, outcome } = state.finish_sign_in(form.into(), binding, meta).await;
     state
         .counters()
         .count_sign_in(outcome.as_ref().map(|signed_in| signed_in.outcome).map_err(|failure| failure.code.as_str()));
@@ -121,6 +126,23 @@ async fn finish(
     };
     response.headers_mut().extend(cookies::state_binding_removal(&state.config().session));
     response
+}
+
+/// The page an administrator lands on after an admin-consent URL (no sign-in follows it). Fixed text only: what
+/// Microsoft's redirect carries could have been typed by anyone.
+fn admin_consent_outcome(approved: bool) -> Response {
+    let (title, text) = if approved {
+        (
+            "App approved",
+            "The app is approved for your organisation. Its users can sign in now; you can close this page.",
+        )
+    } else {
+        (
+            "App not approved",
+            "The app was not approved. Open the admin-consent link again to approve it, or close this page.",
+        )
+    };
+    Html(format!("<!doctype html><title>{title}</title><h1>{title}</h1><p>{text}</p>")).into_response()
 }
 
 #[derive(Debug, Deserialize, ToSchema)]

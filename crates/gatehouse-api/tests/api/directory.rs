@@ -2,6 +2,7 @@
 //! overage read from Microsoft Graph), and the admin's view of them with the time they were read.
 
 use gatehouse_core::config::Config;
+use gatehouse_store::AuditLogFilter;
 use gatehouse_testkit::{
     Backend, both_backends,
     fake_entra::{FAKE_ORG_TENANT, FakeUser, GRAPH_MAX_PAGE_SIZE, GROUP_CLAIM_LIMIT},
@@ -13,7 +14,7 @@ use crate::{
     admin::admin_json,
     email_proof::sign_in,
     sessions::{split, validate},
-    thirdparty::{Setup, audit_kinds},
+    thirdparty::{APP, Setup, audit_kinds, query},
 };
 
 const GUEST_TENANT: &str = "0c0ffee0-1234-4abc-8def-00000000ba5e";
@@ -56,7 +57,10 @@ async fn roles_groups_and_tenant_reach_the_session(backend: Backend) {
     let demoted = person.with_roles(["Reader"]).with_groups(groups(1));
     let (same, fresh) = sign_in(&setup, demoted).await.unwrap();
     assert_eq!(same, user_id);
-    assert_eq!((claims(&fresh)["roles"].clone(), claims(&fresh)["groups"].clone()), (json!(["Reader"]), json!(groups(1))));
+    assert_eq!(
+        (claims(&fresh)["roles"].clone(), claims(&fresh)["groups"].clone()),
+        (json!(["Reader"]), json!(groups(1)))
+    );
     let (_, admin_view) = admin_json(&setup.server, Method::GET, &format!("/users/{user_id}"), None).await;
     let identity = &admin_view["identities"][0];
     assert_eq!(identity["roles"], json!(["Reader"]), "roles are re-read at every sign-in");
@@ -81,8 +85,14 @@ async fn each_session_carries_the_tenant_of_its_sign_in(backend: Backend) {
     let (user_id, at_home) = sign_in(&setup, home).await.unwrap();
     let (same, as_guest) = sign_in(&setup, guest).await.unwrap();
     assert_eq!(same, user_id, "linked by the proven address");
-    assert_eq!((claims(&at_home)["tenant"]["id"].clone(), claims(&at_home)["roles"].clone()), (json!(FAKE_ORG_TENANT), json!(["Admin"])));
-    assert_eq!((claims(&as_guest)["tenant"]["id"].clone(), claims(&as_guest)["roles"].clone()), (json!(GUEST_TENANT), json!(["Guest"])));
+    assert_eq!(
+        (claims(&at_home)["tenant"]["id"].clone(), claims(&at_home)["roles"].clone()),
+        (json!(FAKE_ORG_TENANT), json!(["Admin"]))
+    );
+    assert_eq!(
+        (claims(&as_guest)["tenant"]["id"].clone(), claims(&as_guest)["roles"].clone()),
+        (json!(GUEST_TENANT), json!(["Guest"]))
+    );
 }
 
 /// With `read_tenant_name`, the organisation's display name is read from Graph (asking for `User.Read`); without,
@@ -101,25 +111,45 @@ async fn the_tenant_name_is_read_when_asked(backend: Backend) {
 }
 
 /// Overage: more groups than fit in a token. With `groups.from_graph` every group is read from Graph, page by page
-/// (asking for `GroupMember.Read.All`), and `groups.keep` keeps only the listed ones.
+/// (asking for `GroupMember.Read.All`). All 1,200 make a JWT over `session.max_jwt_bytes`, which is refused with a
+/// message naming the cap and `groups.keep`; `groups.keep` keeps only the listed ones.
 async fn an_overage_is_read_from_graph(backend: Backend) {
     let count = GRAPH_MAX_PAGE_SIZE + 201;
-    let setup = Setup::start(backend, |config: &mut Config| config.third_party.providers.microsoft.groups.from_graph = true).await;
-    let (user_id, token) = sign_in(&setup, FakeUser::new("megan@contoso.com").with_groups(groups(count))).await.unwrap();
-    assert_eq!(claims(&token)["groups"].as_array().unwrap().len(), count, "every page was read");
+    let setup =
+        Setup::start(backend, |config: &mut Config| config.third_party.providers.microsoft.groups.from_graph = true)
+            .await;
+    setup.entra.queue_user(FakeUser::new("megan@contoso.com").with_groups(groups(count)));
+    let mut browser = setup.browser();
+    let landing = browser.sign_in(&format!("{APP}/")).await;
+    assert!(query(&landing, "hanko_token").is_some(), "the sign-in itself succeeds: {landing}");
     assert_eq!(setup.entra.graph_requests(), 2, "1,200 groups, 999 per page");
     assert!(setup.entra.last_authorize_query().unwrap()["scope"].ends_with("/GroupMember.Read.All"));
+    let refused = browser.exchange(&landing).await;
+    assert_eq!(refused.status(), 500);
+    let message = refused.json::<Value>().await.unwrap()["message"].as_str().unwrap().to_owned();
+    assert!(message.contains("session.max_jwt_bytes (3800)") && message.contains("groups.keep"), "{message}");
+    assert!(!browser.cookies.contains_key("hanko"), "no session was made");
+    let user_id = setup
+        .server
+        .store
+        .list_audit_logs(&AuditLogFilter { limit: 10, ..Default::default() })
+        .await
+        .unwrap()
+        .into_iter()
+        .find_map(|row| row.actor_user_id)
+        .unwrap();
     let (_, admin_view) = admin_json(&setup.server, Method::GET, &format!("/users/{user_id}"), None).await;
-    assert_eq!(admin_view["identities"][0]["groups"].as_array().unwrap().len(), count);
+    assert_eq!(admin_view["identities"][0]["groups"].as_array().unwrap().len(), count, "every group was read");
+    assert_eq!(admin_view["sessions"], json!([]));
 
     let kept = Setup::start(backend, |config: &mut Config| {
         let groups = &mut config.third_party.providers.microsoft.groups;
         groups.from_graph = true;
-        groups.keep = vec![group(7), group(1199).to_uppercase(), "00000000-0000-4000-8000-0000000001*".into()];
+        groups.keep = vec![group(7), group(1199).to_uppercase(), "00000000-0000-4000-8000-00000000010*".into()];
     })
     .await;
     let (_, token) = sign_in(&kept, FakeUser::new("megan@contoso.com").with_groups(groups(count))).await.unwrap();
-    let mut expected: Vec<String> = (100..200).map(group).chain([group(7), group(1199)]).collect();
+    let mut expected: Vec<String> = (100..110).map(group).chain([group(7), group(1199)]).collect();
     expected.sort();
     assert_eq!(claims(&token)["groups"], json!(expected));
 }
@@ -135,18 +165,74 @@ async fn an_unread_overage_fails_the_sign_in(backend: Backend) {
     assert_eq!(setup.entra.graph_requests(), 0);
     assert!(audit_kinds(&setup.server).await.contains(&"thirdparty_signin_signup_failed".to_owned()));
 
-    let setup = Setup::start(backend, |config| config.third_party.providers.microsoft.groups.from_graph = true).await;
+    let setup = Setup::start(backend, |config| {
+        config.third_party.providers.microsoft.groups.from_graph = true;
+        config.session.max_jwt_bytes = 65_536;
+    })
+    .await;
     setup.entra.fail_next_graph(403, "Authorization_RequestDenied");
     let (code, description) = sign_in(&setup, overage()).await.unwrap_err();
     assert_eq!(code, "server_error");
     assert!(description.contains("GroupMember.Read.All"), "{description}");
+    // Anonymous failures write one audit row per client, kind and minute.
+    setup.server.clock.advance(std::time::Duration::from_secs(61));
     setup.entra.fail_next_graph(503, "serviceNotAvailable");
     let (_, description) = sign_in(&setup, overage()).await.unwrap_err();
     assert!(description.contains("please try again"), "{description}");
-    let failures = audit_kinds(&setup.server).await.iter().filter(|kind| *kind == "thirdparty_signin_signup_failed").count();
+    let failures =
+        audit_kinds(&setup.server).await.iter().filter(|kind| *kind == "thirdparty_signin_signup_failed").count();
     assert_eq!(failures, 2);
     let (_, token) = sign_in(&setup, overage()).await.expect("Graph is back");
     assert_eq!(claims(&token)["groups"].as_array().unwrap().len(), GROUP_CLAIM_LIMIT + 1);
+}
+
+/// Custom claims from the ID token, from Graph's profile (asking for `User.Read`) and constant per tenant, and
+/// Hanko's template over them, reach the session JWT and `/sessions/validate`.
+async fn custom_claims_and_the_template_reach_the_session(backend: Backend) {
+    let setup = Setup::start(backend, |config| {
+        config.session.custom_claims = serde_json::from_value(json!({
+            "department": { "type": "string", "id_token": "department" },
+            "employee_type": { "type": "string", "graph": "employeeType" },
+            "plan": { "type": "string", "per_tenant": { FAKE_ORG_TENANT: "gold", "*": "free" } },
+        }))
+        .unwrap();
+        config.session.jwt_template = Some(
+            serde_json::from_value(json!({ "claims": { "app": {
+                "org": "{{.Tenant.ID}}",
+                "roles": "{{.Roles}}",
+                "who": "{{.User.Email.Address}} ({{.Claims.department}})",
+            }}}))
+            .unwrap(),
+        );
+    })
+    .await;
+    let person = FakeUser::new("megan@contoso.com")
+        .with_roles(["Admin"])
+        .with_claim("department", "Sales")
+        .with_graph_attribute("employeeType", "Contractor");
+    let (_, token) = sign_in(&setup, person).await.unwrap();
+    let jwt = claims(&token);
+    assert_eq!(
+        (jwt["department"].clone(), jwt["employee_type"].clone(), jwt["plan"].clone()),
+        (json!("Sales"), json!("Contractor"), json!("gold")),
+        "{jwt}"
+    );
+    assert_eq!(jwt["app"], json!({ "org": FAKE_ORG_TENANT, "roles": ["Admin"], "who": "megan@contoso.com (Sales)" }));
+    assert!(
+        setup.entra.last_authorize_query().unwrap()["scope"].ends_with("/User.Read"),
+        "a Graph attribute needs User.Read"
+    );
+    let validation = validate(&setup.server, &token).await;
+    assert_eq!(
+        (validation["claims"]["app"].clone(), validation["claims"]["plan"].clone()),
+        (jwt["app"].clone(), json!("gold")),
+        "{validation}"
+    );
+
+    let (_, elsewhere) = sign_in(&setup, FakeUser::new("adele@fabrikam.com").in_tenant(GUEST_TENANT)).await.unwrap();
+    let jwt = claims(&elsewhere);
+    assert_eq!(jwt["plan"], "free", "the constant for any other tenant");
+    assert!(jwt.get("department").is_none(), "a claim without a value is left out: {jwt}");
 }
 
 both_backends!(
@@ -155,4 +241,5 @@ both_backends!(
     the_tenant_name_is_read_when_asked,
     an_overage_is_read_from_graph,
     an_unread_overage_fails_the_sign_in,
+    custom_claims_and_the_template_reach_the_session,
 );

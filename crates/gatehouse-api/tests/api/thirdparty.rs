@@ -373,6 +373,22 @@ async fn a_refusal_for_missing_admin_consent_says_whom_to_ask(backend: Backend) 
     multi.entra.fail_next_token(400, json!({ "error": "invalid_grant", "error_description": "AADSTS70008: expired" }));
     let refused = error_of(&multi.browser().sign_in(&format!("{APP}/")).await);
     assert_eq!(refused, ("invalid_request".into(), "could not exchange authorization code for access token".into()));
+
+    // The administrator who opened the link comes back to the callback: a page says whether the app is approved,
+    // in fixed words whatever the redirect carries, and no sign-in is attempted.
+    let server = &multi.server;
+    let token_requests = multi.entra.token_requests();
+    let consent_return = |query: &'static str| async move {
+        let url = format!("{}?{query}&state=gatehouse_admin_consent", server.url("/thirdparty/callback"));
+        let response = server.client.get(url).send().await.unwrap();
+        (response.status().as_u16(), response.text().await.unwrap())
+    };
+    let (status, page) = consent_return("admin_consent=True&tenant=72f988bf-86f1-41af-91ab-2d7cd011db47").await;
+    assert_eq!(status, 200);
+    assert!(page.contains("The app is approved for your organisation"), "{page}");
+    let (status, page) = consent_return("error=access_denied&error_description=Call%20%2B1%20555%200100").await;
+    assert!(status == 200 && page.contains("was not approved") && !page.contains("555"), "{page}");
+    assert_eq!(multi.entra.token_requests(), token_requests, "no code was redeemed for these returns");
 }
 
 async fn token_endpoint_failures_never_leak(backend: Backend) {

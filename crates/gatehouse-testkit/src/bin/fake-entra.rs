@@ -121,8 +121,9 @@ async fn main() -> ExitCode {
         }
     };
     let xms_edov = args.xms_edov.map(Value::Bool);
-    let groups: Vec<String> =
-        (0..args.groups).map(|n| Uuid::from_u128(0x6000_0000_0000_4000_8000_0000_0000_0000 + n as u128).to_string()).collect();
+    let groups: Vec<String> = (0..args.groups)
+        .map(|n| Uuid::from_u128(0x6000_0000_0000_4000_8000_0000_0000_0000 + n as u128).to_string())
+        .collect();
     let make_user = move |user: FakeUser| FakeUser { xms_edov: xms_edov.clone(), groups: groups.clone(), ..user };
     let edov = args.xms_edov.map_or("absent".to_owned(), |edov| edov.to_string());
     println!("# DEMO ONLY: a fake Microsoft Entra ID on {} (loopback only; Ctrl-C stops it).", fake.base_url());
