@@ -838,9 +838,6 @@ await scenario("10. a cross-site text/plain form cannot sign the visitor in as t
   expect(state.name === "success" && state.payload.user.emails[0].address === "mallory@fabrikam.com", `the attacker's own exchange: ${JSON.stringify(state)}`);
 });
 
-await browser.close();
-pages.close();
-cleanup();
 await scenario("11. app code beside hanko-profile shows the roles and tenant of the session JWT", async () => {
   await control("/next-user", { email: "adele@contoso.com", upn: "adele@contoso.com", roles: ["Reader", "Approver"] });
   const { context, page } = await newPage();
@@ -857,6 +854,9 @@ await scenario("11. app code beside hanko-profile shows the roles and tenant of 
   await context.close();
 });
 
+await browser.close();
+pages.close();
+cleanup();
 const passed = results.filter(Boolean).length;
 const failed = results.length - passed;
 console.log(`${passed} passed, ${failed} failed`);

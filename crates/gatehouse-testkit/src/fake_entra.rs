@@ -1463,16 +1463,19 @@ fn query_pairs(query: Option<String>) -> HashMap<String, String> {
 }
 
 /// Graph's answer to a request without a token it knows, or without the permission the resource needs.
-fn graph_error(status: StatusCode, code: &str, message: &str) -> Response {
-    json_response(status, &json!({ "error": { "code": code, "message": message } }))
+fn graph_error(status: StatusCode, code: &str, message: &str) -> Box<Response> {
+    Box::new(json_response(status, &json!({ "error": { "code": code, "message": message } })))
 }
 
 /// The grant behind a Graph request's bearer token, if it holds `permission`; otherwise Graph's refusal.
-fn graph_grant(inner: &Inner, headers: &HeaderMap, permission: &str) -> Result<GraphGrant, Response> {
+fn graph_grant(inner: &Inner, headers: &HeaderMap, permission: &str) -> Result<GraphGrant, Box<Response>> {
     inner.graph_requests.fetch_add(1, Ordering::Relaxed);
     let mut state = inner.lock();
     if let Some((status, body)) = state.next_graph_failure.take() {
-        return Err(json_response(StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR), &body));
+        return Err(Box::new(json_response(
+            StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            &body,
+        )));
     }
     let bearer = headers
         .get(header::AUTHORIZATION)
@@ -1502,7 +1505,7 @@ async fn graph_groups(State(inner): State<Arc<Inner>>, headers: HeaderMap, RawQu
     let query = query_pairs(query);
     let grant = match graph_grant(&inner, &headers, "GroupMember.Read.All") {
         Ok(grant) => grant,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let start: usize = query.get("$skiptoken").and_then(|token| token.parse().ok()).unwrap_or(0);
     let page_size = query
@@ -1527,7 +1530,7 @@ async fn graph_groups(State(inner): State<Arc<Inner>>, headers: HeaderMap, RawQu
 async fn graph_organization(State(inner): State<Arc<Inner>>, headers: HeaderMap) -> Response {
     let grant = match graph_grant(&inner, &headers, "User.Read") {
         Ok(grant) => grant,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let name = inner.lock().tenant_names.get(&grant.user.tid).cloned();
     json_response(StatusCode::OK, &json!({ "value": [{ "id": grant.user.tid, "displayName": name }] }))
@@ -1538,7 +1541,7 @@ async fn graph_me(State(inner): State<Arc<Inner>>, headers: HeaderMap, RawQuery(
     let query = query_pairs(query);
     let grant = match graph_grant(&inner, &headers, "User.Read") {
         Ok(grant) => grant,
-        Err(refusal) => return refusal,
+        Err(refusal) => return *refusal,
     };
     let user = grant.user;
     let mut profile = Map::new();
