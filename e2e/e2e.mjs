@@ -719,6 +719,9 @@ await scenario("8e. the Users view shows a Microsoft user and revokes a session"
   await page.getByRole("heading", { name: "megan@contoso.com" }).waitFor();
   const identities = page.locator("#user-identities tbody tr");
   await identities.filter({ hasText: "Microsoft" }).first().waitFor();
+  // Roles and groups as of the last sign-in (the demo user has none), with when Microsoft said so.
+  const facts = await identities.first().locator("td.directory").textContent();
+  expect(/none\s*read /.test(facts), `the identity shows its roles and groups and when they were read: ${facts}`);
   const sessions = page.locator("#user-sessions tbody tr");
   await sessions.first().waitFor();
   const before = await sessions.count();
