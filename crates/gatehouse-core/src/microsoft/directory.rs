@@ -228,6 +228,14 @@ mod tests {
         assert_eq!(filter(&[]).apply(["b".into(), "a".into(), "a".into()]), vec!["a".to_string(), "b".to_string()]);
     }
 
+    /// Groups read from Graph pass the same bounds as the token's: nothing empty or overlong reaches a session.
+    #[test]
+    fn empty_or_overlong_groups_are_never_kept() {
+        let longest = "g".repeat(MAX_VALUE_LEN);
+        let kept = filter(&[]).apply([String::new(), longest.clone(), format!("{longest}g")]);
+        assert_eq!(kept, vec![longest]);
+    }
+
     #[test]
     fn exact_values_and_prefixes_keep_only_their_groups() {
         let keep = filter(&["0F3A1111-2222-3333-4444-555566667777", "app-*"]);
