@@ -89,9 +89,19 @@ fn grant_for(
         is_primary: true,
         is_verified: email.is_verified(),
     });
+    grant_with(plan, user.id, email, amr, directory)
+}
+
+fn grant_with(
+    plan: &ClaimsPlan,
+    user_id: UserId,
+    email: Option<EmailClaim>,
+    amr: Vec<String>,
+    directory: Option<DirectoryFacts>,
+) -> SessionGrant {
     let no_values = BTreeMap::new();
     let custom = plan.claims(&TemplateInput {
-        user_id: user.id,
+        user_id,
         email: email.as_ref(),
         tenant_id: directory.as_ref().map(|facts| facts.tenant.id.as_str()),
         tenant_name: directory.as_ref().and_then(|facts| facts.tenant.name.as_deref()),
@@ -99,7 +109,7 @@ fn grant_for(
         groups: directory.as_ref().map_or(&[][..], |facts| facts.groups.as_slice()),
         custom: directory.as_ref().map_or(&no_values, |facts| &facts.custom),
     });
-    SessionGrant { user_id: user.id, email, amr, directory, custom }
+    SessionGrant { user_id, email, amr, directory, custom }
 }
 
 impl<'a> Sessions<'a> {
@@ -142,6 +152,17 @@ impl<'a> Sessions<'a> {
             AuditLog::announce(kind, Some(user_id), None);
         }
         Ok((user, IssuedSession { token, claims, evicted }))
+    }
+
+    /// Refuses, before a sign-in stores anything, what would make every session of it too large: the JWT of a
+    /// session with `amr` and `directory` but no email is a lower bound of the one the token exchange will mint
+    /// (an email only adds claims and text), so a sign-in refused here could never have had a session.
+    pub async fn check_fits(&self, amr: Vec<String>, directory: &DirectoryFacts) -> Result<(), SessionError> {
+        let plan = self.app.claims_plan();
+        let grant = grant_with(plan, UserId::generate(), None, amr, Some(directory.clone()));
+        let claims = policy(&self.app.config().session).claims(&grant, SessionId::generate(), self.app.clock().now());
+        let token = self.app.keys().sign(&claims).await?;
+        Ok(plan.check_size(&token)?)
     }
 
     /// The session behind `token`, if the JWT verifies and its row still exists. Invalid tokens are `None`; an

@@ -37,6 +37,7 @@ use url::Url;
 use crate::{
     App,
     audit::{AuditLog, RequestMeta},
+    sessions::SessionError,
 };
 
 pub const MICROSOFT: &str = "microsoft";
@@ -517,6 +518,18 @@ impl ThirdParty {
             ThirdPartyFailure::new(error.code(), description)
         })?;
         let facts = self.directory_facts(client, &user, tokens.access_token.as_ref(), now).await?;
+        if state.connect_user_id.is_none() {
+            // Refused before the account, the identity's data and the one-time token are written, rather than at the
+            // exchange: a user would be signed up (with every group stored) who can never have a session.
+            match app.sessions().check_fits(vec![format!("ext:{MICROSOFT}")], &facts).await {
+                Ok(()) => {}
+                Err(SessionError::TooLarge(error)) => {
+                    tracing::error!(%error, "refused a sign-in whose session would be too large");
+                    return Err(ThirdPartyFailure::unavailable(error.to_string()));
+                }
+                Err(error) => return Err(server_error(&error)),
+            }
+        }
         let profile = profile(&user, &facts);
         let token = random::token();
         let result = store

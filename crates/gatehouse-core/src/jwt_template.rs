@@ -25,8 +25,10 @@ use crate::{custom_claims::CustomClaim, ids::UserId, session::EmailClaim};
 /// Where the template sits in the configuration; every issue's path starts with it.
 pub const TEMPLATE_PATH: &str = "session.jwt_template.claims";
 
-/// Top-level claims Gatehouse sets itself: Hanko's, the standard JWT ones, and Gatehouse's `tenant`, `roles` and
-/// `groups`. A template may not set them: an app trusts `sub` or `exp` because only Gatehouse writes them.
+/// Top-level claims Gatehouse sets itself: Hanko's, the standard JWT ones, Gatehouse's `tenant`, `roles` and
+/// `groups`, and the names `/sessions/validate` gives the built-in claims (Hanko's `subject`, `expiration`, …),
+/// beside which it lists the custom ones. A template may not set them: an app trusts `sub` or `exp`, or
+/// `subject` in a validation, because only Gatehouse writes them.
 pub const RESERVED_CLAIMS: &[&str] = &[
     "sub",
     "exp",
@@ -42,6 +44,11 @@ pub const RESERVED_CLAIMS: &[&str] = &[
     "tenant",
     "roles",
     "groups",
+    "subject",
+    "expiration",
+    "issued_at",
+    "audience",
+    "issuer",
 ];
 
 /// Whether Gatehouse sets `name` itself.
@@ -533,6 +540,16 @@ mod tests {
             );
         }
         assert!(parse(json!({"app": {"sub": "x", "email": "y"}})).is_ok(), "only top-level keys are reserved");
+    }
+
+    /// `/sessions/validate` lists the custom claims beside the built-in ones under Hanko's names: a custom
+    /// `subject` would be a second `subject` key there, the one a JSON reader keeps.
+    #[test]
+    fn the_names_of_the_validation_view_are_reserved() {
+        for name in ["subject", "expiration", "issued_at", "audience", "issuer"] {
+            assert!(parse(json!({ name: "x" })).is_err(), "{name}");
+            assert!(is_reserved(name), "{name}");
+        }
     }
 
     #[test]

@@ -73,6 +73,19 @@ struct ErrorDetail {
     code: Option<String>,
 }
 
+/// `next` when it is on the Graph at `graph` (same scheme, host and port, under its path, no user info); compared
+/// as parsed URLs, so that a configured `graph_url` written with capitals or its default port still matches the
+/// links Graph writes.
+fn same_graph(next: &str, graph: &str) -> Option<url::Url> {
+    let next = url::Url::parse(next).ok()?;
+    let graph = url::Url::parse(&format!("{}/", graph.trim_end_matches('/'))).ok()?;
+    let same = next.origin() == graph.origin()
+        && next.username().is_empty()
+        && next.password().is_none()
+        && next.path().starts_with(graph.path());
+    same.then_some(next)
+}
+
 impl MicrosoftClient {
     /// The ids of every group the user is a member of, directly or through other groups (as the `groups` claim
     /// counts them): `/me/transitiveMemberOf/microsoft.graph.group`, page by page.
@@ -85,8 +98,7 @@ impl MicrosoftClient {
             groups.extend(page.value.iter().filter_map(|group| group.get("id")?.as_str().map(str::to_owned)));
             match page.next_link {
                 // The next page must be on the same Graph: the token goes with the request.
-                Some(next) if next.starts_with(&format!("{graph}/")) => url = next,
-                Some(_) => return Err(GraphError::Malformed),
+                Some(next) => url = same_graph(&next, graph).ok_or(GraphError::Malformed)?.into(),
                 None => return Ok(groups),
             }
         }
@@ -132,5 +144,40 @@ impl MicrosoftClient {
             return Err(GraphError::Refused { status: status.as_u16(), code });
         }
         response.json().await.map_err(|_| GraphError::Malformed)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_next_page_is_followed_only_on_the_same_graph() {
+        let graph = "https://graph.microsoft.com";
+        let link = "https://graph.microsoft.com/v1.0/me/transitiveMemberOf/microsoft.graph.group?$skiptoken=x";
+        assert_eq!(same_graph(link, graph).map(String::from).as_deref(), Some(link));
+        for foreign in [
+            "https://graph.microsoft.com.evil.example/v1.0/me",
+            "https://graph.microsoft.com@evil.example/v1.0/me",
+            "https://user@graph.microsoft.com/v1.0/me",
+            "http://graph.microsoft.com/v1.0/me",
+            "https://graph.microsoft.com:8443/v1.0/me",
+            "https://evil.example/https://graph.microsoft.com/v1.0/me",
+            "/v1.0/me",
+        ] {
+            assert_eq!(same_graph(foreign, graph), None, "{foreign}");
+        }
+        let proxied = "https://proxy.example/graph";
+        assert!(same_graph("https://proxy.example/graph/v1.0/me", proxied).is_some());
+        assert!(same_graph("https://proxy.example/other/v1.0/me", proxied).is_none());
+    }
+
+    /// A `graph_url` with capitals or its default port names the same Graph as the links Graph writes.
+    #[test]
+    fn the_configured_graph_is_compared_as_a_url() {
+        let link = "https://dod-graph.microsoft.us/v1.0/me/transitiveMemberOf/microsoft.graph.group?$skiptoken=x";
+        for graph in ["https://DOD-Graph.microsoft.us", "https://dod-graph.microsoft.us:443/"] {
+            assert!(same_graph(link, graph).is_some(), "{graph}");
+        }
     }
 }
