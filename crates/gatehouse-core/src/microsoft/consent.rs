@@ -215,6 +215,15 @@ mod tests {
     }
 
     #[test]
+    fn the_approver_is_named_for_people() {
+        assert_eq!(
+            ConsentTenant::Tenant("contoso.com".into()).who_approves(),
+            "an administrator of the tenant contoso.com"
+        );
+        assert!(ConsentTenant::AdminsOwn.who_approves().starts_with("an administrator of the organisation"));
+    }
+
+    #[test]
     fn a_cloud_that_is_not_a_url_is_refused() {
         assert!(AppRegistration::new("login.microsoftonline.com", CLIENT, CALLBACK).is_err());
         assert!(AppRegistration::new("mailto:a@b.c", CLIENT, CALLBACK).is_err());

@@ -200,6 +200,8 @@ mod tests {
             GroupsClaim::Listed(vec!["g1".into(), "g2".into()])
         );
         assert_eq!(GroupsClaim::from_claims(None, None, None), GroupsClaim::Absent);
+        // A single group may come as a string rather than a list.
+        assert_eq!(GroupsClaim::from_claims(Some(&json!("g1")), None, None), GroupsClaim::Listed(vec!["g1".into()]));
     }
 
     #[test]
@@ -251,6 +253,9 @@ mod tests {
         for bad in ["", "*", "a*b", "**", "a**"] {
             assert!(GroupFilter::parse(&[bad.to_string()]).is_err(), "{bad:?}");
         }
+        let longest = "g".repeat(MAX_VALUE_LEN);
+        assert!(GroupFilter::parse(&[longest.clone(), format!("{longest}*")]).is_ok(), "as long as a kept value");
+        assert!(GroupFilter::parse(&[format!("{longest}g")]).is_err(), "longer than any kept value");
     }
 
     #[test]
