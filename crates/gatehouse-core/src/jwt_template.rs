@@ -256,10 +256,9 @@ impl ClaimsPlan {
 fn parse_node(value: &Value, path: &str, declared: &BTreeSet<String>, issues: &mut Vec<TemplateIssue>) -> Option<Node> {
     match value {
         Value::String(text) => match parse_pieces(text, declared) {
+            // A string that is one placeholder keeps its value's type; any other renders as text.
             Ok(pieces) => Some(match pieces.as_slice() {
-                [] => Node::Static(Value::String(String::new())),
                 [Piece::Field(field)] => Node::Field(field.clone()),
-                [Piece::Text(text)] => Node::Static(typed_text(text.clone())),
                 _ => Node::Text(pieces),
             }),
             Err(message) => {
