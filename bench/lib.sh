@@ -50,6 +50,13 @@ wait_ready() {
   echo "Gatehouse did not become ready:" >&2; cat "$WORK/gatehouse.log" >&2; return 1
 }
 
+# signin_load [FLAG…]: complete sign-ins against the running Gatehouse, $CONCURRENCY at a time, with its CPU and
+# memory and the calls it makes to the fake counted; the last line printed is the report as JSON.
+signin_load() {
+  target/release/signin-load --base-url "$GH" --concurrency "$CONCURRENCY" \
+    --gatehouse-pid "$GATEHOUSE" --entra-control "$ENTRA_CONTROL" "$@"
+}
+
 rss_mb() { awk '/^VmRSS/{printf "%.1f", $2/1024}' "/proc/$GATEHOUSE/status"; }
 peak_rss_mb() { awk '/^VmHWM/{printf "%.1f", $2/1024}' "/proc/$GATEHOUSE/status"; }
 

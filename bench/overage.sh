@@ -24,10 +24,6 @@ run() {
   start_fake --distinct-users --groups "$1"
   local fake=${PIDS[-1]}
   start_gatehouse; wait_ready
-  signin_load() {
-    target/release/signin-load --base-url "$GH" --concurrency "$CONCURRENCY" \
-      --gatehouse-pid "$GATEHOUSE" --entra-control "$ENTRA_CONTROL" "$@"
-  }
   signin_load --duration 2 >/dev/null
   signin_load --duration "$SIGNIN_SECONDS" | tail -1
   stop_gatehouse

@@ -34,11 +34,6 @@ seed() {
   SEED_SECONDS=$(awk '/^seeded/{print $(NF-1)}' <<<"$out")
 }
 
-signin_load() {
-  target/release/signin-load --base-url "$GH" --concurrency "$CONCURRENCY" \
-    --gatehouse-pid "$GATEHOUSE" --entra-control "$ENTRA_CONTROL" "$@"
-}
-
 # measure BACKEND USERS: starts Gatehouse; idle memory, validate, sign-in load; stops it. Validate goes first, as in
 # bench/http.sh: after a sign-in load the same process validates about 20 % slower, whatever the database's size.
 measure() {
